@@ -1,0 +1,11 @@
+"""maskclf: train, tune, export and deploy face-mask classifiers.
+
+Importing this package never imports TensorFlow; the heavy modules
+(``maskclf.train``, ``maskclf.pipeline`` ...) import it when they are used.
+"""
+
+__version__ = "0.1.0"
+
+from maskclf.files import MaskclfError  # noqa: E402
+
+__all__ = ["__version__", "MaskclfError"]

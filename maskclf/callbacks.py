@@ -1,0 +1,85 @@
+"""Keras callbacks maskclf adds: validation balanced accuracy and an atomic best checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from maskclf.files import atomic_path
+
+
+def predict_dataset(model, ds) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) over a labelled batched dataset."""
+    ys, ps = [], []
+    for x, y in ds:
+        ps.append(np.asarray(model(x, training=False)))
+        ys.append(np.asarray(y))
+    y = np.concatenate(ys)
+    if y.ndim == 2:  # one-hot
+        y = y.argmax(1)
+    return y.astype(int), np.concatenate(ps)
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Adds ``val_balanced_accuracy`` and ``val_macro_f1`` to the epoch logs.
+
+    Placed first in the callback list, so early stopping and checkpointing can monitor them.
+    """
+
+    def __init__(self, val_ds):
+        super().__init__()
+        self.val_ds = val_ds
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import balanced_accuracy_score, f1_score
+
+        y, p = predict_dataset(self.model, self.val_ds)
+        pred = p.argmax(1)
+        if logs is not None:
+            logs["val_balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+            logs["val_macro_f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
+
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Saves the model when ``monitor`` improves, to a temporary name then renamed.
+
+    A kill during the save never leaves a truncated ``best.keras``. The best value is kept
+    in a side file so a resumed run does not overwrite a better checkpoint.
+    """
+
+    def __init__(self, path: str | os.PathLike, monitor: str, mode: str = "max", verbose: bool = True):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.mode = mode
+        self.verbose = verbose
+        self.state = self.path.with_suffix(".best")
+        self.best = None
+        if self.state.is_file() and self.path.is_file():
+            try:
+                self.best = float(self.state.read_text())
+            except ValueError:
+                self.best = None
+
+    def _better(self, v: float) -> bool:
+        if self.best is None:
+            return True
+        return v > self.best if self.mode == "max" else v < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        v = (logs or {}).get(self.monitor)
+        if v is None:
+            raise KeyError(f"checkpoint monitor {self.monitor!r} not in the epoch logs: {sorted(logs or {})}")
+        v = float(v)
+        if np.isnan(v) or not self._better(v):
+            return
+        self.best = v
+        with atomic_path(self.path) as tmp:
+            self.model.save(tmp)
+        with atomic_path(self.state) as tmp:
+            tmp.write_text(repr(v))
+        if self.verbose:
+            print(f"  epoch {epoch + 1}: {self.monitor} improved to {v:.4f}, saved {self.path.name}", flush=True)

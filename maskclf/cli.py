@@ -1,0 +1,209 @@
+"""Command line: ``maskclf <command> ...``. Parses arguments and calls the library; nothing more.
+
+Errors in the user's input print one line (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from maskclf import __version__
+from maskclf.files import MaskclfError
+
+EPILOG_TRAIN = """examples:
+  maskclf train --data data/sample
+  maskclf train --data ../faces --model vgg19 --image-size 64 --epochs 20 train.optimizer=rmsprop
+  maskclf train --data VOC_ROOT data.class_map='{mask_weared_incorrect: with_mask}'   # two classes
+  maskclf train --config runs/tune-x/best.yaml --data VOC_ROOT
+key=value sets any config key (section.key, or key alone when unique); model options as model.<option>,
+e.g. model.filters=[32,64] model.dropout=0.4. Run `maskclf config` to see every key and its default."""
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _build_config(args) -> "object":
+    from maskclf import config as C
+
+    cfg = C.load_config(args.config) if getattr(args, "config", None) else C.Config()
+    overrides: dict = {}
+    for flag, key in (("data", "data.path"), ("model", "model.name"), ("image_size", "data.image_size"),
+                      ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("out", "train.out"),
+                      ("seed", "train.seed")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            overrides[key] = v
+    cfg = C.apply_overrides(cfg, overrides)
+    if getattr(args, "overrides", None):
+        cfg = C.apply_overrides(cfg, args.overrides)
+    if args.model is not None and args.image_size is None and not any(
+            o.split("=")[0] in ("image_size", "data.image_size") for o in (args.overrides or [])):
+        # A model chosen on the command line brings its own default input size.
+        from maskclf.models import get_spec
+        if not getattr(args, "config", None):
+            cfg = C.apply_overrides(cfg, {"data.image_size": get_spec(args.model).image_size})
+    return cfg
+
+
+def cmd_train(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.train import train
+
+    cfg = _build_config(args)
+    run_dir = train(cfg, progress=not args.quiet)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(f"run directory: {run_dir}")
+    print(f"test accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "
+          f"macro F1 {metrics['macro_f1']:.4f}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.evaluate import evaluate_run, format_summary
+
+    metrics = evaluate_run(args.run_dir, data=args.data, progress=not args.quiet)
+    print(format_summary(metrics))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.evaluate import predict_images
+
+    results = predict_images(args.run_dir, args.inputs)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['path']}\tERROR\t{r['error']}")
+            else:
+                print(f"{r['path']}\t{r['label']}\t{r['score']:.3f}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+def cmd_data_inspect(args) -> int:
+    from maskclf import config as C
+    from maskclf.datasets import assign_splits, load_dataset, summarize
+
+    cfg = C.apply_overrides(C.Config(), {"data.path": args.path, **dict(C._split_kv(o) for o in args.overrides)})
+    ds = load_dataset(cfg.data, progress=True)
+    splits = assign_splits(ds, cfg.data) if not args.no_split else None
+    print(summarize(ds, splits, max_examples=args.examples))
+    return 0
+
+
+def cmd_models(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.models import REGISTRY
+
+    for name in sorted(REGISTRY):
+        s = REGISTRY[name]
+        print(f"{name:<22} size {s.image_size:<4} {s.description}")
+        if args.verbose:
+            print(f"{'':<22} options: {', '.join(s.option_names())}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from maskclf import config as C
+
+    cfg = C.load_config(args.config) if args.config else C.Config()
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="maskclf",
+        description="Train, evaluate and use face-mask classifiers (with mask / without mask / mask worn incorrectly).",
+        epilog="Start with: maskclf train --data data/sample   (see README.md)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"maskclf {__version__}")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model; writes a run directory",
+                       description="Train a model on a dataset folder and evaluate it on its test split.",
+                       epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--data", help="dataset root: class folders, split folders or Pascal VOC (default data/sample)")
+    t.add_argument("--model", help="model name (see `maskclf models`; default small_cnn)")
+    t.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    t.add_argument("--batch-size", type=int, help="batch size")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--out", help="folder for run directories (default runs/)")
+    t.add_argument("--config", help="YAML config to start from (a run's config.yaml or a tuner's best.yaml)")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=3e-4")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a run on its test split or another dataset")
+    e.add_argument("run_dir", help="run directory made by `maskclf train`")
+    e.add_argument("--data", help="evaluate on every image of this dataset instead (classes matched by name)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="classify face images with a run's model")
+    pr.add_argument("run_dir", help="run directory made by `maskclf train`")
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    pr.add_argument("--json", action="store_true", help="print JSON (label, score, all probabilities)")
+    pr.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    di = dsub.add_parser("inspect", help="check a dataset: layout, counts, sizes, duplicates, problems")
+    di.add_argument("path")
+    di.add_argument("--no-split", action="store_true", help="do not compute the train/validation/test split")
+    di.add_argument("--examples", type=int, default=3, help="examples listed per problem kind")
+    di.add_argument("overrides", nargs="*", metavar="key=value", help="data options, e.g. data.crop_margin=0.3")
+    di.set_defaults(func=cmd_data_inspect)
+    d.set_defaults(func=lambda a: (d.print_help(), 2)[1])
+
+    m = sub.add_parser("models", help="list the model registry")
+    m.add_argument("-v", "--verbose", action="store_true", help="show each model's options")
+    m.set_defaults(func=cmd_models)
+
+    c = sub.add_parser("config", help="print the default (or a given) configuration as YAML")
+    c.add_argument("config", nargs="?")
+    c.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``maskclf`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MaskclfError as e:
+        if args.debug:
+            raise
+        print(f"maskclf: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maskclf: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  a bug: one line unless --debug
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        print(f"maskclf: internal error: {type(e).__name__}: {msg} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Typed, frozen configuration: data, augmentation, model, training.
+
+A config is read from YAML (sections ``data``, ``augment``, ``model``, ``train``) and refined by
+``key=value`` overrides (``train.epochs=5``, or ``epochs=5`` when the name is unique). Unknown keys
+and wrong types are errors that list what is valid. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maskclf.files import MaskclfError, write_text
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they become labelled face crops.
+
+    Attributes:
+        path: dataset root (class folders, split folders, or Pascal VOC images/ + annotations/).
+        layout: ``auto`` (detect), ``folders``, ``splits`` or ``voc``.
+        image_size: side of the square model input in pixels.
+        crop_margin: VOC crops: fraction of the face's longer side added on each side.
+        min_face_size: VOC crops: faces whose shorter side is below this many pixels are skipped.
+        class_map: rename classes (``{old: new}``); map to ``null``/``""`` to drop a class.
+        classes: keep only these classes (after ``class_map``); empty keeps all.
+        val_fraction: share of groups for validation when the source has no validation split.
+        test_fraction: share of groups for test when the source has no test split.
+        dedupe_distance: images whose perceptual hashes differ in at most this many bits
+            (of 64) are one duplicate group; -1 turns near-duplicate grouping off.
+        split_seed: seed of the grouped, stratified split.
+    """
+
+    path: str = "data/sample"
+    layout: str = "auto"
+    image_size: int = 64
+    crop_margin: float = 0.15
+    min_face_size: int = 8
+    class_map: dict = field(default_factory=dict)
+    classes: tuple = ()
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    dedupe_distance: int = 4
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-only augmentation, knobs named as in Keras' old ImageDataGenerator.
+
+    Attributes:
+        rotation_range: degrees, random rotation in [-r, r].
+        width_shift_range: fraction of width, random horizontal shift.
+        height_shift_range: fraction of height, random vertical shift.
+        shear_range: shear intensity as a fraction (0.2 = up to 20 % shear).
+        zoom_range: random zoom in [1 - z, 1 + z].
+        horizontal_flip: random left-right flip (faces are symmetric enough).
+        vertical_flip: random up-down flip (off for faces).
+        brightness_range: multiplicative brightness range ``[lo, hi]``, or empty for none.
+        contrast_range: random contrast factor in [1 - c, 1 + c]; 0 for none.
+        fill_mode: how pixels outside the image are filled: reflect, wrap, nearest, constant.
+    """
+
+    rotation_range: float = 15.0
+    width_shift_range: float = 0.1
+    height_shift_range: float = 0.1
+    shear_range: float = 0.0
+    zoom_range: float = 0.1
+    horizontal_flip: bool = True
+    vertical_flip: bool = False
+    brightness_range: tuple = (0.8, 1.2)
+    contrast_range: float = 0.0
+    fill_mode: str = "reflect"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model family to build and its options.
+
+    Attributes:
+        name: a registry name (``maskclf.models.available_models()``).
+        weights: ``imagenet`` for pretrained backbones (downloaded by Keras), or null.
+        options: builder options (e.g. small_cnn ``filters``, ``blocks``, ``dropout``); set them
+            with ``model.<option>=value``.
+    """
+
+    name: str = "small_cnn"
+    weights: typing.Optional[str] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        epochs: maximum epochs (early stopping usually ends sooner).
+        batch_size: images per step.
+        optimizer: adam, adamw, sgd, rmsprop, adadelta, adagrad, nadam.
+        learning_rate: initial learning rate.
+        class_weight: ``auto`` (inverse frequency), ``sqrt`` (its square root), ``none``,
+            or a mapping ``{class: weight}``.
+        monitor: validation metric for early stopping and the best checkpoint.
+        patience: epochs without improvement before stopping.
+        fine_tune_epochs: backbones with pretrained weights: epochs of the second phase.
+        fine_tune_layers: backbone layers unfrozen (from the top) in the second phase.
+        fine_tune_learning_rate: learning rate of the second phase.
+        label_smoothing: label smoothing of the cross-entropy.
+        seed: seeds Python, NumPy and TensorFlow.
+        out: folder that receives run directories.
+    """
+
+    epochs: int = 40
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    class_weight: typing.Any = "auto"
+    monitor: str = "val_balanced_accuracy"
+    patience: int = 10
+    fine_tune_epochs: int = 0
+    fine_tune_layers: int = 20
+    fine_tune_learning_rate: float = 1e-5
+    label_smoothing: float = 0.0
+    seed: int = 0
+    out: str = "runs"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole training configuration, as saved to ``config.yaml`` in each run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples become lists) for YAML/JSON."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes the result (not the output folder)."""
+        d = self.to_dict()
+        d["train"].pop("out", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+SECTIONS = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
+VALID_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad", "nadam")
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
+    """Check/convert ``value`` to the field type; one-line error naming the key otherwise."""
+    name = f"{section}.{key}"
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:  # Optional[str]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "")):
+            return None
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+    if typ is typing.Any:
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise MaskclfError(f"config key {name}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise MaskclfError(f"config key {name}: expected an integer, got {value!r}")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MaskclfError(f"config key {name}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise MaskclfError(f"config key {name}: expected a string, got {value!r}")
+        return str(value)
+    if typ is tuple:
+        if value is None:
+            return ()
+        if isinstance(value, (str, int, float)):
+            value = [v.strip() for v in str(value).split(",") if v.strip()] if isinstance(value, str) else [value]
+        if not isinstance(value, (list, tuple)):
+            raise MaskclfError(f"config key {name}: expected a list, got {value!r}")
+        return tuple(value)
+    if typ is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise MaskclfError(f"config key {name}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _check_values(cfg: Config) -> None:
+    d, t = cfg.data, cfg.train
+    if d.layout not in ("auto", "folders", "splits", "voc"):
+        raise MaskclfError(f"config key data.layout: {d.layout!r} is not one of auto, folders, splits, voc")
+    if not 8 <= d.image_size <= 1024:
+        raise MaskclfError(f"config key data.image_size: {d.image_size} is outside 8..1024")
+    if not 0 <= d.val_fraction < 1 or not 0 <= d.test_fraction < 1 or d.val_fraction + d.test_fraction >= 1:
+        raise MaskclfError("config keys data.val_fraction/test_fraction: each in [0, 1) and together below 1")
+    if t.optimizer.lower() not in VALID_OPTIMIZERS:
+        raise MaskclfError(f"config key train.optimizer: {t.optimizer!r} is not one of {', '.join(VALID_OPTIMIZERS)}")
+    if t.epochs < 1 or t.batch_size < 1:
+        raise MaskclfError("config keys train.epochs and train.batch_size must be at least 1")
+    if not (t.learning_rate > 0):
+        raise MaskclfError("config key train.learning_rate must be positive")
+    cw = t.class_weight
+    if not (isinstance(cw, dict) or (isinstance(cw, str) and cw in ("auto", "sqrt", "none"))):
+        raise MaskclfError(f"config key train.class_weight: {cw!r} is not auto, sqrt, none or a mapping class: weight")
+    b = cfg.augment.brightness_range
+    if b and (len(b) != 2 or not all(isinstance(x, (int, float)) for x in b) or not 0 < b[0] <= b[1]):
+        raise MaskclfError(f"config key augment.brightness_range: expected [lo, hi] with 0 < lo <= hi, got {list(b)}")
+    if cfg.augment.fill_mode not in ("reflect", "wrap", "nearest", "constant"):
+        raise MaskclfError(f"config key augment.fill_mode: {cfg.augment.fill_mode!r} is not reflect, wrap, nearest or constant")
+
+
+def from_dict(raw: dict | None, source: str = "config") -> Config:
+    """Build a Config from a nested dict, rejecting unknown sections and keys."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise MaskclfError(f"{source}: expected a mapping with sections {', '.join(SECTIONS)}")
+    parts = {}
+    for sec, value in raw.items():
+        if sec not in SECTIONS:
+            raise MaskclfError(f"{source}: unknown section {sec!r}; valid sections: {', '.join(SECTIONS)}")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise MaskclfError(f"{source}: section {sec!r} must be a mapping")
+        types = _field_types(SECTIONS[sec])
+        kw = {}
+        for k, v in value.items():
+            if k not in types:
+                raise MaskclfError(f"{source}: unknown key {sec}.{k}; valid keys: {', '.join(types)}")
+            kw[k] = _coerce(sec, k, v, types[k])
+        parts[sec] = SECTIONS[sec](**kw)
+    cfg = Config(**parts)
+    _check_values(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config (a run's ``config.yaml`` or a tuner's ``best.yaml``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise MaskclfError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise MaskclfError(f"{p}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+    return from_dict(raw, source=str(p))
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML atomically."""
+    return write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def valid_keys() -> list[str]:
+    """Every ``section.key`` accepted by overrides."""
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict) -> Config:
+    """Apply ``key=value`` overrides (values parsed as YAML) and return a new Config.
+
+    ``model.<name>`` for a name that is not a ModelConfig field sets a model option
+    (checked by the model builder).
+    """
+    items = overrides.items() if isinstance(overrides, dict) else [_split_kv(o) for o in overrides]
+    d = cfg.to_dict()
+    for key, value in items:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value != "" else ""
+            except yaml.YAMLError:
+                pass
+        sec, name = _resolve_key(key)
+        if sec == "model" and name not in d["model"]:
+            d["model"]["options"][name] = value
+        else:
+            d[sec][name] = value
+    return from_dict(d, source="overrides")
+
+
+def _split_kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise MaskclfError(f"override {text!r}: expected key=value, e.g. train.epochs=5")
+    k, v = text.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def _resolve_key(key: str) -> tuple[str, str]:
+    if "." in key:
+        sec, name = key.split(".", 1)
+        if sec == "model" and name.startswith("options."):
+            name = name[len("options."):]
+        if sec in SECTIONS and (name in _field_types(SECTIONS[sec]) or sec == "model"):
+            return sec, name
+    else:
+        owners = [s for s, cls in SECTIONS.items() if key in _field_types(cls)]
+        if len(owners) == 1:
+            return owners[0], key
+        if len(owners) > 1:
+            raise MaskclfError(f"override key {key!r} is ambiguous; write one of "
+                               + ", ".join(f"{s}.{key}" for s in owners))
+    raise MaskclfError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys())} "
+                       "(model options as model.<option>)")
+
+
+def with_changes(cfg: Config, **sections: dict) -> Config:
+    """Copy of ``cfg`` with fields of sections replaced, e.g. ``with_changes(cfg, train={'epochs': 2})``."""
+    parts = {s: replace(getattr(cfg, s), **kw) for s, kw in sections.items()}
+    return replace(cfg, **parts)

@@ -1,0 +1,666 @@
+"""Image sources → labelled samples: class folders, split folders, or Pascal VOC photos cropped to faces.
+
+    load_dataset(DataConfig) -> LabeledImages (paths, labels, groups, given splits, problems)
+    assign_splits(...)       -> train/validation/test by group, stratified by class, seeded
+
+Every file is opened once here (results are cached per file in the user cache folder, keyed by
+path, size and mtime), so problems are found before training: they are listed in one report and the
+files are skipped. Duplicates (exact and near, by perceptual hash) share a group, and a group never
+sits on two sides of a split. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskclf import images as imgs
+from maskclf.config import DataConfig
+from maskclf.files import MaskclfError, atomic_path, cache_dir, write_json
+from maskclf.voc import VocAnnotation, clip_box, find_image, parse_voc
+
+LAYOUTS_HELP = ("expected one of: ROOT/<class>/*.jpg (class folders); "
+                "ROOT/{train,validation,test}/<class>/*.jpg (split folders, any case, val also accepted); "
+                "ROOT/images/*.jpg + ROOT/annotations/*.xml (Pascal VOC)")
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
+               "validation": "validation", "test": "test", "testing": "test"}
+CROP_VERSION = 1  # bump when the crop code changes, so caches rebuild
+INDEX_VERSION = 1
+THUMB = 16
+
+
+@dataclass
+class Problem:
+    """A file (or class) that was skipped, and why."""
+
+    kind: str
+    path: str
+    message: str
+
+
+@dataclass
+class LabeledImages:
+    """Labelled images found under a dataset root.
+
+    Attributes:
+        root: the dataset root.
+        layout: folders, splits or voc.
+        class_names: sorted class names (the model's output order).
+        paths: image files (for VOC: face crops in the crop cache).
+        labels: class index per path.
+        groups: group per path (photo for VOC crops, duplicate group for folders).
+        given_splits: the split named by the source (train/validation/test) or "" per path.
+        sources: original photo per path (VOC) or the path itself.
+        problems: everything skipped, with reasons.
+        notes: counters of filtered-but-valid items (e.g. faces below min size).
+        sizes: (width, height) of each image.
+    """
+
+    root: str
+    layout: str
+    class_names: list[str]
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    given_splits: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    notes: Counter = field(default_factory=Counter)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.labels)
+        return {n: c.get(i, 0) for i, n in enumerate(self.class_names)}
+
+
+# ----------------------------------------------------------------------------- layout detection
+
+def _subdirs(p: Path) -> list[Path]:
+    return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _ci_child(p: Path, name: str) -> Path | None:
+    for d in _subdirs(p):
+        if d.name.lower() == name:
+            return d
+    return None
+
+
+def detect_layout(root: str | os.PathLike) -> str:
+    """Return ``voc``, ``splits`` or ``folders`` for a dataset root.
+
+    Raises:
+        MaskclfError: the path is missing or matches no layout (the message lists the layouts).
+    """
+    r = Path(root)
+    if not r.exists():
+        raise MaskclfError(f"{r}: data folder not found; pass --data PATH")
+    if not r.is_dir():
+        raise MaskclfError(f"{r}: is a file; --data expects a folder ({LAYOUTS_HELP})")
+    if _ci_child(r, "images") and _ci_child(r, "annotations"):
+        return "voc"
+    names = {d.name.lower() for d in _subdirs(r)}
+    if names & {"train", "training"} or (names and names <= set(SPLIT_NAMES)):
+        return "splits"
+    if any(any(imgs.is_image_name(f) for f in d.iterdir()) for d in _subdirs(r)):
+        return "folders"
+    raise MaskclfError(f"{r}: no dataset layout found; {LAYOUTS_HELP}")
+
+
+# ----------------------------------------------------------------------------- per-file index
+
+@dataclass
+class _FileInfo:
+    ok: bool
+    message: str = ""
+    width: int = 0
+    height: int = 0
+    dhash: int = 0
+    thumb: bytes = b""
+
+
+def _describe(img: Image.Image) -> tuple[int, int, int, bytes]:
+    thumb = np.asarray(img.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.uint8).tobytes()
+    return img.width, img.height, imgs.dhash(img), thumb
+
+
+def _inspect_file(path: Path) -> _FileInfo:
+    try:
+        img = imgs.load_rgb(path)
+    except MaskclfError as e:
+        return _FileInfo(False, str(e))
+    if min(img.size) < 2:
+        return _FileInfo(False, f"{path}: image is {img.width}x{img.height} pixels, too small to learn from")
+    return _FileInfo(True, "", *_describe(img))
+
+
+class _Index:
+    """Per-file results cached across runs (keyed by absolute path, size, mtime)."""
+
+    def __init__(self, root: Path):
+        key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+        self.path = cache_dir("index") / f"{key}.json"
+        self.data: dict = {}
+        try:
+            raw = json.loads(self.path.read_text())
+            if raw.get("version") == INDEX_VERSION:
+                self.data = raw["files"]
+        except (OSError, ValueError, KeyError):
+            pass
+        self.dirty = False
+
+    @staticmethod
+    def _stamp(p: Path) -> str:
+        st = p.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
+    def get(self, p: Path) -> _FileInfo | None:
+        try:
+            rec = self.data.get(str(p))
+            if rec and rec["stamp"] == self._stamp(p):
+                return _FileInfo(rec["ok"], rec["message"], rec["w"], rec["h"], int(rec["dhash"]),
+                                 bytes.fromhex(rec["thumb"]))
+        except OSError:
+            pass
+        return None
+
+    def put(self, p: Path, info: _FileInfo) -> None:
+        try:
+            stamp = self._stamp(p)
+        except OSError:
+            return
+        self.data[str(p)] = {"stamp": stamp, "ok": info.ok, "message": info.message, "w": info.width,
+                             "h": info.height, "dhash": str(info.dhash), "thumb": info.thumb.hex()}
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.dirty:
+            write_json(self.path, {"version": INDEX_VERSION, "files": self.data})
+
+
+def _inspect_files(paths: list[Path], index: _Index, progress: bool, what: str) -> list[_FileInfo]:
+    out: list[_FileInfo | None] = [index.get(p) for p in paths]
+    todo = [i for i, r in enumerate(out) if r is None]
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
+            for n, (i, info) in enumerate(zip(todo, ex.map(lambda i: _inspect_file(paths[i]), todo)), 1):
+                out[i] = info
+                index.put(paths[i], info)
+                if progress and (n % 500 == 0 or n == len(todo)):
+                    print(f"  checked {n}/{len(todo)} {what}", file=sys.stderr, flush=True)
+        index.save()
+    return out  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- folder layouts
+
+def _list_files(d: Path, problems: list[Problem]) -> list[Path]:
+    """All files under a class folder (recursively, symlink loops and unreadable folders reported)."""
+    out: list[Path] = []
+    seen: set[str] = set()
+
+    def onerror(err: OSError) -> None:
+        problems.append(Problem("unreadable", str(err.filename), f"{err.filename}: cannot list folder ({err.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(d, followlinks=True, onerror=onerror):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop
+            problems.append(Problem("symlink loop", dirpath, f"{dirpath}: folder reached twice (symlink loop); skipped"))
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        for f in sorted(filenames):
+            if not f.startswith("."):
+                out.append(Path(dirpath, f))
+    return out
+
+
+def _class_files(class_dirs: dict[str, Path], problems: list[Problem]) -> list[tuple[Path, str]]:
+    items = []
+    for name, d in class_dirs.items():
+        for f in _list_files(d, problems):
+            if imgs.is_image_name(f):
+                items.append((f, name))
+            else:
+                problems.append(Problem("not an image", str(f), f"{f}: not an image file name; skipped"))
+    return items
+
+
+def _load_folder_layout(root: Path, cfg: DataConfig, layout: str, progress: bool) -> LabeledImages:
+    problems: list[Problem] = []
+    entries: list[tuple[Path, str, str]] = []  # path, class, given split
+    if layout == "folders":
+        class_dirs = {d.name: d for d in _subdirs(root)}
+        entries = [(p, c, "") for p, c in _class_files(class_dirs, problems)]
+        for f in root.iterdir():
+            if f.is_file() and not f.name.startswith("."):
+                problems.append(Problem("stray file", str(f), f"{f}: file outside any class folder; skipped"))
+    else:
+        for d in _subdirs(root):
+            split = SPLIT_NAMES.get(d.name.lower())
+            if split is None:
+                problems.append(Problem("unknown split", str(d), f"{d}: not a split name (train, validation/val, test); skipped"))
+                continue
+            entries += [(p, c, split) for p, c in _class_files({c.name: c for c in _subdirs(d)}, problems)]
+    infos = _inspect_files([e[0] for e in entries], _Index(root), progress, "images")
+    ds = LabeledImages(str(root), layout, [], problems=problems)
+    kept = []
+    for (p, c, s), info in zip(entries, infos):
+        if not info.ok:
+            problems.append(Problem("unreadable image", str(p), info.message))
+            continue
+        kept.append((p, c, s, info))
+    kept = _map_classes(kept, cfg, problems, key=lambda k: k[1], rebuild=lambda k, c: (k[0], c, k[2], k[3]))
+    if layout == "splits":
+        kept = _reconcile_split_classes(kept, problems)
+    names = _final_classes(root, [k[1] for k in kept], _declared_classes(root, layout, cfg), problems)
+    lookup = {n: i for i, n in enumerate(names)}
+    for p, c, s, info in kept:
+        ds.paths.append(str(p))
+        ds.labels.append(lookup[c])
+        ds.given_splits.append(s)
+        ds.sources.append(str(p))
+        ds.sizes.append((info.width, info.height))
+    ds.class_names = names
+    hashes = [info.dhash for *_, info in kept]
+    thumbs = [info.thumb for *_, info in kept]
+    ds.groups = _duplicate_groups([str(Path(p).relative_to(root)) for p, *_ in kept], hashes, thumbs,
+                                  cfg.dedupe_distance)
+    return ds
+
+
+def _declared_classes(root: Path, layout: str, cfg: DataConfig) -> list[str]:
+    """Class folder names as found on disk (after mapping), so empty classes can be reported."""
+    if layout == "folders":
+        raw = [d.name for d in _subdirs(root)]
+    else:
+        raw = sorted({c.name for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES for c in _subdirs(d)})
+    out = []
+    for n in raw:
+        m = cfg.class_map.get(n, n) if cfg.class_map else n
+        if m and (not cfg.classes or m in cfg.classes):
+            out.append(m)
+    return sorted(set(out))
+
+
+def _reconcile_split_classes(kept: list, problems: list[Problem]) -> list:
+    """A class absent from train cannot be learnt: its images in other splits are skipped."""
+    train_classes = {k[1] for k in kept if k[2] == "train"}
+    if not train_classes:
+        return kept
+    out = []
+    dropped = Counter()
+    for k in kept:
+        if k[1] in train_classes:
+            out.append(k)
+        else:
+            dropped[(k[1], k[2])] += 1
+    for (c, s), n in sorted(dropped.items()):
+        problems.append(Problem("class missing from train", c,
+                                f"class {c!r} has {n} images in {s} but none in train; skipped"))
+    by_split = defaultdict(set)
+    for k in out:
+        by_split[k[2]].add(k[1])
+    for s, cs in sorted(by_split.items()):
+        for c in sorted(train_classes - cs):
+            problems.append(Problem("class missing from split", c, f"class {c!r} has no images in {s}"))
+    return out
+
+
+def _map_classes(items: list, cfg: DataConfig, problems: list[Problem], key, rebuild) -> list:
+    if not cfg.class_map and not cfg.classes:
+        return items
+    out, dropped = [], Counter()
+    for it in items:
+        name = key(it)
+        new = cfg.class_map.get(name, name) if cfg.class_map else name
+        if not new or (cfg.classes and new not in cfg.classes):
+            dropped[name] += 1
+            continue
+        out.append(rebuild(it, new))
+    for name, n in sorted(dropped.items()):
+        problems.append(Problem("class dropped", name, f"class {name!r}: {n} items dropped by class_map/classes"))
+    return out
+
+
+def _final_classes(root: Path, labels: list[str], declared: list[str], problems: list[Problem]) -> list[str]:
+    present = Counter(labels)
+    for c in declared:
+        if c not in present:
+            problems.append(Problem("empty class", c, f"class {c!r} has no readable images; ignored"))
+    names = sorted(present)
+    if len(names) < 2:
+        found = ", ".join(f"{n} ({present[n]})" for n in names) or "none"
+        raise MaskclfError(f"{root}: need at least 2 classes with readable images, found {found}; "
+                           f"check the folder layout ({LAYOUTS_HELP})")
+    for n in names:
+        if present[n] < 2:
+            problems.append(Problem("tiny class", n, f"class {n!r} has only {present[n]} image(s); "
+                                                     "it cannot appear in every split"))
+    return names
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+def _duplicate_groups(names: list[str], hashes: list[int], thumbs: list[bytes], distance: int) -> list[str]:
+    """Group names: images within ``distance`` bits of dhash and with similar thumbnails share a group.
+
+    The thumbnail check keeps flat or simple images (which all hash alike) apart unless they
+    really look the same.
+    """
+    n = len(names)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if distance >= 0 and n > 1:
+        h = np.array(hashes, dtype=np.uint64)
+        t = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(n, -1).astype(np.int16)
+        chunk = max(1, 4_000_000 // n)
+        for start in range(0, n, chunk):
+            block = h[start:start + chunk, None] ^ h[None, :]
+            close = np.bitwise_count(block) <= distance
+            ii, jj = np.nonzero(close)
+            ii = ii + start
+            keep = ii < jj
+            for i, j in zip(ii[keep], jj[keep]):
+                if np.abs(t[i] - t[j]).mean() <= 6.0:
+                    ri, rj = find(int(i)), find(int(j))
+                    if ri != rj:
+                        parent[max(ri, rj)] = min(ri, rj)
+    return [names[find(i)] for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- Pascal VOC
+
+def _file_sha1(p: Path) -> str:
+    h = hashlib.sha1()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _crop_photo(ann: VocAnnotation, image_path: Path, margin: float) -> dict:
+    """Crop every face of one photo into the crop cache (reused when image, XML and margin are unchanged)."""
+    key = hashlib.sha1(f"{_file_sha1(image_path)}:{_file_sha1(Path(ann.path))}:{margin:.4f}:{CROP_VERSION}"
+                       .encode()).hexdigest()
+    folder = cache_dir("voc-crops") / key[:2] / key
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        try:
+            return json.loads(manifest.read_text()) | {"folder": str(folder)}
+        except ValueError:
+            shutil.rmtree(folder, ignore_errors=True)
+    try:
+        img = imgs.load_rgb(image_path)
+    except MaskclfError as e:
+        return {"error": str(e)}
+    w, h, dh, thumb = _describe(img)
+    faces, issues = [], []
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, obj in enumerate(ann.objects):
+        if obj.xmax <= obj.xmin or obj.ymax <= obj.ymin:
+            issues.append(["bad box", f"{ann.path}: object {i} ({obj.name}) has an empty or inverted box "
+                                      f"({obj.xmin:g},{obj.ymin:g},{obj.xmax:g},{obj.ymax:g}); skipped"])
+            continue
+        box = clip_box(obj, w, h)
+        if box is None:
+            issues.append(["box outside image", f"{ann.path}: object {i} ({obj.name}) lies outside the "
+                                                f"{w}x{h} image; skipped"])
+            continue
+        clipped = box != (obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+        crop = imgs.crop_face(img, box, margin)
+        name = f"{i:03d}.png"
+        crop.save(tmp / name)
+        faces.append({"file": name, "label": obj.name, "box": list(box), "clipped": clipped,
+                      "face_size": min(box[2] - box[0], box[3] - box[1]), "size": list(crop.size)})
+    rec = {"image": str(image_path), "width": w, "height": h, "dhash": str(dh), "thumb": thumb.hex(),
+           "faces": faces, "issues": issues}
+    (tmp / "manifest.json").write_text(json.dumps(rec))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rec | {"folder": str(folder)}
+
+
+def _load_voc(root: Path, cfg: DataConfig, progress: bool) -> LabeledImages:
+    images_dir, ann_dir = _ci_child(root, "images"), _ci_child(root, "annotations")
+    problems: list[Problem] = []
+    xmls = sorted(p for p in ann_dir.iterdir() if p.suffix.lower() == ".xml")
+    if not xmls:
+        raise MaskclfError(f"{ann_dir}: no .xml annotation files; a VOC dataset needs ROOT/annotations/*.xml")
+    for p in sorted(ann_dir.iterdir()):
+        if p.suffix.lower() != ".xml" and not p.name.startswith("."):
+            problems.append(Problem("not an annotation", str(p), f"{p}: not an .xml file; skipped"))
+    jobs = []
+    for x in xmls:
+        try:
+            ann = parse_voc(x)
+        except MaskclfError as e:
+            problems.append(Problem("bad annotation", str(x), str(e)))
+            continue
+        img_path = find_image(images_dir, ann)
+        if img_path is None:
+            problems.append(Problem("missing image", str(x), f"{x}: its image {ann.filename or x.stem} is not in "
+                                                              f"{images_dir}; skipped"))
+            continue
+        jobs.append((ann, img_path))
+    records = []
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
+        for n, rec in enumerate(ex.map(lambda j: _crop_photo(j[0], j[1], cfg.crop_margin), jobs), 1):
+            records.append(rec)
+            if progress and (n % 200 == 0 or n == len(jobs)):
+                print(f"  cropped faces of {n}/{len(jobs)} photos", file=sys.stderr, flush=True)
+    faces, photo_hashes, photo_thumbs, photo_names = [], [], [], []
+    ds = LabeledImages(str(root), "voc", [], problems=problems)
+    for (ann, img_path), rec in zip(jobs, records):
+        if "error" in rec:
+            problems.append(Problem("unreadable image", str(img_path), rec["error"]))
+            continue
+        for kind, msg in rec["issues"]:
+            problems.append(Problem(kind, ann.path, msg))
+        folder = rec["folder"]
+        photo_names.append(img_path.name)
+        photo_hashes.append(int(rec["dhash"]))
+        photo_thumbs.append(bytes.fromhex(rec["thumb"]))
+        for f in rec["faces"]:
+            ds.notes["faces clipped to the image"] += int(f["clipped"])
+            if f["face_size"] < cfg.min_face_size:
+                ds.notes[f"faces below min_face_size={cfg.min_face_size}px (skipped)"] += 1
+                continue
+            faces.append((str(Path(folder, f["file"])), f["label"], img_path.name, tuple(f["size"])))
+    faces = _map_classes(faces, cfg, problems, key=lambda f: f[1], rebuild=lambda f, c: (f[0], c, f[2], f[3]))
+    declared = sorted({cfg.class_map.get(f[1], f[1]) if cfg.class_map else f[1] for f in faces})
+    ds.class_names = _final_classes(root, [f[1] for f in faces], declared, problems)
+    photo_group = dict(zip(photo_names, _duplicate_groups(photo_names, photo_hashes, photo_thumbs,
+                                                          cfg.dedupe_distance)))
+    lookup = {n: i for i, n in enumerate(ds.class_names)}
+    for path, label, photo, size in faces:
+        ds.paths.append(path)
+        ds.labels.append(lookup[label])
+        ds.groups.append(photo_group[photo])
+        ds.given_splits.append("")
+        ds.sources.append(str(images_dir / photo))
+        ds.sizes.append(size)
+    return ds
+
+
+# ----------------------------------------------------------------------------- public API
+
+def load_dataset(cfg: DataConfig, progress: bool = True) -> LabeledImages:
+    """Find, check and label every image of a dataset root.
+
+    Args:
+        cfg: data settings (path, layout, crop margin, class map ...).
+        progress: print progress lines to stderr on long steps.
+
+    Returns:
+        LabeledImages with problems listed (nothing unreadable is kept).
+
+    Raises:
+        MaskclfError: no layout fits, or fewer than two usable classes.
+    """
+    root = Path(cfg.path).expanduser()
+    layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
+    if layout == "voc":
+        if not (_ci_child(root, "images") and _ci_child(root, "annotations")):
+            raise MaskclfError(f"{root}: layout voc needs images/ and annotations/ folders")
+        return _load_voc(root, cfg, progress)
+    return _load_folder_layout(root, cfg, layout, progress)
+
+
+def grouped_split(labels: list[int], groups: list[str], val_fraction: float, test_fraction: float,
+                  seed: int) -> list[str]:
+    """Assign train/validation/test by group, stratified by class, seeded.
+
+    Groups are dealt into 20 class-stratified folds of about 5 % each (sklearn's
+    StratifiedGroupKFold); the first folds go to test, the next to validation.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n = len(labels)
+    out = ["train"] * n
+    n_groups = len(set(groups))
+    # StratifiedGroupKFold needs at least as many members of some class as folds.
+    k = min(20, n_groups, max(Counter(labels).values()) if labels else 0)
+    n_test = int(round(test_fraction * k)) if test_fraction > 0 else 0
+    n_val = int(round(val_fraction * k)) if val_fraction > 0 else 0
+    if test_fraction > 0:
+        n_test = max(1, n_test)
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    if n_test + n_val >= k:
+        raise MaskclfError(f"only {n_groups} image groups: too few to split into train, validation and test; "
+                           "add images or set data.val_fraction/test_fraction to 0")
+    sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "least populated class" warnings for tiny classes
+        folds = [test for _, test in sgkf.split(np.zeros(n), labels, groups)]
+    for f, idx in enumerate(folds):
+        side = "test" if f < n_test else "validation" if f < n_test + n_val else "train"
+        for i in idx:
+            out[i] = side
+    return out
+
+
+def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
+    """Train/validation/test per image: the source's own splits where given, else grouped random.
+
+    With given splits, copies of a training image found in validation/test are dropped
+    from those splits (reported), so no group sits on two sides.
+    """
+    if not any(ds.given_splits):
+        return grouped_split(ds.labels, ds.groups, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    splits = list(ds.given_splits)
+    train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
+    leaked = [i for i, (g, s) in enumerate(zip(ds.groups, splits)) if s != "train" and g in train_groups]
+    for i in leaked:
+        splits[i] = "drop"
+    if leaked:
+        ds.problems.append(Problem("duplicate across splits", ds.paths[leaked[0]],
+                                   f"{len(leaked)} validation/test images duplicate a training image "
+                                   f"(first: {ds.paths[leaked[0]]}); dropped from evaluation"))
+    for side, frac in (("validation", cfg.val_fraction), ("test", cfg.test_fraction)):
+        if side in splits or frac <= 0:
+            continue
+        idx = [i for i, s in enumerate(splits) if s == "train"]
+        share = frac / max(1e-9, 1.0 - sum(f for s2, f in (("validation", cfg.val_fraction),
+                                                             ("test", cfg.test_fraction)) if s2 not in splits))
+        sub = grouped_split([ds.labels[i] for i in idx], [ds.groups[i] for i in idx], share, 0.0, cfg.split_seed)
+        for i, s in zip(idx, sub):
+            if s == "validation":
+                splits[i] = side
+    return splits
+
+
+def write_split_csv(path: str | os.PathLike, ds: LabeledImages, splits: list[str]) -> Path:
+    """Write ``split.csv`` (path,label,group,split,source), atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "group", "split", "source"])
+            for p, y, g, s, src in zip(ds.paths, ds.labels, ds.groups, splits, ds.sources):
+                if s != "drop":
+                    w.writerow([p, ds.class_names[y], g, s, src])
+    return Path(path)
+
+
+def read_split_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a run's split.csv as dicts."""
+    p = Path(path)
+    if not p.is_file():
+        raise MaskclfError(f"{p}: split.csv not found; is this a run directory made by `maskclf train`?")
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"path", "label", "group", "split"} <= set(rows[0]):
+        raise MaskclfError(f"{p}: expected columns path,label,group,split")
+    return rows
+
+
+def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: int = 3) -> str:
+    """A human report: layout, counts per class (and split), sizes, duplicate groups, problems."""
+    lines = [f"dataset: {ds.root}", f"layout:  {ds.layout}", f"images:  {len(ds)} in {len(ds.class_names)} classes"]
+    if splits is None and any(ds.given_splits):
+        splits = ds.given_splits
+    if splits:
+        sides = [s for s in ("train", "validation", "test") if s in splits]
+        header = f"  {'class':<28}" + "".join(f"{s:>12}" for s in sides) + f"{'total':>8}"
+        lines.append(header)
+        table = Counter(zip(ds.labels, splits))
+        for i, n in enumerate(ds.class_names):
+            row = [table.get((i, s), 0) for s in sides]
+            lines.append(f"  {n:<28}" + "".join(f"{v:>12}" for v in row) + f"{sum(row):>8}")
+    else:
+        for n, c in ds.counts().items():
+            lines.append(f"  {n:<28}{c:>8}")
+    if ds.sizes:
+        w = np.array([s[0] for s in ds.sizes])
+        h = np.array([s[1] for s in ds.sizes])
+        side = np.minimum(w, h)
+        lines.append(f"image sizes: width {w.min()}..{w.max()}, height {h.min()}..{h.max()}, "
+                     f"shorter side median {int(np.median(side))} px")
+    gc = Counter(ds.groups)
+    dup = {g: c for g, c in gc.items() if c > 1}
+    if ds.layout == "voc":
+        photos = len(set(ds.sources))
+        merged = photos - len(gc)
+        lines.append(f"groups: {len(gc)} photo groups from {photos} photos "
+                     f"({merged} photos merged as duplicates of another)")
+    else:
+        lines.append(f"duplicate groups: {len(dup)} groups holding {sum(dup.values())} images")
+    for k, v in sorted(ds.notes.items()):
+        lines.append(f"note: {v} {k}")
+    if ds.problems:
+        kinds = Counter(p.kind for p in ds.problems)
+        lines.append(f"problems: {len(ds.problems)} (skipped)")
+        for kind, c in kinds.most_common():
+            lines.append(f"  {kind}: {c}")
+            for p in [p for p in ds.problems if p.kind == kind][:max_examples]:
+                lines.append(f"    {p.message}")
+    else:
+        lines.append("problems: none")
+    return "\n".join(lines)

@@ -1,0 +1,425 @@
+"""Classification metrics from labels and softmax probabilities.
+
+The functions here are pure (numpy + scikit-learn); nothing at module level imports TensorFlow.
+
+Binary convention: the first class in labels.txt (``positive_index=0``, e.g. ``with_mask``) is the
+positive class, and a sample is predicted positive when ``p_positive >= threshold``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from maskclf.files import MaskclfError, write_json
+
+
+def _check_inputs(y_true: Any, probs: Any, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert ``y_true`` (N,) and ``probs`` (N, C); raise MaskclfError on bad input."""
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    if y.ndim != 1:
+        raise MaskclfError(f"y_true must be 1-D (N,), got shape {y.shape}")
+    if p.ndim != 2:
+        raise MaskclfError(f"probs must be 2-D (N, C), got shape {p.shape}")
+    if len(y) != len(p):
+        raise MaskclfError(f"y_true has {len(y)} samples but probs has {len(p)} rows")
+    if len(y) == 0:
+        raise MaskclfError("no samples to evaluate")
+    if p.shape[1] != len(class_names):
+        raise MaskclfError(f"probs has {p.shape[1]} columns but there are {len(class_names)} class names")
+    if not np.all(np.isfinite(p)):
+        raise MaskclfError("probs contains NaN or infinite values")
+    if y.dtype.kind not in "iub":
+        # Float labels are accepted only when they are whole numbers (e.g. read back from JSON).
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise MaskclfError(f"y_true must hold integer class indices, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise MaskclfError(f"y_true has labels outside 0..{p.shape[1] - 1} (min {y.min()}, max {y.max()})")
+    return y, p
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den else 0.0
+
+
+def _clean(x: Any) -> Any:
+    """Plain Python value with NaN/inf replaced by None, so the result is strict JSON."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _binary_auc(y_pos: np.ndarray, score: np.ndarray, fn: Any) -> float | None:
+    """AUC-type score, or None when one of the two classes is absent (undefined)."""
+    if y_pos.all() or not y_pos.any():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _clean(fn(y_pos, score))
+
+
+def compute_metrics(
+    y_true: Any,
+    probs: Any,
+    class_names: Sequence[str],
+    threshold: float | None = None,
+    positive_index: int = 0,
+) -> dict:
+    """Compute classification metrics as a JSON-serialisable dict.
+
+    Args:
+        y_true: integer labels, shape (N,).
+        probs: softmax probabilities, shape (N, C).
+        class_names: C class names in model output order.
+        threshold: binary only: predict positive when ``p_positive >= threshold`` (default 0.5).
+            Ignored for 3+ classes, which use argmax.
+        positive_index: binary only: index of the positive class (default 0, the first in labels.txt).
+
+    Returns:
+        dict with accuracy, balanced_accuracy, macro_f1, per_class, confusion matrices, class_names,
+        num_samples; ``roc_auc_ovr`` for 3+ classes; for two classes also positive_class, threshold,
+        f1, precision, recall, specificity, npv, roc_auc, pr_auc. Undefined values are None.
+    """
+    names = [str(n) for n in class_names]
+    y, p = _check_inputs(y_true, probs, names)
+    n_cls = len(names)
+    binary = n_cls == 2
+    if binary:
+        if positive_index not in (0, 1):
+            raise MaskclfError(f"positive_index must be 0 or 1 for two classes, got {positive_index}")
+        threshold = 0.5 if threshold is None else float(threshold)
+        if not math.isfinite(threshold):
+            raise MaskclfError(f"threshold must be a finite number, got {threshold}")
+        neg_index = 1 - positive_index
+        y_pred = np.where(p[:, positive_index] >= threshold, positive_index, neg_index)
+    else:
+        y_pred = p.argmax(axis=1)
+
+    labels = list(range(n_cls))
+    cm = confusion_matrix(y, y_pred, labels=labels)
+    row_sums = cm.sum(axis=1, keepdims=True)
+    cm_norm = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=np.float64), where=row_sums > 0)
+    prec, rec, f1, support = precision_recall_fscore_support(
+        y, y_pred, labels=labels, zero_division=0
+    )
+    # Same as sklearn's balanced_accuracy_score (mean recall over classes present in y_true),
+    # computed from the matrix so absent classes give no warning.
+    present = row_sums[:, 0] > 0
+    metrics: dict[str, Any] = {
+        "accuracy": _ratio(np.trace(cm), cm.sum()),
+        "balanced_accuracy": float(np.mean(np.diag(cm_norm)[present])),
+        "macro_f1": float(np.mean(f1)),
+        "per_class": {
+            name: {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
+        "confusion_matrix": cm.astype(int).tolist(),
+        "confusion_matrix_normalized": cm_norm.tolist(),
+        "class_names": names,
+        "num_samples": int(len(y)),
+    }
+    if binary:
+        pos, neg = positive_index, 1 - positive_index
+        tp, fn, fp, tn = cm[pos, pos], cm[pos, neg], cm[neg, pos], cm[neg, neg]
+        y_pos = y == pos
+        metrics.update(
+            positive_class=names[pos],
+            threshold=threshold,
+            f1=float(f1[pos]),
+            precision=float(prec[pos]),
+            recall=float(rec[pos]),
+            specificity=_ratio(tn, tn + fp),
+            npv=_ratio(tn, tn + fn),
+            roc_auc=_binary_auc(y_pos, p[:, pos], roc_auc_score),
+            pr_auc=_binary_auc(y_pos, p[:, pos], average_precision_score),
+        )
+    elif n_cls >= 3:
+        # Macro one-vs-rest by hand: sklearn's multiclass path rejects rows not summing to 1,
+        # which float32 softmax outputs sometimes fail.
+        aucs = [_binary_auc(y == k, p[:, k], roc_auc_score) for k in labels]
+        metrics["roc_auc_ovr"] = None if any(a is None for a in aucs) else float(np.mean(aucs))
+    return metrics
+
+
+def choose_threshold(y_true: Any, probs: Any, positive_index: int = 0) -> float:
+    """Pick the threshold on ``p_positive`` that maximises balanced accuracy (Youden's J).
+
+    Args:
+        y_true: integer labels (N,), from validation data.
+        probs: probabilities (N, 2).
+        positive_index: index of the positive class.
+
+    Returns:
+        The best threshold among the unique probabilities and 0.5 (ties: closest to 0.5);
+        0.5 when only one class is present.
+    """
+    p_arr = np.asarray(probs)
+    if p_arr.ndim != 2 or p_arr.shape[1] != 2:
+        raise MaskclfError(f"choose_threshold needs probs of shape (N, 2), got {p_arr.shape}")
+    y, p = _check_inputs(y_true, p_arr, ["0", "1"])
+    if positive_index not in (0, 1):
+        raise MaskclfError(f"positive_index must be 0 or 1, got {positive_index}")
+    score = p[:, positive_index]
+    is_pos = y == positive_index
+    if is_pos.all() or not is_pos.any():
+        return 0.5
+    cands = np.unique(np.append(score, 0.5))
+    pos_sorted, neg_sorted = np.sort(score[is_pos]), np.sort(score[~is_pos])
+    # Sorted scores + searchsorted give counts at every candidate in O(N log N), no N x N matrix.
+    tpr = 1.0 - np.searchsorted(pos_sorted, cands, side="left") / len(pos_sorted)
+    tnr = np.searchsorted(neg_sorted, cands, side="left") / len(neg_sorted)
+    j = tpr + tnr
+    best = np.flatnonzero(j >= j.max() - 1e-12)
+    return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
+
+
+def write_metrics(metrics: dict, path: str | os.PathLike) -> Path:
+    """Write ``metrics`` as JSON atomically.
+
+    Args:
+        metrics: dict from :func:`compute_metrics`.
+        path: destination ``.json`` file.
+
+    Returns:
+        The written path.
+    """
+    return write_json(path, metrics)
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def format_summary(metrics: dict) -> str:
+    """Human-readable headline metrics, one per line.
+
+    Args:
+        metrics: dict from :func:`compute_metrics`.
+
+    Returns:
+        Multi-line text (no trailing newline).
+    """
+    lines = [
+        f"samples            {metrics.get('num_samples', 'n/a')}",
+        f"accuracy           {_fmt(metrics.get('accuracy'))}",
+        f"balanced accuracy  {_fmt(metrics.get('balanced_accuracy'))}",
+        f"macro F1           {_fmt(metrics.get('macro_f1'))}",
+    ]
+    per_class = metrics.get("per_class", {})
+    width = max((len(n) for n in per_class), default=0)
+    for name, m in per_class.items():
+        lines.append(
+            f"  {name:<{width}}  recall {_fmt(m['recall'])}  precision {_fmt(m['precision'])}"
+            f"  F1 {_fmt(m['f1'])}  support {m['support']}"
+        )
+    if "positive_class" in metrics:
+        lines.append(
+            f"positive={metrics['positive_class']} threshold={metrics['threshold']:.3f}"
+            f"  F1 {_fmt(metrics['f1'])}  specificity {_fmt(metrics['specificity'])}"
+            f"  NPV {_fmt(metrics['npv'])}  ROC-AUC {_fmt(metrics['roc_auc'])}"
+        )
+    elif "roc_auc_ovr" in metrics:
+        lines.append(f"ROC-AUC (macro OvR) {_fmt(metrics['roc_auc_ovr'])}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- run directories (TensorFlow)
+
+def load_run_model(run_dir: str | os.PathLike):
+    """Load ``best.keras`` of a run with Keras' safe_mode on (no arbitrary code from the file)."""
+    import keras
+
+    import maskclf.models  # noqa: F401  registers the Preprocess layer
+
+    path = Path(run_dir) / "best.keras"
+    if not path.is_file():
+        raise MaskclfError(f"{path}: no trained model; is {run_dir} a finished `maskclf train` run?")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "lambda" in str(e).lower():
+            raise MaskclfError(f"{path}: refused to load: the model contains a Lambda layer (arbitrary code); "
+                               "only load models you trust") from None
+        raise MaskclfError(f"{path}: cannot load model ({str(e).splitlines()[0][:160]})") from None
+    except Exception as e:  # zip errors, truncated files
+        raise MaskclfError(f"{path}: not a readable .keras model ({type(e).__name__}: {str(e)[:120]}); "
+                           "retrain or restore it") from None
+
+
+def _predict_paths(model, paths: list[str], image_size: int, batch_size: int = 64) -> np.ndarray:
+    from maskclf import pipeline
+
+    ds = pipeline.make_dataset(paths, None, image_size, batch_size, cache=False)
+    out = [np.asarray(model(x, training=False)) for x in ds]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+
+
+def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: bool = True,
+                 extra: dict | None = None) -> dict:
+    """Evaluate a run's best model and write metrics JSON and plots into the run directory.
+
+    Args:
+        run_dir: a directory made by ``maskclf train``.
+        data: None → the run's own test split (threshold for two classes chosen on its
+            validation split); a dataset path → every image of it, matched to the model's
+            classes by name (images of other classes are skipped), written as
+            ``metrics-<name>.json``.
+        progress: print progress.
+        extra: more keys to store in the metrics file (e.g. training time).
+
+    Returns:
+        The metrics dict.
+    """
+    import sys
+
+    from maskclf import datasets, plots
+    from maskclf.config import load_config, with_changes
+    from maskclf.files import read_labels
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise MaskclfError(f"{run}: run directory not found")
+    cfg = load_config(run / "config.yaml")
+    class_names = read_labels(run / "labels.txt")
+    model = load_run_model(run)
+    size = cfg.data.image_size
+    threshold = None
+    if data is None:
+        rows = datasets.read_split_csv(run / "split.csv")
+        if any(not os.path.exists(r["path"]) for r in rows):
+            # VOC crops live in the user cache; rebuilding gives the same paths (content-keyed).
+            if progress:
+                print("some images of split.csv are missing; rebuilding the face-crop cache", file=sys.stderr)
+            datasets.load_dataset(cfg.data, progress=progress)
+            missing = [r["path"] for r in rows if not os.path.exists(r["path"])]
+            if missing:
+                raise MaskclfError(f"{missing[0]}: image of split.csv not found ({len(missing)} missing); "
+                                   "pass --data to evaluate on a dataset")
+        by = {s: [r for r in rows if r["split"] == s] for s in ("validation", "test")}
+        if not by["test"]:
+            raise MaskclfError(f"{run}/split.csv has no test images; pass --data PATH to evaluate on a dataset")
+        lookup = {n: i for i, n in enumerate(class_names)}
+        if len(class_names) == 2 and by["validation"]:
+            vp = _predict_paths(model, [r["path"] for r in by["validation"]], size)
+            threshold = choose_threshold([lookup[r["label"]] for r in by["validation"]], vp)
+        paths = [r["path"] for r in by["test"]]
+        y = np.array([lookup[r["label"]] for r in by["test"]])
+        suffix, source = "", "test split"
+    else:
+        dcfg = with_changes(cfg, data={"path": str(data), "layout": "auto", "val_fraction": 0.0,
+                                       "test_fraction": 0.0, "classes": (), "class_map": cfg.data.class_map}).data
+        ds = datasets.load_dataset(dcfg, progress=progress)
+        keep = [i for i, lab in enumerate(ds.labels) if ds.class_names[lab] in class_names]
+        if not keep:
+            raise MaskclfError(f"{data}: none of its classes ({', '.join(ds.class_names)}) is a class of the model "
+                               f"({', '.join(class_names)})")
+        paths = [ds.paths[i] for i in keep]
+        y = np.array([class_names.index(ds.class_names[ds.labels[i]]) for i in keep])
+        try:
+            threshold = json.loads((run / "metrics.json").read_text()).get("threshold")
+        except (OSError, ValueError):
+            threshold = None
+        suffix, source = "-" + Path(str(data)).resolve().name, str(data)
+    if progress:
+        print(f"evaluating {len(paths)} images of the {source}", file=sys.stderr, flush=True)
+    probs = _predict_paths(model, paths, size)
+    metrics = compute_metrics(y, probs, class_names, threshold=threshold)
+    metrics.update({"evaluated_on": source, "model": cfg.model.name, "image_size": size, "run_dir": str(run)})
+    if extra:
+        metrics.update(extra)
+    if (run / "history.csv").is_file() and not suffix:
+        try:
+            plots.plot_history(run / "history.csv", run / "history.png")
+        except MaskclfError:
+            pass
+    plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, run / f"confusion_matrix{suffix}.png",
+                                title=f"Confusion matrix ({source})")
+    plots.plot_roc(y, probs, class_names, run / f"roc{suffix}.png")
+    _plot_errors(paths, y, probs, class_names, size, run / f"errors{suffix}.png")
+    write_metrics(metrics, run / f"metrics{suffix}.json")
+    return metrics
+
+
+def _plot_errors(paths, y, probs, class_names, size, out, n: int = 24) -> None:
+    """A grid of the most confident mistakes (true → predicted, score)."""
+    from maskclf import images, plots
+
+    pred = probs.argmax(1)
+    wrong = np.nonzero(pred != y)[0]
+    if len(wrong) == 0:
+        return
+    worst = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]
+    pics = [images.load_array(paths[i], max(size, 64)) for i in worst]
+    titles = [f"{class_names[y[i]][:12]}→{class_names[pred[i]][:12]} {probs[i, pred[i]]:.2f}" for i in worst]
+    plots.plot_sample_grid(np.stack(pics), titles, out)
+
+
+def predict_images(run_dir: str | os.PathLike, inputs: Sequence[str]) -> list[dict]:
+    """Classify image files (or folders of them) with a run's best model.
+
+    Returns:
+        One dict per file: path, label, score, probabilities {class: p}; or path and error
+        for files that could not be read.
+    """
+    from maskclf import images
+    from maskclf.config import load_config
+    from maskclf.files import read_labels
+
+    run = Path(run_dir)
+    cfg = load_config(run / "config.yaml")
+    class_names = read_labels(run / "labels.txt")
+    files: list[Path] = []
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and images.is_image_name(f))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise MaskclfError(f"{p}: no such file or folder")
+    if not files:
+        raise MaskclfError(f"{', '.join(inputs)}: no image files found")
+    results: list[dict] = []
+    ok_paths = []
+    for f in files:
+        try:
+            images.load_rgb(f)
+            ok_paths.append(str(f))
+        except MaskclfError as e:
+            results.append({"path": str(f), "error": str(e)})
+    threshold = None
+    try:
+        threshold = json.loads((run / "metrics.json").read_text()).get("threshold")
+    except (OSError, ValueError):
+        pass
+    if ok_paths:
+        model = load_run_model(run)
+        probs = _predict_paths(model, ok_paths, cfg.data.image_size)
+        for path, p in zip(ok_paths, probs):
+            k = int(p.argmax())
+            if threshold is not None and len(class_names) == 2:
+                k = 0 if p[0] >= threshold else 1
+            results.append({"path": path, "label": class_names[k], "score": float(p[k]),
+                            "probabilities": {n: float(v) for n, v in zip(class_names, p)}})
+    order = {str(f): i for i, f in enumerate(files)}
+    return sorted(results, key=lambda r: order.get(r["path"], 0))

@@ -1,0 +1,92 @@
+"""Small file helpers shared by every module: errors, atomic writes, cache folder.
+
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class MaskclfError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    So a crash or kill never leaves a half-written file under the final name.
+
+    Args:
+        path: the final file name.
+        suffix: suffix of the temporary name; defaults to the final suffix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the final suffix: some writers (Keras) insist on it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars and arrays, Paths
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def cache_dir(*parts: str) -> Path:
+    """The user cache folder for maskclf (``$MASKCLF_CACHE`` or ``~/.cache/maskclf``).
+
+    Never inside a data folder, which may be read-only.
+    """
+    root = os.environ.get("MASKCLF_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "maskclf")
+    p = Path(root, *parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Read a labels.txt (one class name per line, model order)."""
+    p = Path(path)
+    if not p.is_file():
+        raise MaskclfError(f"{p}: labels file not found; a run or export folder holds labels.txt")
+    names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise MaskclfError(f"{p}: labels file is empty; write one class name per line")
+    return names
+
+
+def write_labels(path: str | os.PathLike, class_names: list[str]) -> Path:
+    """Write labels.txt, one class name per line, in model output order."""
+    return write_text(path, "".join(f"{n}\n" for n in class_names))

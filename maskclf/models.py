@@ -1,0 +1,269 @@
+"""Model registry: name → ModelSpec, and ``create_model``.
+
+Every model takes float RGB images in [0, 255] at its image size; its preprocessing is a layer
+inside it (``Preprocess``), so exported .tflite files and the device code never re-implement it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+from maskclf.files import MaskclfError
+
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="maskclf")
+class Preprocess(layers.Layer):
+    """Pixel normalisation inside the model (no Lambda layer, so safe_mode loading works).
+
+    Modes: ``unit`` x/255; ``tf`` x/127.5-1; ``caffe`` RGB→BGR minus the ImageNet mean;
+    ``torch`` (x/255 - mean)/std; ``none`` unchanged (the backbone normalises itself).
+    """
+
+    MODES = ("unit", "tf", "caffe", "torch", "none")
+
+    def __init__(self, mode: str = "unit", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"Preprocess mode {mode!r} not in {self.MODES}")
+        self.mode = mode
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        if self.mode == "unit":
+            return x / 255.0
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(IMAGENET_MEAN_RGB[::-1], "float32")
+        if self.mode == "torch":
+            return (x / 255.0 - ops.convert_to_tensor(TORCH_MEAN, "float32")) / ops.convert_to_tensor(TORCH_STD, "float32")
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a registered model is built and fed.
+
+    Attributes:
+        name: registry name.
+        builder: ``builder(num_classes, image_size, weights, **options) -> keras.Model``.
+        image_size: default square input side.
+        preprocessing: the Preprocess mode inside the model (documentation for users/metadata).
+        backbone: the keras.applications sub-model name, or None for models built from scratch.
+        defaults: options fixed by a preset (e.g. the seed reports' nets).
+        description: one line for ``--help`` and the docs.
+    """
+
+    name: str
+    builder: Callable
+    image_size: int
+    preprocessing: str
+    backbone: str | None = None
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+
+    def option_names(self) -> list[str]:
+        params = inspect.signature(self.builder).parameters
+        return [p for p in params if p not in ("num_classes", "image_size", "weights")]
+
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def available_models() -> list[str]:
+    """Registered model names."""
+    return sorted(REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; one-line error listing the names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise MaskclfError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+
+
+# ----------------------------------------------------------------------------- small CNN
+
+def _activation(name: str) -> layers.Layer:
+    name = name.lower().replace("-", "_").replace(" ", "_")
+    if name in ("leaky_relu", "leakyrelu"):
+        return layers.LeakyReLU(negative_slope=0.1)
+    if name not in ("relu", "tanh", "elu", "selu", "swish", "silu", "gelu"):
+        raise MaskclfError(f"model option activation: {name!r} is not relu, leaky_relu, tanh, elu, selu, swish or gelu")
+    return layers.Activation(name)
+
+
+def _as_list(v) -> list:
+    if v is None:
+        return []
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def build_small_cnn(num_classes: int, image_size: int, weights=None, filters=(32, 64, 128), blocks: int | None = None,
+                    convs_per_block: int = 2, kernel_size: int = 3, batch_norm: bool = True, activation: str = "relu",
+                    dropout: float = 0.3, dense_units=(128,), pooling: str = "avg", l2: float = 0.0) -> keras.Model:
+    """A small CNN: conv blocks (conv [+BN] + activation, then max-pool), a pooled head, dense layers.
+
+    Args:
+        filters: one int (block i gets ``filters * 2**i``) or a list with one entry per block.
+        blocks: number of blocks when ``filters`` is an int (default 3).
+        convs_per_block: convolutions before each pooling.
+        batch_norm: batch normalisation after each convolution.
+        activation: relu, leaky_relu, tanh, elu, selu, swish, gelu.
+        dropout: dropout before each dense layer.
+        dense_units: hidden dense layer sizes, e.g. [128] or [64, 32]; [] for none.
+        pooling: ``avg`` (global average, few parameters), ``max``, or ``flatten`` (as in the seed reports).
+        l2: L2 weight decay on conv and dense kernels.
+    """
+    if weights not in (None, "none"):
+        raise MaskclfError("small_cnn has no pretrained weights; set model.weights=null")
+    fl = _as_list(filters)
+    if len(fl) == 1 and not isinstance(filters, (list, tuple)):
+        fl = [int(filters) * 2 ** i for i in range(blocks or 3)]
+    elif blocks is not None and blocks != len(fl):
+        raise MaskclfError(f"model options: blocks={blocks} but filters lists {len(fl)} blocks")
+    if pooling not in ("avg", "max", "flatten"):
+        raise MaskclfError(f"model option pooling: {pooling!r} is not avg, max or flatten")
+    if image_size < 2 ** len(fl):
+        raise MaskclfError(f"image_size {image_size} is too small for {len(fl)} pooling blocks")
+    reg = keras.regularizers.L2(l2) if l2 else None
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = Preprocess("unit", name="preprocess")(inputs)
+    for b, f in enumerate(fl):
+        for c in range(convs_per_block):
+            x = layers.Conv2D(int(f), kernel_size, padding="same", use_bias=not batch_norm, kernel_regularizer=reg,
+                              name=f"block{b + 1}_conv{c + 1}")(x)
+            if batch_norm:
+                x = layers.BatchNormalization(name=f"block{b + 1}_bn{c + 1}")(x)
+            x = _activation(activation)(x)
+        x = layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
+    x = {"avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D,
+         "flatten": layers.Flatten}[pooling](name="pool")(x)
+    for i, u in enumerate(_as_list(dense_units)):
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+        x = layers.Dense(int(u), kernel_regularizer=reg, name=f"dense{i + 1}")(x)
+        x = _activation(activation)(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+register(ModelSpec("small_cnn", build_small_cnn, 64, "unit",
+                   description="maskclf's default: 3 conv blocks with batch-norm, global pooling (~0.3 M parameters)"))
+register(ModelSpec("seed003_cnn", build_small_cnn, 64, "unit",
+                   defaults=dict(filters=[96], convs_per_block=1, batch_norm=False, pooling="flatten",
+                                 dense_units=[128], dropout=0.3),
+                   description="seed report 003: one conv block of 96 filters, Flatten, Dense 128, dropout 0.3"))
+register(ModelSpec("seed004_cnn", build_small_cnn, 35, "unit",
+                   defaults=dict(filters=[32, 64, 128], convs_per_block=1, batch_norm=True, pooling="flatten",
+                                 dense_units=[256], dropout=0.5),
+                   description="seed report 004 style: custom CNN, ReLU + batch-norm, 35x35 input, Flatten head"))
+
+
+# ----------------------------------------------------------------------------- keras.applications backbones
+
+def _application(app_name: str, mode: str, extra: dict | None = None):
+    def build(num_classes: int, image_size: int, weights=None, dropout: float = 0.2, dense_units=(),
+              trainable: bool | None = None) -> keras.Model:
+        """A keras.applications backbone (include_top=False, global average pooling) and a new head.
+
+        Args:
+            dropout: dropout before the classifier.
+            dense_units: optional hidden dense layers of the head.
+            trainable: train the backbone; default False with pretrained weights
+                (feature extraction, then optional fine-tuning), True from scratch.
+        """
+        if image_size < 32:
+            raise MaskclfError(f"{app_name} needs image_size >= 32 (got {image_size})")
+        weights = None if weights in (None, "none") else weights
+        app = getattr(keras.applications, app_name)
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = Preprocess(mode, name="preprocess")(inputs)
+        try:
+            base = app(include_top=False, weights=weights, input_shape=(image_size, image_size, 3), **(extra or {}))
+        except Exception as e:  # network errors come as several types (URLError, Exception("URL fetch failure"))
+            if weights is None:
+                raise
+            raise MaskclfError(f"could not load {weights} weights for {app_name} ({str(e).splitlines()[0][:120]}); "
+                               "connect to the internet once (Keras caches them in ~/.keras/models) "
+                               "or pass model.weights=null to train from scratch") from None
+        base.name = "backbone"
+        base.trainable = (weights is None) if trainable is None else bool(trainable)
+        # A frozen pretrained backbone keeps its BatchNorm statistics (training=False), also when fine-tuned.
+        x = base(x, training=False) if weights is not None else base(x)
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+        for i, u in enumerate(_as_list(dense_units)):
+            x = layers.Dropout(dropout)(x) if dropout else x
+            x = layers.Dense(int(u), activation="relu", name=f"dense{i + 1}")(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        return keras.Model(inputs, outputs, name=app_name.lower())
+
+    return build
+
+
+for _name, _app, _mode, _size, _extra, _desc in [
+    ("vgg19", "VGG19", "caffe", 64, None, "VGG19 feature extractor (seed report 003/004)"),
+    ("mobilenet_v2", "MobileNetV2", "tf", 96, None, "MobileNetV2, for the edge"),
+    ("mobilenet_v3_small", "MobileNetV3Small", "none", 96, {"include_preprocessing": True},
+     "MobileNetV3-Small, for the edge (preprocessing built in)"),
+    ("resnet50", "ResNet50", "caffe", 96, None, "ResNet50 (seed report 001/004)"),
+    ("densenet121", "DenseNet121", "torch", 96, None, "DenseNet121 (seed report 004)"),
+] + [(f"efficientnet_b{i}", f"EfficientNetB{i}", "none", 96, None, f"EfficientNet-B{i} (rescaling built in)")
+     for i in range(8)]:
+    register(ModelSpec(_name, _application(_app, _mode, _extra), _size, _mode, backbone=_app, description=_desc))
+
+
+def create_model(name: str, num_classes: int, image_size: int | None = None, weights: str | None = None,
+                 **options) -> keras.Model:
+    """Build a registered model.
+
+    Args:
+        name: registry name (``available_models()``).
+        num_classes: number of output classes (softmax).
+        image_size: square input side; the spec's default when None.
+        weights: ``"imagenet"`` for pretrained backbones (Keras downloads them), or None.
+        **options: builder options; unknown ones are an error listing the valid ones.
+
+    Returns:
+        An uncompiled keras.Model taking float RGB in [0, 255].
+    """
+    spec = get_spec(name)
+    valid = spec.option_names()
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise MaskclfError(f"model {name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    if num_classes < 2:
+        raise MaskclfError(f"need at least 2 classes, got {num_classes}")
+    kw = {**spec.defaults, **options}
+    model = spec.builder(num_classes=num_classes, image_size=int(image_size or spec.image_size), weights=weights, **kw)
+    return model
+
+
+def backbone_of(model: keras.Model) -> keras.Model | None:
+    """The nested keras.applications sub-model, if any."""
+    try:
+        return model.get_layer("backbone")
+    except ValueError:
+        return None

@@ -1,0 +1,258 @@
+"""Training: ``train(config) -> run directory``.
+
+A run directory ``<out>/<YYYYmmdd-HHMMSS>-<model>-<size>/`` holds config.yaml, labels.txt,
+split.csv, data_report.txt, history.csv, best.keras, metrics.json, plots and tensorboard/.
+Running the same configuration again after an interruption resumes the unfinished run
+(Keras BackupAndRestore) instead of starting a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from maskclf import datasets
+from maskclf.config import Config, save_config
+from maskclf.files import MaskclfError, atomic_path, write_json, write_labels, write_text
+
+RUN_STATE = "run.json"
+
+
+def _log(msg: str, progress: bool = True) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def class_weights(labels: list[int], num_classes: int, mode) -> dict[int, float] | None:
+    """Class weights for the loss.
+
+    Args:
+        labels: training labels.
+        num_classes: number of classes.
+        mode: ``auto`` (n / (k * count), sklearn's "balanced"), ``sqrt`` (its square root,
+            gentler on rare classes), ``none``, or a mapping {class name or index: weight}.
+    """
+    if isinstance(mode, dict):
+        return {int(k): float(v) for k, v in mode.items()}
+    if mode == "none":
+        return None
+    counts = Counter(labels)
+    n = len(labels)
+    w = {c: n / (num_classes * counts[c]) if counts.get(c) else 0.0 for c in range(num_classes)}
+    if mode == "sqrt":
+        w = {c: math.sqrt(v) for c, v in w.items()}
+    return w
+
+
+def _resolve_named_weights(mode, class_names: list[str]):
+    if not isinstance(mode, dict):
+        return mode
+    out = {}
+    for k, v in mode.items():
+        if isinstance(k, str) and not k.isdigit():
+            if k not in class_names:
+                raise MaskclfError(f"config key train.class_weight: unknown class {k!r}; classes: {', '.join(class_names)}")
+            out[class_names.index(k)] = v
+        else:
+            out[int(k)] = v
+    return out
+
+
+def find_resumable_run(out: Path, fingerprint: str) -> Path | None:
+    """The newest unfinished run under ``out`` made from the same configuration."""
+    if not out.is_dir():
+        return None
+    for d in sorted(out.iterdir(), reverse=True):
+        state = d / RUN_STATE
+        if state.is_file():
+            try:
+                s = json.loads(state.read_text())
+            except ValueError:
+                continue
+            if s.get("fingerprint") == fingerprint and s.get("status") != "complete":
+                return d
+    return None
+
+
+def new_run_dir(out: Path, model: str, size: int) -> Path:
+    """``<out>/<YYYYmmdd-HHMMSS>-<model>-<size>``, made unique if two runs start in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d = out / f"{stamp}-{model}-{size}"
+    i = 1
+    while d.exists():
+        d = out / f"{stamp}-{model}-{size}-{i}"
+        i += 1
+    d.mkdir(parents=True)
+    return d
+
+
+def _optimizer(name: str, lr: float):
+    import keras
+
+    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+           "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta,
+           "adagrad": keras.optimizers.Adagrad, "nadam": keras.optimizers.Nadam}[name.lower()]
+    if name.lower() == "sgd":
+        return cls(learning_rate=lr, momentum=0.9)
+    return cls(learning_rate=lr)
+
+
+def compile_model(model, optimizer: str, learning_rate: float, label_smoothing: float = 0.0) -> None:
+    """Compile with sparse labels (one-hot only when smoothing, which needs it)."""
+    import keras
+
+    if label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=_optimizer(optimizer, learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: str = "backup",
+                   progress: bool = True) -> list:
+    """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup."""
+    import keras
+
+    from maskclf.callbacks import AtomicBestCheckpoint, ValidationMetrics
+
+    mode = "min" if monitor.endswith("loss") else "max"
+    cbs = [
+        ValidationMetrics(val_ds),  # first: adds val_balanced_accuracy to the logs the others read
+        keras.callbacks.BackupAndRestore(str(run_dir / backup)),
+        AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, verbose=progress),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
+    ]
+    return cbs
+
+
+def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
+    """Unfreeze the top ``n_layers`` of the backbone, keeping BatchNorm frozen (keras-io recipe)."""
+    import keras
+
+    from maskclf.models import backbone_of
+
+    base = backbone_of(model)
+    if base is None:
+        return False
+    base.trainable = True
+    for layer in base.layers[:-n_layers] if n_layers > 0 else base.layers:
+        layer.trainable = False
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return True
+
+
+def train(cfg: Config, progress: bool = True) -> Path:
+    """Train a model as configured and evaluate it on the test split.
+
+    Args:
+        cfg: the full configuration.
+        progress: print progress to stderr.
+
+    Returns:
+        The run directory.
+    """
+    import keras
+    import tensorflow as tf
+
+    from maskclf import evaluate, pipeline
+    from maskclf.models import create_model, get_spec
+
+    spec = get_spec(cfg.model.name)
+    image_size = cfg.data.image_size
+    keras.utils.set_random_seed(cfg.train.seed)
+
+    _log(f"reading {cfg.data.path} ...", progress)
+    ds = datasets.load_dataset(cfg.data, progress=progress)
+    splits = datasets.assign_splits(ds, cfg.data)
+    report = datasets.summarize(ds, splits)
+    _log(report, progress)
+    idx = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation", "test")}
+    if not idx["train"]:
+        raise MaskclfError(f"{cfg.data.path}: no training images after the split")
+    if not idx["validation"]:
+        raise MaskclfError(f"{cfg.data.path}: no validation images; set data.val_fraction > 0 or add a validation split")
+
+    out = Path(cfg.train.out)
+    fingerprint = cfg.fingerprint()
+    run_dir = find_resumable_run(out, fingerprint)
+    if run_dir is not None:
+        _log(f"resuming unfinished run {run_dir}", progress)
+    else:
+        run_dir = new_run_dir(out, cfg.model.name, image_size)
+    write_json(run_dir / RUN_STATE, {"fingerprint": fingerprint, "status": "running",
+                                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    save_config(cfg, run_dir / "config.yaml")
+    write_labels(run_dir / "labels.txt", ds.class_names)
+    datasets.write_split_csv(run_dir / "split.csv", ds, splits)
+    write_text(run_dir / "data_report.txt", report + "\n")
+
+    def take(s):
+        return [ds.paths[i] for i in idx[s]], [ds.labels[i] for i in idx[s]]
+
+    k = len(ds.class_names)
+    bs = cfg.train.batch_size
+    smoothing = cfg.train.label_smoothing
+    train_paths, train_labels = take("train")
+    val_paths, val_labels = take("validation")
+    train_ds = pipeline.make_dataset(train_paths, train_labels, image_size, bs, training=True,
+                                     augment=cfg.augment, seed=cfg.train.seed)
+    val_ds = pipeline.make_dataset(val_paths, val_labels, image_size, bs)
+    if smoothing:
+        train_ds = train_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
+        fit_val = val_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
+    else:
+        fit_val = val_ds
+    weights = class_weights(train_labels, k, _resolve_named_weights(cfg.train.class_weight, ds.class_names))
+    if weights:
+        _log("class weights: " + ", ".join(f"{ds.class_names[c]}={w:.2f}" for c, w in weights.items()), progress)
+
+    model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
+    compile_model(model, cfg.train.optimizer, cfg.train.learning_rate, smoothing)
+    _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
+    t0 = time.time()
+    model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
+              callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience, progress=progress),
+              verbose=2 if progress else 0)
+    epochs_done = _history_rows(run_dir / "history.csv")
+    if spec.backbone and cfg.model.weights and cfg.train.fine_tune_epochs > 0:
+        # Phase 2: continue from the best frozen-backbone weights, top layers unfrozen, lower rate.
+        model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+        _set_backbone_for_fine_tuning(model, cfg.train.fine_tune_layers)
+        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, smoothing)
+        _log(f"fine-tuning the top {cfg.train.fine_tune_layers} backbone layers", progress)
+        model.fit(train_ds, validation_data=fit_val, initial_epoch=epochs_done,
+                  epochs=epochs_done + cfg.train.fine_tune_epochs, class_weight=weights, shuffle=False,
+                  callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience,
+                                           backup="backup_finetune", progress=progress),
+                  verbose=2 if progress else 0)
+    seconds = time.time() - t0
+    rows = _history_rows(run_dir / "history.csv")
+    train_info = {"seconds": round(seconds, 1), "epochs": rows, "parameters": int(model.count_params()),
+                  "train_images": len(train_paths),
+                  "train_images_per_second": round(len(train_paths) * rows / max(seconds, 1e-9), 1)}
+    metrics = evaluate.evaluate_run(run_dir, progress=progress, extra={"training": train_info})
+    write_json(run_dir / RUN_STATE, {"fingerprint": fingerprint, "status": "complete",
+                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    for b in ("backup", "backup_finetune"):
+        import shutil
+        shutil.rmtree(run_dir / b, ignore_errors=True)
+    _log(evaluate.format_summary(metrics), progress)
+    return run_dir
+
+
+def _history_rows(path: Path) -> int:
+    try:
+        return max(0, len(path.read_text().strip().splitlines()) - 1)
+    except OSError:
+        return 0

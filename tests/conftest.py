@@ -1,0 +1,78 @@
+"""Shared fixtures: a private cache folder, seeding, and tiny generated datasets."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Never touch the user's ~/.cache/maskclf from tests."""
+    os.environ["MASKCLF_CACHE"] = str(tmp_path_factory.mktemp("maskclf-cache"))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    yield
+
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def shape_image(index: int, size: int, rng: np.random.Generator) -> Image.Image:
+    """A noisy picture whose class is the drawn shape and its dominant colour (so tiny nets learn it fast)."""
+    bg = tuple(int(v) for v in rng.integers(0, 100, 3))
+    fg = [int(v) for v in rng.integers(90, 160, 3)]
+    fg[index % 3] = 255
+    kind = SHAPES[index % 3]
+    fg = tuple(fg)
+    arr = np.clip(np.full((size, size, 3), bg, np.int16) + rng.integers(-20, 21, (size, size, 3)), 0, 255)
+    img = Image.fromarray(arr.astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    r = int(size * rng.uniform(0.25, 0.35))
+    cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
+    if kind == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
+    elif kind == "square":
+        d.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fg)
+    else:
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fg)
+    return img
+
+
+def make_class_folders(root: Path, classes=SHAPES[:2], per_class: int = 20, size: int = 32, seed: int = 0,
+                       ext: str = ".png") -> Path:
+    """ROOT/<class>/*.png with a learnable shape per class."""
+    rng = np.random.default_rng(seed)
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape_image(k, size, rng).save(root / c / f"{c}_{i:03d}{ext}")
+    return root
+
+
+@pytest.fixture
+def shapes_dir(tmp_path) -> Path:
+    """Two classes (circle, square), 20 images each."""
+    return make_class_folders(tmp_path / "shapes")
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    """The real VOC sample shipped in data/sample."""
+    assert SAMPLE.is_dir(), "data/sample is missing"
+    return SAMPLE

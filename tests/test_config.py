@@ -1,0 +1,61 @@
+import pytest
+import yaml
+
+from maskclf import config as C
+from maskclf.files import MaskclfError
+
+
+def test_overrides_set_nested_and_bare_keys():
+    cfg = C.apply_overrides(C.Config(), ["epochs=3", "data.image_size=48", "model.filters=[8,16]",
+                                         "brightness_range=[0.9,1.1]", "class_map={a: b}"])
+    assert cfg.train.epochs == 3
+    assert cfg.data.image_size == 48
+    assert cfg.model.options == {"filters": [8, 16]}
+    assert cfg.augment.brightness_range == (0.9, 1.1)
+    assert cfg.data.class_map == {"a": "b"}
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("nonsense=1", "unknown config key 'nonsense'"),
+    ("train.epochs=many", "train.epochs: expected an integer"),
+    ("train.optimizer=magic", "train.optimizer"),
+    ("data.layout=zip", "data.layout"),
+    ("epochs", "expected key=value"),
+    ("horizontal_flip=maybe", "expected true/false"),
+])
+def test_bad_overrides_are_one_line_errors(bad, words):
+    with pytest.raises(MaskclfError) as e:
+        C.apply_overrides(C.Config(), [bad])
+    assert words in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(MaskclfError, match="train.learning_rate"):
+        C.apply_overrides(C.Config(), ["lr=0.1"])
+
+
+def test_yaml_round_trip_and_fingerprint(tmp_path):
+    cfg = C.apply_overrides(C.Config(), ["epochs=7", "model.dropout=0.4"])
+    C.save_config(cfg, tmp_path / "c.yaml")
+    back = C.load_config(tmp_path / "c.yaml")
+    assert back == cfg
+    assert back.fingerprint() == cfg.fingerprint()
+    # The output folder does not change what is trained.
+    assert C.apply_overrides(cfg, ["out=elsewhere"]).fingerprint() == cfg.fingerprint()
+    assert C.apply_overrides(cfg, ["epochs=8"]).fingerprint() != cfg.fingerprint()
+
+
+def test_config_file_with_unknown_key_or_section(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"train": {"epochz": 3}}))
+    with pytest.raises(MaskclfError, match="unknown key train.epochz"):
+        C.load_config(p)
+    p.write_text(yaml.safe_dump({"trian": {"epochs": 3}}))
+    with pytest.raises(MaskclfError, match="unknown section 'trian'"):
+        C.load_config(p)
+    p.write_text("train: [unclosed")
+    with pytest.raises(MaskclfError, match="not valid YAML"):
+        C.load_config(p)
+    with pytest.raises(MaskclfError, match="not found"):
+        C.load_config(tmp_path / "missing.yaml")

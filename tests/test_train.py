@@ -1,0 +1,73 @@
+import csv
+import json
+
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from conftest import make_class_folders  # noqa: E402
+from maskclf import train as T  # noqa: E402
+from maskclf.config import Config, apply_overrides  # noqa: E402
+
+TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "image_size=32",
+        "batch_size=16", "val_fraction=0.2", "test_fraction=0.2", "patience=50", "learning_rate=0.003"]
+
+
+def cfg_for(data, out, *extra):
+    return apply_overrides(Config(), [f"data.path={data}", f"train.out={out}", *TINY, *extra])
+
+
+def test_class_weights_modes():
+    w = T.class_weights([0] * 8 + [1] * 2, 2, "auto")
+    assert w == {0: 10 / 16, 1: 10 / 4}
+    s = T.class_weights([0] * 8 + [1] * 2, 2, "sqrt")
+    assert s[1] == pytest.approx(2.5 ** 0.5)
+    assert T.class_weights([0, 1], 2, "none") is None
+    assert T.class_weights([0, 1], 2, {"1": 3}) == {1: 3.0}
+
+
+def test_train_writes_a_complete_run_and_learns(tmp_path):
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 40)
+    run = T.train(cfg_for(data, tmp_path / "runs", "epochs=12"), progress=False)
+    assert run.parent == tmp_path / "runs" and run.name.endswith("-small_cnn-32")
+    for f in ["config.yaml", "labels.txt", "split.csv", "history.csv", "best.keras", "metrics.json",
+              "history.png", "confusion_matrix.png", "roc.png", "data_report.txt"]:
+        assert (run / f).is_file(), f
+    assert (run / "tensorboard").is_dir()
+    assert not (run / "backup").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    m = json.loads((run / "metrics.json").read_text())
+    for k in ["accuracy", "balanced_accuracy", "macro_f1", "per_class", "confusion_matrix", "f1", "specificity",
+              "npv", "roc_auc", "threshold", "training"]:
+        assert k in m, k
+    assert set(m["per_class"]) == {"circle", "square"}
+    assert m["balanced_accuracy"] >= 0.8, m  # circles vs squares is learnable in a few epochs
+    header = next(csv.reader(open(run / "history.csv")))
+    assert "val_balanced_accuracy" in header
+    assert (run / "labels.txt").read_text().split() == ["circle", "square"]
+
+
+def test_interrupted_run_resumes_in_the_same_directory(tmp_path, monkeypatch):
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 15)
+    cfg = cfg_for(data, tmp_path / "runs", "epochs=4")
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    real = T.make_callbacks
+    monkeypatch.setattr(T, "make_callbacks", lambda *a, **k: real(*a, **k) + [Crash()])
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, progress=False)
+    (first,) = list((tmp_path / "runs").iterdir())
+    assert json.loads((first / "run.json").read_text())["status"] == "running"
+    assert (first / "backup").is_dir()
+    monkeypatch.setattr(T, "make_callbacks", real)
+    run = T.train(cfg, progress=False)
+    assert run == first
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(run / "history.csv"))]
+    assert epochs == [0, 1, 2, 3]  # epochs 0-1 before the crash, 2-3 after: nothing redone
+    # A finished run is not reused: the same command again starts a new run.
+    again = T.train(apply_overrides(cfg, ["epochs=4"]), progress=False)
+    assert again != run
