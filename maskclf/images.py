@@ -40,9 +40,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        # 16-bit PNGs hold 0..65535; scale by the type's range, not the image's.
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        top = float(np.nanmax(arr)) if arr.size else 0.0
+        # 16-bit types hold 0..65535; 32-bit ints and floats say nothing, so guess from the values:
+        # floats up to 1 are unit range, values up to 255 are 8-bit, else 16-bit.
+        # (PIL opens many 16-bit PNGs as 32-bit "I", so larger values clip as 16-bit ones.)
+        if mode == "F" and top <= 1.0:
+            scale = 1.0
+        elif top <= 255 and not mode.startswith("I;16"):
+            scale = 255.0
+        else:
+            scale = 65535.0
+        arr = np.clip(np.nan_to_num(arr) / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
         img = Image.fromarray(arr, mode="L")
         mode = "L"
     if mode == "P":
