@@ -106,6 +106,8 @@ class TrainConfig:
         batch_size: images per step.
         optimizer: adam, adamw, sgd, rmsprop, adadelta, adagrad, nadam.
         learning_rate: initial learning rate.
+        lr_schedule: ``cosine`` (decay to 0 over ``epochs``, after one warm-up epoch),
+            ``plateau`` (divide by 5 when the monitored metric stalls), or ``constant``.
         class_weight: ``auto`` (inverse frequency), ``sqrt`` (its square root), ``none``,
             or a mapping ``{class: weight}``.
         monitor: validation metric for early stopping and the best checkpoint.
@@ -122,6 +124,7 @@ class TrainConfig:
     batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     class_weight: typing.Any = "auto"
     monitor: str = "val_balanced_accuracy"
     patience: int = 10
@@ -221,6 +224,8 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError("config keys train.epochs and train.batch_size must be at least 1")
     if not (t.learning_rate > 0):
         raise MaskclfError("config key train.learning_rate must be positive")
+    if t.lr_schedule not in ("cosine", "plateau", "constant"):
+        raise MaskclfError(f"config key train.lr_schedule: {t.lr_schedule!r} is not cosine, plateau or constant")
     cw = t.class_weight
     if not (isinstance(cw, dict) or (isinstance(cw, str) and cw in ("auto", "sqrt", "none"))):
         raise MaskclfError(f"config key train.class_weight: {cw!r} is not auto, sqrt, none or a mapping class: weight")

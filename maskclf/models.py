@@ -119,7 +119,8 @@ def _as_list(v) -> list:
 
 def build_small_cnn(num_classes: int, image_size: int, weights=None, filters=(32, 64, 128), blocks: int | None = None,
                     convs_per_block: int = 2, kernel_size: int = 3, batch_norm: bool = True, activation: str = "relu",
-                    dropout: float = 0.3, dense_units=(128,), pooling: str = "avg", l2: float = 0.0) -> keras.Model:
+                    dropout: float = 0.3, dense_units=(128,), pooling: str = "avg", l2: float = 0.0,
+                    bn_momentum: float = 0.9) -> keras.Model:
     """A small CNN: conv blocks (conv [+BN] + activation, then max-pool), a pooled head, dense layers.
 
     Args:
@@ -132,6 +133,8 @@ def build_small_cnn(num_classes: int, image_size: int, weights=None, filters=(32
         dense_units: hidden dense layer sizes, e.g. [128] or [64, 32]; [] for none.
         pooling: ``avg`` (global average, few parameters), ``max``, or ``flatten`` (as in the seed reports).
         l2: L2 weight decay on conv and dense kernels.
+        bn_momentum: BatchNorm moving-average momentum; 0.9 (not Keras' 0.99) so the statistics
+            settle within the few hundred steps a small face dataset gives.
     """
     if weights not in (None, "none"):
         raise MaskclfError("small_cnn has no pretrained weights; set model.weights=null")
@@ -152,7 +155,7 @@ def build_small_cnn(num_classes: int, image_size: int, weights=None, filters=(32
             x = layers.Conv2D(int(f), kernel_size, padding="same", use_bias=not batch_norm, kernel_regularizer=reg,
                               name=f"block{b + 1}_conv{c + 1}")(x)
             if batch_norm:
-                x = layers.BatchNormalization(name=f"block{b + 1}_bn{c + 1}")(x)
+                x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{b + 1}_bn{c + 1}")(x)
             x = _activation(activation)(x)
         x = layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
     x = {"avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D,

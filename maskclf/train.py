@@ -93,7 +93,7 @@ def new_run_dir(out: Path, model: str, size: int) -> Path:
     return d
 
 
-def _optimizer(name: str, lr: float):
+def _optimizer(name: str, lr):
     import keras
 
     cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
@@ -104,7 +104,19 @@ def _optimizer(name: str, lr: float):
     return cls(learning_rate=lr)
 
 
-def compile_model(model, optimizer: str, learning_rate: float, label_smoothing: float = 0.0) -> None:
+def learning_rate_for(schedule: str, lr: float, epochs: int, steps_per_epoch: int):
+    """A float, or a Keras schedule: cosine decay to 0 over all steps after a one-epoch linear warm-up."""
+    import keras
+
+    if schedule != "cosine":
+        return lr
+    warm = steps_per_epoch if epochs > 2 else 0
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr * 0.1 if warm else lr, decay_steps=max(1, (epochs * steps_per_epoch) - warm),
+        warmup_target=lr if warm else None, warmup_steps=warm)
+
+
+def compile_model(model, optimizer: str, learning_rate, label_smoothing: float = 0.0) -> None:
     """Compile with sparse labels (one-hot only when smoothing, which needs it)."""
     import keras
 
@@ -116,7 +128,7 @@ def compile_model(model, optimizer: str, learning_rate: float, label_smoothing: 
 
 
 def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: str = "backup",
-                   progress: bool = True) -> list:
+                   progress: bool = True, plateau: bool = False) -> list:
     """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup."""
     import keras
 
@@ -131,6 +143,9 @@ def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: s
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
+    if plateau:
+        cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.2,
+                                                        patience=max(1, patience // 3), min_lr=1e-6))
     return cbs
 
 
@@ -218,11 +233,14 @@ def train(cfg: Config, progress: bool = True) -> Path:
         _log("class weights: " + ", ".join(f"{ds.class_names[c]}={w:.2f}" for c, w in weights.items()), progress)
 
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
-    compile_model(model, cfg.train.optimizer, cfg.train.learning_rate, smoothing)
+    lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
+                           pipeline.steps(len(train_paths), bs))
+    compile_model(model, cfg.train.optimizer, lr, smoothing)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
-              callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience, progress=progress),
+              callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience, progress=progress,
+                                       plateau=cfg.train.lr_schedule == "plateau"),
               verbose=2 if progress else 0)
     epochs_done = _history_rows(run_dir / "history.csv")
     if spec.backbone and cfg.model.weights and cfg.train.fine_tune_epochs > 0:

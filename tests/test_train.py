@@ -71,3 +71,23 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, monkeypatch):
     # A finished run is not reused: the same command again starts a new run.
     again = T.train(apply_overrides(cfg, ["epochs=4"]), progress=False)
     assert again != run
+
+
+def test_fine_tuning_unfreezes_top_backbone_layers_but_not_batchnorm():
+    from maskclf.models import backbone_of, create_model
+
+    m = create_model("mobilenet_v2", 2, 32, trainable=False)
+    base = backbone_of(m)
+    assert base is not None and not base.trainable
+    assert T._set_backbone_for_fine_tuning(m, 10)
+    trainable = [l for l in base.layers if l.trainable and l.weights]
+    assert trainable and all(not isinstance(l, keras.layers.BatchNormalization) for l in trainable)
+    assert all(l in base.layers[-10:] for l in trainable)
+    assert not T._set_backbone_for_fine_tuning(create_model("small_cnn", 2, 32), 10)
+
+
+def test_learning_rate_schedules():
+    assert T.learning_rate_for("constant", 0.01, 10, 5) == 0.01
+    sched = T.learning_rate_for("cosine", 0.01, 10, 5)
+    lr = [float(sched(s)) for s in (0, 5, 30, 50)]
+    assert lr[0] < lr[1] == pytest.approx(0.01) and lr[1] > lr[2] > lr[3] >= 0  # warm-up, then decay
