@@ -122,6 +122,25 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.export import export_run, format_report_table
+
+    minimum = {}
+    for item in ",".join(args.min_agreement or []).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MaskclfError(f"--min-agreement {item!r}: expected PRECISION=VALUE, e.g. int8=0.98")
+        minimum[key.strip()] = value.strip()
+    out = export_run(args.run_dir, precisions=args.quantize, representative=args.representative, force=args.force,
+                     min_agreement=minimum, max_test=args.max_test, progress=not args.quiet)
+    print(format_report_table(json.loads((out / "report.json").read_text())))
+    print(f"export folder: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="maskclf",
@@ -176,6 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print the default (or a given) configuration as YAML")
     c.add_argument("config", nargs="?")
     c.set_defaults(func=cmd_config)
+
+    x = sub.add_parser("export", help="export a run's model to TFLite (LiteRT), checked against Keras",
+                       description="Write RUN_DIR/export/: model_<precision>.tflite, labels.txt, metadata.json, "
+                                   "report.json/md (parity with Keras on the test split, sizes, latency).")
+    x.add_argument("run_dir", help="run directory made by `maskclf train`")
+    x.add_argument("--quantize", default="float32,float16,dynamic,int8", metavar="LIST",
+                   help="comma-separated precisions: float32,float16,dynamic,int8 (default: all four)")
+    x.add_argument("--representative", type=int, default=200, metavar="N",
+                   help="training images that calibrate int8 (default 200)")
+    x.add_argument("--min-agreement", action="append", metavar="P=V",
+                   help="minimum agreement with Keras for a precision, e.g. int8=0.98 or int8=0.98,dynamic=0.995; "
+                        "repeatable (defaults int8 0.99, others 0.999)")
+    x.add_argument("--max-test", type=int, metavar="N", help="check on at most N test images (default all)")
+    x.add_argument("--force", action="store_true", help="write the export even if a parity check fails")
+    x.add_argument("--quiet", action="store_true", help="no progress output")
+    x.set_defaults(func=cmd_export)
     return p
 
 

@@ -1,0 +1,714 @@
+"""TFLite (LiteRT) export of a run's model in four precisions, checked against Keras.
+
+``export_run(run_dir)`` writes ``RUN_DIR/export/``: ``model_<precision>.tflite`` per precision,
+``labels.txt``, ``metadata.json`` (input contract, classes, threshold, quantisation, sha256 of every
+file) and a parity report (``report.json``, ``report.md``) measured with ai-edge-litert on the
+run's test split.
+
+Class names travel inside each .tflite as well: a ZIP archive holding ``labels.txt`` and
+``metadata.json`` is appended to the flatbuffer, the way TFLite Support packs "associated files"
+(the interpreter ignores the trailing bytes; Android's MetadataExtractor and Python's zipfile read
+them). :func:`read_labels_from_tflite` reads them back.
+
+TensorFlow and ai-edge-litert are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from maskclf.files import MaskclfError, atomic_path, read_labels, write_json, write_labels, write_text
+
+PRECISIONS = ("float32", "float16", "dynamic", "int8")
+DEFAULT_MIN_AGREEMENT = {"float32": 0.999, "float16": 0.999, "dynamic": 0.999, "int8": 0.99}
+EXPORT_DIR = "export"
+PACKED_FILES = ("labels.txt", "metadata.json")
+_LATENCY_WARMUP = 5
+
+
+# ----------------------------------------------------------------------------- quantisation specs
+
+@dataclass(frozen=True)
+class QuantizationSpec:
+    """How one precision is converted (MediaPipe Model Maker style: build it with a ``for_*`` factory).
+
+    Attributes:
+        name: float32, float16, dynamic or int8 (also the file suffix).
+        optimize: apply ``tf.lite.Optimize.DEFAULT`` (weight quantisation).
+        float16_weights: store weights as float16 (computation stays float32).
+        integer_only: full-integer model (TFLITE_BUILTINS_INT8) with uint8 input and output;
+            needs representative images.
+        representative: how many training images calibrate the activation ranges (int8 only).
+    """
+
+    name: str
+    optimize: bool = False
+    float16_weights: bool = False
+    integer_only: bool = False
+    representative: int = 0
+
+    @classmethod
+    def for_float32(cls) -> "QuantizationSpec":
+        """No quantisation: the reference export."""
+        return cls("float32")
+
+    @classmethod
+    def for_float16(cls) -> "QuantizationSpec":
+        """Float16 weights (half the size), float32 input/output; GPU delegates run it natively."""
+        return cls("float16", optimize=True, float16_weights=True)
+
+    @classmethod
+    def for_dynamic(cls) -> "QuantizationSpec":
+        """Dynamic-range quantisation: int8 weights, float activations, float32 input/output."""
+        return cls("dynamic", optimize=True)
+
+    @classmethod
+    def for_int8(cls, representative: int = 200) -> "QuantizationSpec":
+        """Full-integer int8 with uint8 input (camera pixels as they are) and uint8 output."""
+        if representative < 1:
+            raise MaskclfError(f"int8 needs at least 1 representative image, got {representative}")
+        return cls("int8", optimize=True, integer_only=True, representative=int(representative))
+
+    @classmethod
+    def named(cls, name: str, representative: int = 200) -> "QuantizationSpec":
+        """The spec of a precision name; a one-line error listing the names otherwise."""
+        factories = {"float32": cls.for_float32, "float16": cls.for_float16, "dynamic": cls.for_dynamic,
+                     "int8": lambda: cls.for_int8(representative)}
+        if name not in factories:
+            raise MaskclfError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
+        return factories[name]()
+
+    def configure(self, converter, representative_images: np.ndarray | None) -> None:
+        """Set the converter options of this precision."""
+        import tensorflow as tf
+
+        if self.optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if self.float16_weights:
+            converter.target_spec.supported_types = [tf.float16]
+        if self.integer_only:
+            if representative_images is None or len(representative_images) == 0:
+                raise MaskclfError("int8 conversion needs representative images")
+            reps = np.asarray(representative_images, dtype=np.float32)
+            converter.representative_dataset = lambda: ([r[None]] for r in reps)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.uint8
+
+
+# ----------------------------------------------------------------------------- conversion
+
+def convert(model, spec: QuantizationSpec, representative_images: np.ndarray | None = None,
+            batch_size: int | None = None) -> bytes:
+    """Convert a Keras model (float RGB [0, 255] input, softmax output) to a .tflite flatbuffer.
+
+    Args:
+        model: a keras.Model with a square ``(S, S, 3)`` input.
+        spec: the precision, from ``QuantizationSpec.for_*``.
+        representative_images: (N, S, S, 3) pixels in [0, 255] for int8 calibration.
+        batch_size: None keeps the batch dimension dynamic; an int fixes it.
+
+    Returns:
+        The flatbuffer bytes (no labels packed yet; see :func:`pack_files`).
+    """
+    import tensorflow as tf
+
+    _, h, w, c = model.input_shape
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec([batch_size, h, w, c], tf.float32, name="image")])
+    # Keras 3 variables are not tracked by the model as a TF trackable: handing the model itself to the
+    # converter yields a file without weights (NaN outputs). A tf.Module holding the variables works.
+    holder = tf.Module()
+    holder.keras_variables = [getattr(v, "value", v) for v in model.variables]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], holder)
+    reps = None
+    if spec.integer_only and representative_images is not None:
+        reps = np.array(representative_images, dtype=np.float32, copy=True)
+        # Pin the input range to exactly [0, 255] so the uint8 input has scale 1, zero point 0:
+        # a device then feeds camera pixels unchanged.
+        reps[0, 0, 0, :] = 0.0
+        reps[0, 0, -1, :] = 255.0
+    spec.configure(converter, reps)
+    try:
+        return bytes(converter.convert())
+    except MaskclfError:
+        raise
+    except Exception as e:  # converter errors come as several types
+        msg = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        raise MaskclfError(f"{spec.name} conversion of {model.name} failed ({msg}); "
+                           f"try another precision with --quantize") from None
+
+
+def pack_files(tflite: bytes, files: dict[str, bytes]) -> bytes:
+    """Append a ZIP archive of ``files`` to a flatbuffer (TFLite Support's "associated files").
+
+    Written in append mode on the model bytes, so the ZIP offsets count from the file start as
+    TFLite Support's own writer does; stored uncompressed so devices can read them in place.
+    """
+    buf = io.BytesIO(tflite)
+    buf.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_STORED) as z:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def _check_flatbuffer(path: Path, data: bytes) -> None:
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise MaskclfError(f"{path}: not a TFLite model (no TFL3 identifier); re-export it with `maskclf export`")
+
+
+def packed_files(path: str | os.PathLike) -> dict[str, bytes]:
+    """The files packed into a .tflite by :func:`pack_files` (name → bytes)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise MaskclfError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise MaskclfError(f"{p}: is a folder, expected a .tflite file") from None
+    _check_flatbuffer(p, data)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return {n: z.read(n) for n in z.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise MaskclfError(f"{p}: no packed labels (no ZIP archive at the end); "
+                           "re-export it with `maskclf export` or use the labels.txt beside it") from None
+
+
+def read_labels_from_tflite(path: str | os.PathLike) -> list[str]:
+    """Class names packed in a .tflite file (model output order).
+
+    Raises:
+        MaskclfError: the file is not a TFLite model or holds no labels.txt.
+    """
+    files = packed_files(path)
+    if "labels.txt" not in files:
+        raise MaskclfError(f"{path}: no labels.txt packed in the model; use the labels.txt beside it")
+    names = [n.strip() for n in files["labels.txt"].decode("utf-8").splitlines() if n.strip()]
+    if not names:
+        raise MaskclfError(f"{path}: the packed labels.txt is empty; re-export the model")
+    return names
+
+
+def read_tflite_metadata(path: str | os.PathLike) -> dict:
+    """The metadata.json packed in a .tflite file (without the sha256 table, which lives beside it)."""
+    files = packed_files(path)
+    if "metadata.json" not in files:
+        raise MaskclfError(f"{path}: no metadata.json packed in the model; use the metadata.json beside it")
+    return json.loads(files["metadata.json"].decode("utf-8"))
+
+
+def verify_export(export_dir: str | os.PathLike, load_models: bool = True) -> dict:
+    """Check an export folder: every file listed in metadata.json has its size and sha256, and each
+    model loads and carries the same labels as labels.txt. Needs no TensorFlow (only ai-edge-litert
+    when ``load_models``), so it runs on the device after copying.
+
+    Returns:
+        The metadata dict.
+
+    Raises:
+        MaskclfError: naming the first file that is missing, altered or unreadable.
+    """
+    d = Path(export_dir)
+    meta_path = d / "metadata.json"
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        files = metadata["files"]
+    except FileNotFoundError:
+        raise MaskclfError(f"{meta_path}: not found; is {d} a folder written by `maskclf export`?") from None
+    except (ValueError, KeyError, TypeError):
+        raise MaskclfError(f"{meta_path}: unreadable or without a file table; re-export the run") from None
+    for name, want in files.items():
+        p = d / name
+        if not p.is_file():
+            raise MaskclfError(f"{p}: listed in metadata.json but missing; copy the whole export folder")
+        if p.stat().st_size != want["size_bytes"] or _sha256(p) != want["sha256"]:
+            raise MaskclfError(f"{p}: size or sha256 differs from metadata.json (corrupt or partial copy); "
+                               "copy it again or re-export the run")
+    labels = read_labels(d / "labels.txt")
+    for info in metadata.get("models", {}).values():
+        p = d / info["file"]
+        if read_labels_from_tflite(p) != labels:
+            raise MaskclfError(f"{p}: its packed labels differ from labels.txt; copy the whole export folder again")
+        if load_models:
+            load_interpreter(p)
+    return metadata
+
+
+# ----------------------------------------------------------------------------- running .tflite files
+
+def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1):
+    """An ai-edge-litert Interpreter for a .tflite path or bytes; one-line MaskclfError if unusable."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model, (bytes, bytearray)):
+        where, data = "model bytes", bytes(model)
+        _check_flatbuffer(Path("<bytes>"), data)
+        kwargs: dict[str, Any] = {"model_content": data}
+    else:
+        where = str(model)
+        p = Path(model)
+        if not p.is_file():
+            raise MaskclfError(f"{p}: .tflite file not found; run `maskclf export RUN_DIR` first")
+        with open(p, "rb") as f:
+            _check_flatbuffer(p, f.read(8))
+        kwargs = {"model_path": str(p)}
+    try:
+        it = Interpreter(num_threads=num_threads, **kwargs)
+        it.allocate_tensors()
+    except Exception as e:  # flatbuffer verification and op resolution errors are ValueError/RuntimeError
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise MaskclfError(f"{where}: corrupt or unsupported TFLite model ({msg}); copy it again or "
+                           "re-export it with `maskclf export RUN_DIR`") from None
+    return it
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if detail["dtype"] in (np.uint8, np.int8) and scale:
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+def supports_dynamic_batch(interpreter, batch: int = 2) -> bool:
+    """True when the interpreter runs a batch of ``batch`` images (resize, allocate, invoke)."""
+    d = interpreter.get_input_details()[0]
+    if d["shape_signature"][0] != -1:
+        return False
+    try:
+        interpreter.resize_tensor_input(d["index"], [batch, *d["shape"][1:]])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(d["index"], np.zeros([batch, *d["shape"][1:]], d["dtype"]))
+        interpreter.invoke()
+        ok = interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).shape[0] == batch
+    except Exception:
+        ok = False
+    return ok
+
+
+def predict_tflite(interpreter, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Softmax probabilities (N, C) float32 of uint8 RGB images (N, S, S, 3).
+
+    uint8 models get the pixels as they are; float models get them as float32 in [0, 255];
+    uint8 outputs are dequantised with the output's scale and zero point.
+    """
+    d = interpreter.get_input_details()[0]
+    dynamic = d["shape_signature"][0] == -1
+    step = batch_size if dynamic else int(d["shape"][0])
+    out = []
+    for i in range(0, len(images), step):
+        x = np.asarray(images[i:i + step]).astype(d["dtype"])
+        n = len(x)
+        if dynamic:
+            if tuple(interpreter.get_input_details()[0]["shape"]) != x.shape:
+                interpreter.resize_tensor_input(d["index"], list(x.shape))
+                interpreter.allocate_tensors()
+        elif n < step:
+            x = np.concatenate([x, np.zeros((step - n, *x.shape[1:]), x.dtype)])
+        interpreter.set_tensor(d["index"], x)
+        interpreter.invoke()
+        o = interpreter.get_output_details()[0]
+        out.append(_dequantize(interpreter.get_tensor(o["index"]), o)[:n])
+    return np.concatenate(out)
+
+
+def median_latency_ms(model: bytes | str | os.PathLike, images: np.ndarray, num_threads: int,
+                      runs: int = 50) -> float:
+    """Median milliseconds of one batch-1 ``invoke`` over ``runs`` timed runs after a warm-up."""
+    it = load_interpreter(model, num_threads=num_threads)
+    d = it.get_input_details()[0]
+    if d["shape_signature"][0] == -1 and d["shape"][0] != 1:
+        it.resize_tensor_input(d["index"], [1, *d["shape"][1:]])
+        it.allocate_tensors()
+    xs = [np.asarray(im)[None].astype(d["dtype"]) for im in images[:max(1, min(len(images), runs))]]
+    times = []
+    for k in range(_LATENCY_WARMUP + runs):
+        it.set_tensor(d["index"], xs[k % len(xs)])
+        t = time.perf_counter()
+        it.invoke()
+        if k >= _LATENCY_WARMUP:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000.0)
+
+
+def _io_details(it) -> dict:
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+
+    def q(t):
+        scale, zero = t["quantization"]
+        return {"scale": float(scale), "zero_point": int(zero)} if scale else None
+
+    return {"input_name": d["name"], "input_dtype": np.dtype(d["dtype"]).name,
+            "input_shape": [int(v) for v in d["shape_signature"]], "input_quantization": q(d),
+            "output_name": o["name"], "output_dtype": np.dtype(o["dtype"]).name,
+            "output_shape": [int(v) for v in o["shape_signature"]], "output_quantization": q(o)}
+
+
+# ----------------------------------------------------------------------------- export of a run
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _split_rows(run: Path, cfg, progress: bool) -> list[dict]:
+    from maskclf import datasets
+
+    rows = datasets.read_split_csv(run / "split.csv")
+    if any(not os.path.exists(r["path"]) for r in rows):
+        # VOC crops live in the user cache; rebuilding gives the same paths (content-keyed).
+        _log("some images of split.csv are missing; rebuilding the face-crop cache", progress)
+        datasets.load_dataset(cfg.data, progress=progress)
+        missing = [r["path"] for r in rows if not os.path.exists(r["path"])]
+        if missing:
+            raise MaskclfError(f"{missing[0]}: image of split.csv not found ({len(missing)} missing); "
+                               "restore the dataset the run was trained on")
+    return rows
+
+
+def _load_images(paths: Sequence[str], size: int) -> np.ndarray:
+    from maskclf import images
+
+    if not paths:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.stack([images.load_array(p, size) for p in paths])
+
+
+def _sample(items: list, n: int | None, seed: int) -> list:
+    if n is None or n >= len(items):
+        return list(items)
+    idx = np.sort(np.random.default_rng(seed).choice(len(items), size=n, replace=False))
+    return [items[i] for i in idx]
+
+
+def _parse_precisions(precisions: Iterable[str] | str) -> list[str]:
+    if isinstance(precisions, str):
+        precisions = precisions.split(",")
+    names = [p.strip().lower() for p in precisions if p.strip()]
+    if not names:
+        raise MaskclfError(f"no precision given; choose from {', '.join(PRECISIONS)}")
+    for n in names:
+        if n not in PRECISIONS:
+            raise MaskclfError(f"unknown precision {n!r}; choose from {', '.join(PRECISIONS)}")
+    return [p for p in PRECISIONS if p in names]  # canonical order, no duplicates
+
+
+def _thresholds(min_agreement: dict | None) -> dict[str, float]:
+    out = dict(DEFAULT_MIN_AGREEMENT)
+    for k, v in (min_agreement or {}).items():
+        if k not in PRECISIONS:
+            raise MaskclfError(f"min_agreement: unknown precision {k!r}; choose from {', '.join(PRECISIONS)}")
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise MaskclfError(f"min_agreement {k}={v!r} is not a number") from None
+        if not 0.0 <= v <= 1.0:
+            raise MaskclfError(f"min_agreement {k}={v} must lie between 0 and 1")
+        out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class _CheckSet:
+    """The images every precision is checked on, with Keras' answers on them."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) class indices
+    keras_probs: np.ndarray  # (N, C)
+    class_names: list
+    threshold: float | None
+    source: str
+
+
+def _check_set(model, rows: list[dict], class_names: list[str], threshold: float | None, size: int,
+               max_test: int | None, seed: int, where: Path, progress: bool) -> _CheckSet:
+    test, source = [r for r in rows if r["split"] == "test"], "test split"
+    if not test:
+        test, source = [r for r in rows if r["split"] == "validation"], "validation split"
+    if not test:
+        raise MaskclfError(f"{where}: no test or validation images to check the export on")
+    test = _sample(test, max_test, seed)
+    lookup = {n: i for i, n in enumerate(class_names)}
+    _log(f"loading {len(test)} images of the {source}", progress)
+    x = _load_images([r["path"] for r in test], size)
+    # Keras sees exactly the pixels the interpreter sees, so differences come from the conversion alone.
+    probs = np.concatenate([np.asarray(model(x[i:i + 64].astype(np.float32), training=False))
+                            for i in range(0, len(x), 64)])
+    return _CheckSet(x, np.array([lookup[r["label"]] for r in test]), probs, class_names, threshold, source)
+
+
+def _convert_and_check(model, spec: QuantizationSpec, reps: np.ndarray | None, check: _CheckSet,
+                       min_agreement: float, threads: Sequence[int], latency_runs: int,
+                       progress: bool) -> tuple[bytes, dict, dict]:
+    """Convert one precision and measure it: (flatbuffer, metadata entry, report entry)."""
+    from maskclf.evaluate import compute_metrics
+
+    _log(f"converting {spec.name} ...", progress)
+    t0 = time.time()
+    data = convert(model, spec, reps)
+    it = load_interpreter(data)
+    dynamic = supports_dynamic_batch(it)
+    if not dynamic:
+        # Some quantised graphs cannot resize their batch; a fixed batch of 1 always works.
+        _log(f"{spec.name}: the batch dimension cannot stay dynamic; exporting with batch 1", progress)
+        data = convert(model, spec, reps, batch_size=1)
+        it = load_interpreter(data)
+    info = {"file": f"model_{spec.name}.tflite", "precision": spec.name, "dynamic_batch": dynamic,
+            "batch_size": None if dynamic else 1, **_io_details(it), "convert_seconds": round(time.time() - t0, 2)}
+    if spec.integer_only:
+        info["representative_images"] = len(reps)
+    probs = predict_tflite(it, check.images)
+    m = compute_metrics(check.labels, probs, check.class_names, threshold=check.threshold)
+    agreement = float(np.mean(probs.argmax(1) == check.keras_probs.argmax(1)))
+    latency = {str(t): round(median_latency_ms(data, check.images, t, latency_runs), 4) for t in threads}
+    result = {
+        "file": info["file"],
+        "accuracy": m["accuracy"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "agreement": agreement,
+        "min_agreement": min_agreement,
+        "failed_check": agreement < min_agreement,
+        "max_abs_prob_diff": float(np.max(np.abs(probs - check.keras_probs))),
+        "size_bytes": None,  # known once the labels are packed
+        "size_ratio_vs_float32": None,
+        "latency_ms": latency,
+        "dynamic_batch": dynamic,
+    }
+    _log(f"{spec.name}: agreement {agreement:.4f}, max |dp| {result['max_abs_prob_diff']:.2e}, "
+         f"latency {latency} ms", progress)
+    return data, info, result
+
+
+def _metadata(cfg, run: Path, class_names: list[str], threshold: float | None, models: dict) -> dict:
+    import maskclf
+
+    return {
+        "format": "maskclf-tflite-export",
+        "format_version": 1,
+        "model_name": cfg.model.name,
+        "source_run": str(run.resolve()),
+        "maskclf_version": maskclf.__version__,
+        "tensorflow_version": _version("tensorflow"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "class_names": class_names,
+        "num_classes": len(class_names),
+        "decision": ({"rule": "predict positive_class when its probability >= threshold, else the other class",
+                      "positive_class": class_names[0], "positive_index": 0, "threshold": threshold}
+                     if threshold is not None else {"rule": "argmax of the probabilities"}),
+        "decision_threshold": threshold,
+        "input": {"height": cfg.data.image_size, "width": cfg.data.image_size, "channels": 3, "layout": "NHWC",
+                  "color": "RGB", "value_range": [0, 255], "resize": "bilinear",
+                  "normalization": "inside the model; feed raw pixels (float models as float32, int8 as uint8)",
+                  "crop_margin": cfg.data.crop_margin,
+                  "crop": "square box around the face, grown by crop_margin x its longer side on each side"},
+        "output": {"kind": "softmax probabilities", "order": "labels.txt"},
+        "models": models,
+    }
+
+
+def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRECISIONS, representative: int = 200,
+               force: bool = False, min_agreement: dict[str, float] | None = None, threads: Sequence[int] = (1, 2),
+               max_test: int | None = None, progress: bool = True, latency_runs: int = 50) -> Path:
+    """Export a run's best model to TFLite in several precisions and check each against Keras.
+
+    Nothing is written until every precision is converted and checked, so a failed check leaves a
+    previous export untouched; each file is written atomically, so a kill leaves no partial file.
+
+    Args:
+        run_dir: a run directory made by ``maskclf train`` (config.yaml, labels.txt, split.csv, best.keras).
+        precisions: any of float32, float16, dynamic, int8 (a list or a comma-separated string).
+        representative: training images (seeded sample) that calibrate int8.
+        force: write the export even when a precision's agreement is below its threshold
+            (the report then says ``"failed_check": true``).
+        min_agreement: per-precision minimum argmax agreement with Keras on the test split,
+            e.g. ``{"int8": 0.98}``; defaults 0.99 for int8, 0.999 for the others.
+        threads: interpreter thread counts at which latency is measured.
+        max_test: check on at most this many test images (seeded sample); None for all.
+        progress: print progress to stderr.
+        latency_runs: timed batch-1 runs per precision and thread count.
+
+    Returns:
+        The export folder ``RUN_DIR/export``.
+
+    Raises:
+        MaskclfError: bad run directory or arguments, a conversion failure, or agreement below the
+            threshold without ``force``.
+    """
+    from maskclf.config import load_config
+    from maskclf.evaluate import compute_metrics, load_run_model
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise MaskclfError(f"{run}: run directory not found")
+    minimum = _thresholds(min_agreement)
+    specs = [QuantizationSpec.named(n, representative) for n in _parse_precisions(precisions)]
+    threads = [int(t) for t in threads]
+    if not threads or any(t < 1 for t in threads):
+        raise MaskclfError(f"threads must be positive numbers, got {threads}")
+    if max_test is not None and max_test < 1:
+        raise MaskclfError(f"max_test must be at least 1, got {max_test}")
+    if not (run / "best.keras").is_file():
+        raise MaskclfError(f"{run / 'best.keras'}: no trained model; is {run} a finished `maskclf train` run?")
+    cfg = load_config(run / "config.yaml")
+    class_names = read_labels(run / "labels.txt")
+    size = cfg.data.image_size
+    threshold = None
+    if len(class_names) == 2:
+        try:
+            threshold = json.loads((run / "metrics.json").read_text()).get("threshold")
+        except (OSError, ValueError):
+            pass
+
+    model = load_run_model(run)
+    if tuple(model.input_shape[1:]) != (size, size, 3) or model.output_shape[-1] != len(class_names):
+        raise MaskclfError(f"{run / 'best.keras'}: model input {model.input_shape} / output {model.output_shape} "
+                           f"do not match image_size {size} and the {len(class_names)} classes of labels.txt")
+    rows = _split_rows(run, cfg, progress)
+    check = _check_set(model, rows, class_names, threshold, size, max_test, cfg.train.seed, run / "split.csv",
+                       progress)
+    reps = None
+    if any(s.integer_only for s in specs):
+        picked = _sample([r for r in rows if r["split"] == "train"] or rows, representative, cfg.train.seed)
+        _log(f"loading {len(picked)} representative training images for int8 calibration", progress)
+        reps = _load_images([r["path"] for r in picked], size)
+
+    flatbuffers, models, results = {}, {}, {}
+    for spec in specs:
+        flatbuffers[spec.name], models[spec.name], results[spec.name] = _convert_and_check(
+            model, spec, reps, check, minimum[spec.name], threads, latency_runs, progress)
+    failed = [n for n, r in results.items() if r["failed_check"]]
+    if failed and not force:
+        detail = "; ".join(f"{n} agreement {results[n]['agreement']:.4f} < {minimum[n]}" for n in failed)
+        accept = " ".join(f"{n}={results[n]['agreement']:.3f}" for n in failed)
+        raise MaskclfError(f"export of {run} failed the parity check with Keras on {len(check.labels)} images of "
+                           f"the {check.source}: {detail}; nothing written. Use --force to export anyway, or "
+                           f"--min-agreement {accept} to accept it")
+
+    metadata = _metadata(cfg, run, class_names, threshold, models)
+    export_dir = run / EXPORT_DIR
+    labels_bytes = "".join(f"{n}\n" for n in class_names).encode("utf-8")
+    for name, data in flatbuffers.items():
+        inside = {k: v for k, v in metadata.items() if k != "models"} | {"model": models[name]}
+        packed = pack_files(data, {"labels.txt": labels_bytes, "metadata.json": json.dumps(inside, indent=2).encode()})
+        # The trailing ZIP must not change a single output; checked on every export.
+        if not np.array_equal(predict_tflite(load_interpreter(packed), check.images[:8]),
+                              predict_tflite(load_interpreter(data), check.images[:8])):
+            raise MaskclfError(f"{name}: packing labels into the .tflite changed its outputs; please report this")
+        results[name]["size_bytes"] = len(packed)
+        with atomic_path(export_dir / models[name]["file"]) as tmp:
+            tmp.write_bytes(packed)
+    if "float32" in results:
+        for r in results.values():
+            r["size_ratio_vs_float32"] = round(r["size_bytes"] / results["float32"]["size_bytes"], 4)
+    write_labels(export_dir / "labels.txt", class_names)
+    keras_metrics = compute_metrics(check.labels, check.keras_probs, class_names, threshold=threshold)
+    report = {
+        "run_dir": str(run.resolve()),
+        "model_name": cfg.model.name,
+        "evaluated_on": check.source,
+        "num_images": len(check.labels),
+        "image_size": size,
+        "class_names": class_names,
+        "threshold": threshold,
+        "threads": threads,
+        "latency": f"median ms per image, batch 1, {latency_runs} runs after {_LATENCY_WARMUP} warm-up",
+        "keras": {"accuracy": keras_metrics["accuracy"], "balanced_accuracy": keras_metrics["balanced_accuracy"]},
+        "precisions": results,
+        "failed_check": bool(failed),
+        "forced": bool(failed and force),
+    }
+    write_json(export_dir / "report.json", report)
+    write_text(export_dir / "report.md", format_report_md(report))
+    files = [models[n]["file"] for n in flatbuffers] + ["labels.txt", "report.json", "report.md"]
+    metadata["files"] = {f: {"sha256": _sha256(export_dir / f), "size_bytes": (export_dir / f).stat().st_size}
+                         for f in files}
+    write_json(export_dir / "metadata.json", metadata)
+    for old in export_dir.glob("model_*.tflite"):  # precisions of an earlier export not asked for this time
+        if old.name not in files:
+            old.unlink()
+    _log(f"export written to {export_dir}", progress)
+    return export_dir
+
+
+def _version(pkg: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in (pkg, f"{pkg}-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            pass
+    return None
+
+
+def _kib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:.1f} KiB"
+
+
+def format_report_table(report: dict) -> str:
+    """A compact text table of a report (one row per precision)."""
+    ts = [str(t) for t in report.get("threads", [])]
+    head = (f"{'precision':<9} {'size':>12} {'ratio':>6} {'acc':>6} {'bal.acc':>7} {'agree':>7} {'max|dp|':>8} "
+            + " ".join(f"{'ms@' + t + 't':>8}" for t in ts) + "  check")
+    lines = [head]
+    k = report["keras"]
+    lines.append(f"{'keras':<9} {'':>12} {'':>6} {k['accuracy']:>6.3f} {k['balanced_accuracy']:>7.3f}")
+    for name, r in report["precisions"].items():
+        ratio = "" if r["size_ratio_vs_float32"] is None else f"{r['size_ratio_vs_float32']:.2f}"
+        lat = " ".join(f"{r['latency_ms'][t]:>8.3f}" for t in ts)
+        check = "FAILED" if r["failed_check"] else "ok"
+        lines.append(f"{name:<9} {_kib(r['size_bytes']):>12} {ratio:>6} {r['accuracy']:>6.3f} "
+                     f"{r['balanced_accuracy']:>7.3f} {r['agreement']:>7.4f} {r['max_abs_prob_diff']:>8.2e} "
+                     f"{lat}  {check} (>= {r['min_agreement']})")
+    return "\n".join(lines)
+
+
+def format_report_md(report: dict) -> str:
+    """The report as Markdown (report.md)."""
+    ts = [str(t) for t in report.get("threads", [])]
+    k = report["keras"]
+    out = [
+        f"# TFLite export of `{report['model_name']}`",
+        "",
+        f"Run: `{report['run_dir']}`  ",
+        f"Checked with ai-edge-litert on {report['num_images']} images of the {report['evaluated_on']} "
+        f"at {report['image_size']}x{report['image_size']}; classes: {', '.join(report['class_names'])}"
+        + (f"; threshold {report['threshold']:.3f} on p({report['class_names'][0]})"
+           if report.get("threshold") is not None else "") + ".  ",
+        f"Keras: accuracy {k['accuracy']:.4f}, balanced accuracy {k['balanced_accuracy']:.4f}.  ",
+        f"Latency: {report['latency']}.",
+        "",
+        "| precision | file | size | vs float32 | accuracy | balanced acc. | agreement | max abs prob diff | "
+        + " | ".join(f"ms @ {t} thread{'s' if t != '1' else ''}" for t in ts) + " | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(ts) + "---|",
+    ]
+    for name, r in report["precisions"].items():
+        ratio = "" if r["size_ratio_vs_float32"] is None else f"{r['size_ratio_vs_float32']:.2f}"
+        check = f"{'FAILED' if r['failed_check'] else 'ok'} (min {r['min_agreement']})"
+        out.append(f"| {name} | `{r['file']}` | {_kib(r['size_bytes'])} | {ratio} | {r['accuracy']:.4f} | "
+                   f"{r['balanced_accuracy']:.4f} | {r['agreement']:.4f} | {r['max_abs_prob_diff']:.2e} | "
+                   + " | ".join(f"{r['latency_ms'][t]:.3f}" for t in ts) + f" | {check} |")
+    if report.get("forced"):
+        out += ["", "**Exported with --force although a parity check failed.**"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,250 @@
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("ai_edge_litert")
+
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from conftest import make_class_folders  # noqa: E402
+
+from maskclf import export as E  # noqa: E402
+from maskclf import images  # noqa: E402
+from maskclf.cli import main  # noqa: E402
+from maskclf.config import Config, apply_overrides  # noqa: E402
+from maskclf.datasets import read_split_csv  # noqa: E402
+from maskclf.files import MaskclfError  # noqa: E402
+from maskclf.models import available_models, create_model  # noqa: E402
+from maskclf.train import train  # noqa: E402
+
+# Like test_train's TINY, but trained to confident outputs (constant high rate, no geometric augmentation):
+# a net whose probabilities all sit near 0.5 flips under any quantisation and tests nothing.
+TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "image_size=32",
+        "batch_size=16", "val_fraction=0.2", "test_fraction=0.2", "patience=50", "learning_rate=0.01",
+        "lr_schedule=constant", "rotation_range=0", "zoom_range=0", "width_shift_range=0", "height_shift_range=0"]
+PRECISIONS = ["float32", "float16", "dynamic", "int8"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny trained two-class run (circles vs squares), made once for the module."""
+    root = tmp_path_factory.mktemp("export-run")
+    data = make_class_folders(root / "shapes", ("circle", "square"), 30)
+    cfg = apply_overrides(Config(), [f"data.path={data}", f"train.out={root / 'runs'}", *TINY, "epochs=8"])
+    keras.utils.set_random_seed(0)
+    return train(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir):
+    """The run exported in all four precisions with the default agreement thresholds."""
+    return E.export_run(run_dir, latency_runs=10, progress=False)
+
+
+def _test_images(run_dir, size=32):
+    rows = [r for r in read_split_csv(run_dir / "split.csv") if r["split"] == "test"]
+    return np.stack([images.load_array(r["path"], size) for r in rows])
+
+
+def _run(path, x):
+    """Probabilities from ai-edge-litert directly (not through maskclf), the whole batch at once."""
+    it = Interpreter(model_path=str(path))
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x.astype(d["dtype"]))
+    it.invoke()
+    y = it.get_tensor(o["index"])
+    scale, zero = o["quantization"]
+    return d, o, (y.astype(np.float32) - zero) * scale if o["dtype"] == np.uint8 else y
+
+
+def test_export_writes_every_precision_labels_metadata_and_report(run_dir, exported):
+    assert exported == run_dir / "export"
+    names = sorted(p.name for p in exported.iterdir())
+    assert names == sorted([f"model_{p}.tflite" for p in PRECISIONS]
+                           + ["labels.txt", "metadata.json", "report.json", "report.md"])  # no temporary files
+    assert (exported / "labels.txt").read_text().split() == ["circle", "square"]
+    meta = json.loads((exported / "metadata.json").read_text())
+    for f, want in meta["files"].items():
+        data = (exported / f).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == want["sha256"] and len(data) == want["size_bytes"], f
+    assert set(meta["files"]) >= {f"model_{p}.tflite" for p in PRECISIONS} | {"labels.txt", "report.json"}
+    run_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert meta["class_names"] == ["circle", "square"] and meta["model_name"] == "small_cnn"
+    assert meta["decision_threshold"] == run_metrics["threshold"]
+    assert meta["input"]["height"] == 32 and meta["input"]["value_range"] == [0, 255]
+    assert meta["input"]["crop_margin"] == 0.15 and meta["source_run"] == str(run_dir.resolve())
+    int8 = meta["models"]["int8"]
+    assert int8["input_dtype"] == "uint8" and int8["output_dtype"] == "uint8"
+    # Pixels go in unchanged: scale 1, zero point 0; the output scale dequantises probabilities.
+    assert int8["input_quantization"] == {"scale": 1.0, "zero_point": 0}
+    assert int8["output_quantization"]["scale"] > 0
+    assert all(meta["models"][p]["dynamic_batch"] for p in PRECISIONS)
+    assert meta["models"]["float32"]["input_dtype"] == "float32"
+    assert E.verify_export(exported)["class_names"] == ["circle", "square"]
+
+    report = json.loads((exported / "report.json").read_text())
+    assert report["evaluated_on"] == "test split" and not report["failed_check"]
+    for p in PRECISIONS:
+        r = report["precisions"][p]
+        for k in ["accuracy", "balanced_accuracy", "agreement", "max_abs_prob_diff", "size_bytes",
+                  "size_ratio_vs_float32"]:
+            assert r[k] is not None, (p, k)
+        assert set(r["latency_ms"]) == {"1", "2"} and all(v > 0 for v in r["latency_ms"].values())
+        assert r["size_bytes"] == (exported / f"model_{p}.tflite").stat().st_size
+        assert p in (exported / "report.md").read_text()
+    assert report["precisions"]["float32"]["max_abs_prob_diff"] < 1e-4
+    assert report["precisions"]["float32"]["agreement"] == 1.0
+
+
+def test_round_trip_through_ai_edge_litert_matches_keras(run_dir, exported):
+    x = _test_images(run_dir)
+    model = keras.saving.load_model(run_dir / "best.keras")
+    ref = np.asarray(model(x.astype(np.float32), training=False))
+    d, o, p32 = _run(exported / "model_float32.tflite", x)
+    assert p32.shape == ref.shape  # a whole batch: the batch dimension stayed dynamic
+    assert np.abs(p32 - ref).max() < 1e-4
+    d, o, p8 = _run(exported / "model_int8.tflite", x)
+    assert d["dtype"] == np.uint8 and o["dtype"] == np.uint8
+    assert np.mean(p8.argmax(1) == ref.argmax(1)) >= 0.9
+    assert np.abs(p8 - ref).max() < 0.05
+    for p in ("float16", "dynamic"):
+        assert np.abs(_run(exported / f"model_{p}.tflite", x)[2] - ref).max() < 0.01, p
+
+
+def test_labels_are_packed_in_every_tflite(exported):
+    for p in PRECISIONS:
+        path = exported / f"model_{p}.tflite"
+        assert E.read_labels_from_tflite(path) == ["circle", "square"]
+        with zipfile.ZipFile(path) as z:  # any zip reader finds them, as TFLite Support's metadata tools do
+            assert sorted(z.namelist()) == ["labels.txt", "metadata.json"]
+        inside = E.read_tflite_metadata(path)
+        assert inside["model"]["precision"] == p and inside["class_names"] == ["circle", "square"]
+
+
+def test_packed_zip_does_not_change_outputs(exported):
+    model = create_model("small_cnn", 2, 32, filters=[4], dense_units=[])
+    raw = E.convert(model, E.QuantizationSpec.for_float32())
+    packed = E.pack_files(raw, {"labels.txt": b"a\nb\n"})
+    assert packed.startswith(raw) and len(packed) > len(raw)
+    # ZIP offsets count from the file start (as TFLite Support writes them), so strict readers such as
+    # Android's MetadataExtractor find the entries: the end record points at the real central directory.
+    eocd = packed.rindex(b"PK\x05\x06")
+    central = int.from_bytes(packed[eocd + 16:eocd + 20], "little")
+    assert packed[central:central + 4] == b"PK\x01\x02" and central > len(raw)
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    a = E.predict_tflite(E.load_interpreter(raw), x)
+    b = E.predict_tflite(E.load_interpreter(packed), x)
+    assert np.array_equal(a, b)
+
+
+def test_failed_agreement_raises_and_force_exports(run_dir, exported, tmp_path, monkeypatch, capsys):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    before = (run / "export" / "model_float32.tflite").read_bytes()
+    real = E._check_set
+
+    def swapped(*a, **k):  # a Keras reference with its classes swapped: float32 now "disagrees" everywhere
+        check = real(*a, **k)
+        return dataclasses.replace(check, keras_probs=check.keras_probs[:, ::-1].copy())
+
+    monkeypatch.setattr(E, "_check_set", swapped)
+    with pytest.raises(MaskclfError, match=r"float32 agreement 0\.\d+ < 0\.999") as err:
+        E.export_run(run, "float32", progress=False, latency_runs=2)
+    assert "--force" in str(err.value)
+    assert (run / "export" / "model_float32.tflite").read_bytes() == before  # nothing written
+    assert main(["export", str(run), "--quantize", "float32", "--quiet"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("maskclf: error:")]
+    assert len(errors) == 1 and "float32 agreement" in errors[0]
+
+    out = E.export_run(run, "float32", force=True, progress=False, latency_runs=2)
+    report = json.loads((out / "report.json").read_text())
+    assert report["failed_check"] and report["forced"] and report["precisions"]["float32"]["failed_check"]
+    assert "--force" in (out / "report.md").read_text()
+    # A re-export replaces the folder's content: the precisions not asked for this time are gone.
+    assert sorted(p.name for p in out.glob("*.tflite")) == ["model_float32.tflite"]
+    assert list(json.loads((out / "metadata.json").read_text())["models"]) == ["float32"]
+
+
+def test_cli_export_prints_a_table_and_the_folder(run_dir, tmp_path, capsys):
+    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("export"))
+    rc = main(["export", str(run), "--quantize", "float32,int8", "--representative", "8", "--max-test", "6",
+               "--min-agreement", "int8=0.5,float32=0.6", "--min-agreement", "float16=0.7", "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"export folder: {run / 'export'}" in out
+    assert "float32" in out and "int8" in out and "ms@2t" in out
+    report = json.loads((run / "export" / "report.json").read_text())
+    assert report["num_images"] <= 6 and report["precisions"]["int8"]["min_agreement"] == 0.5
+    assert report["precisions"]["float32"]["min_agreement"] == 0.6 and "float16" not in report["precisions"]
+    assert json.loads((run / "export" / "metadata.json").read_text())["models"]["int8"]["representative_images"] == 8
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"precisions": "float32,int4"}, "unknown precision 'int4'"),
+    ({"min_agreement": {"int8": 1.5}}, "between 0 and 1"),
+    ({"min_agreement": {"fp8": 0.9}}, "unknown precision 'fp8'"),
+    ({"representative": 0}, "at least 1 representative"),
+])
+def test_bad_arguments_are_one_line_errors(run_dir, kwargs, words):
+    with pytest.raises(MaskclfError, match=words):
+        E.export_run(run_dir, progress=False, **kwargs)
+
+
+def test_missing_model_and_corrupt_tflite_are_clean_errors(run_dir, exported, tmp_path):
+    run = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("export", "best.keras"))
+    with pytest.raises(MaskclfError, match="best.keras: no trained model"):
+        E.export_run(run, progress=False)
+    with pytest.raises(MaskclfError, match="run directory not found"):
+        E.export_run(tmp_path / "nope", progress=False)
+    good = (exported / "model_int8.tflite").read_bytes()
+    for name, data in [("text", b"not a model at all"), ("half", good[: len(good) // 2])]:
+        bad = tmp_path / f"{name}.tflite"
+        bad.write_bytes(data)
+        with pytest.raises(MaskclfError, match=f"{name}.tflite: .*(not a TFLite model|corrupt)"):
+            E.load_interpreter(bad)
+        with pytest.raises(MaskclfError, match=f"{name}.tflite"):
+            E.read_labels_from_tflite(bad)
+    # A bit-flipped copy still loads, but the sha256 check of the export folder catches it.
+    copy = shutil.copytree(exported, tmp_path / "copy")
+    damaged = bytearray(good)
+    damaged[len(good) // 3] ^= 0xFF
+    (copy / "model_int8.tflite").write_bytes(bytes(damaged))
+    with pytest.raises(MaskclfError, match="model_int8.tflite: size or sha256 differs"):
+        E.verify_export(copy)
+
+
+def test_import_maskclf_export_does_not_import_tensorflow():
+    code = "import sys, maskclf.export; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+SLOW_FAMILIES = {"resnet50", "densenet121"}  # ~30 s each on 2 cores; vgg19 takes ~11 s
+FAMILIES = [m for m in available_models() if not (m.startswith("efficientnet_b") and m != "efficientnet_b0")]
+
+
+@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_FAMILIES else m
+                                  for m in FAMILIES])
+def test_every_registry_family_converts_to_float32_and_int8(name):
+    keras.utils.set_random_seed(0)
+    model = create_model(name, 2, 32)
+    rng = np.random.default_rng(0)
+    reps = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    x = rng.integers(0, 256, (1, 32, 32, 3)).astype(np.uint8)
+    ref = np.asarray(model(x.astype(np.float32), training=False))
+    f32 = E.load_interpreter(E.convert(model, E.QuantizationSpec.for_float32()))
+    assert np.abs(E.predict_tflite(f32, x) - ref).max() < 1e-3
+    i8 = E.load_interpreter(E.convert(model, E.QuantizationSpec.for_int8(4), reps))
+    d, o = i8.get_input_details()[0], i8.get_output_details()[0]
+    assert d["dtype"] == np.uint8 and o["dtype"] == np.uint8 and d["quantization"] == (1.0, 0)
+    p8 = E.predict_tflite(i8, x)
+    assert p8.shape == (1, 2) and np.all(np.isfinite(p8)) and np.abs(p8 - ref).max() < 0.1
+    keras.backend.clear_session()
