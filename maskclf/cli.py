@@ -141,6 +141,93 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _detector_options(args) -> dict:
+    return {"detector": args.detector, "score_threshold": args.score_threshold, "nms_threshold": args.nms_threshold,
+            "min_face": args.min_face, "upscale": args.upscale, "tile": args.tile,
+            "precision": args.precision, "threads": args.threads}
+
+
+def cmd_detect(args) -> int:
+    from maskclf.edge.app import DEFAULT_OUT, run_detect
+
+    doc = run_detect(args.input, args.model, out=args.out, json_path=args.json, camera=args.camera,
+                     max_frames=args.max_frames, save=not args.no_save, progress=not args.quiet,
+                     **_detector_options(args))
+    s = doc["summary"]
+    per = ", ".join(f"{n} {k}" for k, n in s["per_label"].items())
+    print(f"{s['inputs']} {'frames' if doc.get('videos') else 'images'}, {s['faces']} faces ({per}), "
+          f"mean {s['mean_ms'] or 0:.1f} ms per {'frame' if doc.get('videos') else 'image'}"
+          + (f", {s['errors']} unreadable" if s["errors"] else ""))
+    if not args.no_save:
+        outs = [v["output"] for v in doc.get("videos", [])] or [args.out or DEFAULT_OUT]
+        print(f"annotated output: {', '.join(str(o) for o in outs)}")
+    if args.json:
+        print(f"JSON: {args.json}")
+    return 1 if s["errors"] else 0
+
+
+def cmd_evaluate_detection(args) -> int:
+    from maskclf.edge.evaluation import evaluate_detection, format_detection_md
+
+    report = evaluate_detection(args.model, args.data, split=args.split, run_dir=args.run, out=args.out,
+                                iou_threshold=args.iou, min_gt_size=args.min_gt_size, max_photos=args.max_photos,
+                                progress=not args.quiet, **_detector_options(args))
+    print(format_detection_md(report), end="")
+    print(f"written: {', '.join(report['outputs'])}")
+    return 0
+
+
+def _add_detector_arguments(a: argparse.ArgumentParser) -> None:
+    a.add_argument("--model", required=True, metavar="EXPORT_DIR_OR_TFLITE",
+                   help="export folder (RUN_DIR/export) or a .tflite file made by `maskclf export`")
+    a.add_argument("--precision", choices=["float32", "float16", "dynamic", "int8"],
+                   help="which model of an export folder (default: the smallest present, int8 first)")
+    a.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    a.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
+                   help="face detector: yunet (default, finds masked faces) or haar (the old cascade)")
+    a.add_argument("--score-threshold", type=float, metavar="S",
+                   help="minimum face detector score (default yunet 0.6, haar 0)")
+    a.add_argument("--nms-threshold", type=float, metavar="T", help="IoU above which boxes merge (default 0.3)")
+    a.add_argument("--min-face", type=int, metavar="PX", help="ignore faces smaller than this (default 0)")
+    a.add_argument("--upscale", type=float, metavar="K",
+                   help="also detect on the image enlarged K times: finds ~15-25 px faces (e.g. 2; default 1)")
+    a.add_argument("--tile", type=int, metavar="PX",
+                   help="detect in overlapping PX x PX tiles of the enlarged image (with --upscale; "
+                        "bounds the detector's input size) or else of the image (default 0: whole image)")
+
+
+EPILOG_DETECT = """examples:
+  maskclf detect photo.jpg --model runs/RUN/export                   # -> detections/photo.jpg
+  maskclf detect photos/ --model runs/RUN/export --out annotated --json faces.json --upscale 2
+  maskclf detect clip.mp4 --model runs/RUN/export/model_int8.tflite --out clip_annotated.mp4
+  maskclf detect --camera 0 --model runs/RUN/export --out cam.mp4 --max-frames 300"""
+
+
+def cmd_tune(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.tune import tune
+
+    out = tune(args.space, data=args.data, tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
+               objective=args.objective, out=args.out, overrides=args.overrides, distributed=args.distributed,
+               oracle=args.oracle, tuner_id=args.tuner_id, progress=not args.quiet)
+    print(f"search folder: {out}")
+    if args.distributed != "worker" and (out / "best.yaml").is_file():
+        print(f"best config: {out / 'best.yaml'}  (maskclf train --config {out / 'best.yaml'} --data DATA)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.tune import compare
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    out = compare(args.data, models, epochs=args.epochs, image_size=args.image_size, weights=args.weights,
+                  out=args.out, overrides=args.overrides, progress=not args.quiet)
+    print((out / "compare.md").read_text(), end="")
+    print(f"comparison folder: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="maskclf",
@@ -211,6 +298,71 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true", help="write the export even if a parity check fails")
     x.add_argument("--quiet", action="store_true", help="no progress output")
     x.set_defaults(func=cmd_export)
+
+    dt = sub.add_parser("detect", help="find faces and classify their masks in photos, videos or a camera",
+                        description="Detect faces (YuNet or Haar), classify each with an exported .tflite model and "
+                                    "write annotated images (photos) or an annotated video with FPS (video, camera).",
+                        epilog=EPILOG_DETECT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dt.add_argument("input", nargs="?", metavar="INPUT", help="an image, a folder of images, or a video file")
+    dt.add_argument("--camera", type=int, metavar="N", help="read camera N instead of INPUT (stop with Ctrl-C)")
+    dt.add_argument("--out", help="output folder (default detections/), or a file name for one image or a video")
+    dt.add_argument("--json", metavar="OUT.json", help="write every face of every image/frame (box, label, score) "
+                                                      "and timings as JSON")
+    dt.add_argument("--max-frames", type=int, metavar="N", help="stop a video or camera after N frames")
+    dt.add_argument("--no-save", action="store_true", help="write no annotated images/videos (JSON only)")
+    dt.add_argument("--quiet", action="store_true", help="no per-input lines")
+    _add_detector_arguments(dt)
+    dt.set_defaults(func=cmd_detect)
+
+    ed = sub.add_parser("evaluate-detection", help="AP@0.5 / mAP of detector + classifier on VOC photos",
+                        description="Detect and classify the faces of the VOC photos the classifier was not trained "
+                                    "on (the run's split.csv) and match them to the annotated boxes: per-class "
+                                    "AP@0.5, mAP, detector recall per class and face size, and a confusion table of "
+                                    "matched faces, written as JSON and Markdown.")
+    ed.add_argument("--data", required=True, metavar="VOC_ROOT", help="Pascal VOC folder (images/ + annotations/)")
+    ed.add_argument("--split", choices=["test", "validation", "unseen"], default="test",
+                    help="photos of the run's test (default) or validation split, or `unseen`: every photo of "
+                         "VOC_ROOT the run neither trained nor validated on (another dataset)")
+    ed.add_argument("--run", metavar="RUN_DIR", help="the run whose split.csv to use (default: from the model's "
+                                                     "metadata, or the export folder's parent)")
+    ed.add_argument("--out", metavar="DIR", help="folder for detection_eval_<split>.json/.md (default: the run)")
+    ed.add_argument("--iou", type=float, default=0.5, help="IoU of a match (default 0.5)")
+    ed.add_argument("--min-gt-size", type=float, default=0, metavar="PX",
+                    help="annotated faces smaller than this are ignored (default 0: all count)")
+    ed.add_argument("--max-photos", type=int, metavar="N", help="evaluate only the first N photos")
+    ed.add_argument("--quiet", action="store_true")
+    _add_detector_arguments(ed)
+    ed.set_defaults(func=cmd_evaluate_detection)
+    tu = sub.add_parser("tune", help="KerasTuner search over a tuning/*.yaml space; writes best.yaml",
+                        description="Search hyperparameters (tuning/README.md). Running the same command again "
+                                    "resumes the search; `maskclf train --config DIR/best.yaml` trains the winner.")
+    tu.add_argument("space", help="search space YAML, e.g. tuning/small_cnn.yaml")
+    tu.add_argument("--data", help="dataset root (default data/sample)")
+    tu.add_argument("--tuner", choices=["random", "hyperband", "bayesian", "grid"], help="default: the space's")
+    tu.add_argument("--max-trials", type=int, metavar="N", help="trial budget (default: the space's)")
+    tu.add_argument("--max-epochs", type=int, metavar="N", help="epochs per trial (default: the space's)")
+    tu.add_argument("--objective", choices=["val_balanced_accuracy", "val_macro_f1", "val_accuracy", "val_loss"],
+                    help="validation metric to optimise (default val_balanced_accuracy)")
+    tu.add_argument("--out", metavar="DIR", help="search folder (default runs/tune-<space name>)")
+    tu.add_argument("--distributed", choices=["chief", "worker"], help="KerasTuner's distributed mode")
+    tu.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (or KERASTUNER_ORACLE_IP/PORT)")
+    tu.add_argument("--tuner-id", metavar="NAME", help="a worker's unique name (or KERASTUNER_TUNER_ID)")
+    tu.add_argument("--quiet", action="store_true", help="no progress output")
+    tu.add_argument("overrides", nargs="*", metavar="key=value", help="fixed settings for every trial")
+    tu.set_defaults(func=cmd_tune)
+
+    co = sub.add_parser("compare", help="train several models on one split; table of per-class accuracy",
+                        description="Train each model on the same train/validation/test split and write "
+                                    "compare.csv, compare.md and compare.png (seed report 004's table).")
+    co.add_argument("--data", help="dataset root (default data/sample)")
+    co.add_argument("--models", required=True, help="comma-separated names, e.g. small_cnn,vgg19,efficientnet_b0")
+    co.add_argument("--epochs", type=int, help="maximum epochs per model")
+    co.add_argument("--image-size", type=int, help="one input size for all (default: each model's own)")
+    co.add_argument("--weights", help="imagenet: pretrained backbones (models from scratch ignore it)")
+    co.add_argument("--out", metavar="DIR", help="output folder (default runs/compare)")
+    co.add_argument("--quiet", action="store_true", help="no progress output")
+    co.add_argument("overrides", nargs="*", metavar="key=value", help="settings for every model")
+    co.set_defaults(func=cmd_compare)
     return p
 
 

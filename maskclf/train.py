@@ -167,12 +167,14 @@ def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
     return True
 
 
-def train(cfg: Config, progress: bool = True) -> Path:
+def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path:
     """Train a model as configured and evaluate it on the test split.
 
     Args:
         cfg: the full configuration.
         progress: print progress to stderr.
+        data: an already loaded ``(LabeledImages, splits)`` pair made from ``cfg.data``
+            (``maskclf compare`` loads one dataset for several models); None loads it here.
 
     Returns:
         The run directory.
@@ -187,9 +189,12 @@ def train(cfg: Config, progress: bool = True) -> Path:
     image_size = cfg.data.image_size
     keras.utils.set_random_seed(cfg.train.seed)
 
-    _log(f"reading {cfg.data.path} ...", progress)
-    ds = datasets.load_dataset(cfg.data, progress=progress)
-    splits = datasets.assign_splits(ds, cfg.data)
+    if data is None:
+        _log(f"reading {cfg.data.path} ...", progress)
+        ds = datasets.load_dataset(cfg.data, progress=progress)
+        splits = datasets.assign_splits(ds, cfg.data)
+    else:
+        ds, splits = data
     report = datasets.summarize(ds, splits)
     _log(report, progress)
     idx = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation", "test")}

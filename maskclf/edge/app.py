@@ -1,0 +1,386 @@
+"""Detect and classify masked faces in photos, videos and camera streams (no TensorFlow).
+
+``run_detect`` is what ``maskclf detect`` calls: photos give an annotated image each, videos and
+cameras an annotated video with an FPS overlay, and ``json_path`` gets every face of every image or
+frame (box, label, score) with timings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from maskclf.edge.classifier import Face, FaceClassifier
+from maskclf.edge.detector import FaceDetector, create_detector
+from maskclf.edge.draw import draw_faces, draw_fps
+from maskclf.files import MaskclfError, atomic_path, write_json
+from maskclf.images import is_image_name, load_rgb
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp"}
+WRITE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+DEFAULT_OUT = "detections"
+
+
+@dataclass
+class FrameResult:
+    """The faces of one image or frame and the milliseconds each stage took."""
+
+    faces: list[Face]
+    timings_ms: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"faces": [f.to_json() for f in self.faces],
+                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
+
+
+class FaceMaskPipeline:
+    """Face detector + mask classifier: ``process(rgb)`` returns every face with its label.
+
+    Args:
+        classifier: a :class:`FaceClassifier` (an exported .tflite model).
+        detector: any :class:`FaceDetector` (default YuNet).
+    """
+
+    def __init__(self, classifier: FaceClassifier, detector: FaceDetector | None = None):
+        self.classifier = classifier
+        self.detector = detector if detector is not None else create_detector("yunet")
+
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        """Detect and classify the faces of an RGB uint8 frame (H, W, 3)."""
+        t0 = time.perf_counter()
+        boxes = self.detector.detect(rgb)
+        t1 = time.perf_counter()
+        faces = self.classifier.classify(rgb, boxes)
+        t2 = time.perf_counter()
+        return FrameResult(faces, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3})
+
+    def annotate(self, frame: np.ndarray, result: FrameResult, bgr: bool = False) -> np.ndarray:
+        """Draw ``result`` on a copy of ``frame`` and add the draw time to its timings."""
+        t = time.perf_counter()
+        out = draw_faces(frame, result.faces, self.classifier.class_names, bgr=bgr)
+        result.timings_ms["draw"] = (time.perf_counter() - t) * 1e3
+        return out
+
+    def describe(self) -> dict:
+        return {"model": self.classifier.describe(),
+                "detector": getattr(self.detector, "describe", lambda: {"name": type(self.detector).__name__})()}
+
+
+def _total(timings: dict) -> dict:
+    return timings | {"total": sum(timings.values())}
+
+
+# ----------------------------------------------------------------------------- photos
+
+def _save_image(rgb: np.ndarray, path: Path) -> Path:
+    path = path.with_suffix(".png") if path.suffix.lower() not in WRITE_IMAGE_SUFFIXES else path
+    img = Image.fromarray(rgb)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            img.save(tmp, format="JPEG", quality=92)
+        else:
+            img.save(tmp, format={".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}[path.suffix.lower()])
+    return path
+
+
+def process_image(pipeline: FaceMaskPipeline, path: str | os.PathLike,
+                  out_path: str | os.PathLike | None = None) -> dict:
+    """Detect, classify and (if ``out_path``) save an annotated copy of one photo.
+
+    Returns:
+        ``{"path", "width", "height", "faces": [...], "timings_ms": {...}[, "output"]}``.
+
+    Raises:
+        MaskclfError: the image cannot be read.
+    """
+    rgb = np.asarray(load_rgb(path), np.uint8)
+    result = pipeline.process(rgb)
+    entry = {"path": str(path), "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+    if out_path is not None:
+        annotated = pipeline.annotate(rgb, result)
+        entry["output"] = str(_save_image(annotated, Path(out_path)))
+    result.timings_ms = _total(result.timings_ms)
+    return entry | result.to_json()
+
+
+def _images_in(folder: Path, skip: Path | None) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        d = Path(dirpath)
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith(".")
+                             and not (skip is not None and _same(d / n, skip)))
+        out += [d / n for n in sorted(filenames) if is_image_name(n) and not n.startswith(".")]
+    return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------- video and camera
+
+class _FpsMeter:
+    """Frames per second over the last ``window`` frames (wall clock, so it includes decode and write)."""
+
+    def __init__(self, window: int = 30):
+        self.times: deque = deque(maxlen=window + 1)
+
+    def tick(self) -> float:
+        self.times.append(time.perf_counter())
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
+
+
+def _open_capture(source: str | int):
+    import cv2
+
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        cap.release()
+        if isinstance(source, int):
+            raise MaskclfError(f"camera {source} cannot be opened; check it is connected and free "
+                               "(ls /dev/video*) or try another --camera number")
+        if not Path(source).exists():
+            raise MaskclfError(f"{source}: file not found")
+        raise MaskclfError(f"{source}: cannot open the video (corrupt file or unsupported codec); "
+                           "convert it to MP4 (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)")
+    return cap
+
+
+def _frames(cap, source, max_frames: int | None) -> Iterator[np.ndarray]:
+    n = 0
+    while max_frames is None or n < max_frames:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            if n == 0:
+                what = f"camera {source}" if isinstance(source, int) else str(source)
+                raise MaskclfError(f"{what}: no frame could be read (corrupt video, unsupported codec or busy camera)")
+            return
+        n += 1
+        yield frame
+
+
+def _writer(path: Path, fps: float, size: tuple[int, int]):
+    import cv2
+
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    w = cv2.VideoWriter(str(path), fourcc, float(fps), size)
+    if not w.isOpened():
+        raise MaskclfError(f"{path}: cannot write a video here (codec or folder problem); try --out with .avi")
+    return w
+
+
+def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, out_path: str | os.PathLike | None,
+                  max_frames: int | None = None, progress: bool = True,
+                  on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None) -> dict:
+    """Annotate a video file or camera stream frame by frame, with an FPS overlay.
+
+    Args:
+        pipeline: detector + classifier.
+        source: a video file, or a camera index (int).
+        out_path: the annotated video (.mp4 with mp4v, .avi with MJPG); None writes nothing.
+        max_frames: stop after this many frames (a camera otherwise runs until Ctrl-C).
+        progress: print a line every 100 frames.
+        on_frame: called with (index, annotated BGR frame, result) per frame.
+
+    Returns:
+        ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
+        "fps": mean processing frames per second, "interrupted": bool}``.
+
+    Raises:
+        MaskclfError: the video or camera cannot be opened or read, or the output cannot be written.
+    """
+    if max_frames is not None and max_frames < 1:
+        raise MaskclfError(f"--max-frames must be at least 1, got {max_frames}")
+    camera = isinstance(source, int)
+    cap = _open_capture(source if camera else str(source))
+    nominal = cap.get(5) or 0.0  # CAP_PROP_FPS; 0 for many cameras and some files
+    if not (1.0 <= nominal <= 240.0):
+        nominal = 15.0 if camera else 25.0
+    entries, meter, fps_values = [], _FpsMeter(), []
+    interrupted = False
+    out = Path(out_path) if out_path is not None else None
+    writer = None
+    try:
+        with (atomic_path(out) if out is not None else _nullpath()) as tmp:
+            try:
+                for i, frame in enumerate(_frames(cap, source, max_frames)):
+                    rgb = np.ascontiguousarray(frame[:, :, ::-1])
+                    result = pipeline.process(rgb)
+                    annotated = pipeline.annotate(frame, result, bgr=True)
+                    fps = meter.tick()
+                    if i:
+                        fps_values.append(fps)
+                    draw_fps(annotated, fps, f"faces {len(result.faces)}")
+                    if tmp is not None:
+                        if writer is None:
+                            writer = _writer(tmp, nominal, (frame.shape[1], frame.shape[0]))
+                        writer.write(annotated)
+                    result.timings_ms = _total(result.timings_ms)
+                    entries.append({"frame": i, "time_s": round(i / nominal, 3)} | result.to_json()
+                                   | {"fps": round(fps, 2)})
+                    if on_frame is not None:
+                        on_frame(i, annotated, result)
+                    if progress and (i + 1) % 100 == 0:
+                        print(f"  {i + 1} frames, {fps:.1f} FPS", file=sys.stderr, flush=True)
+            except KeyboardInterrupt:
+                interrupted = True  # a camera stops with Ctrl-C: keep what was recorded
+            if writer is not None:
+                writer.release()
+                writer = None
+    finally:
+        if writer is not None:
+            writer.release()
+        cap.release()
+    head = {"camera": source} if camera else {"path": str(source)}
+    return head | {"output": str(out) if out is not None else None, "frames": entries,
+                   "fps": round(float(np.mean(fps_values)), 2) if fps_values else None,
+                   "interrupted": interrupted}
+
+
+class _nullpath:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ----------------------------------------------------------------------------- the `detect` command
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise MaskclfError(f"{path}: file or folder not found")
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    if is_image_name(path):
+        return "image"
+    try:
+        load_rgb(path)
+        return "image"
+    except MaskclfError:
+        return "video"  # opening it as a video gives the error if it is not one either
+
+
+def _video_out(out: Path, name: str) -> Path:
+    return out if out.suffix.lower() in VIDEO_EXTENSIONS else out / f"{name}.mp4"
+
+
+def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike = "",
+               out: str | os.PathLike | None = None, json_path: str | os.PathLike | None = None,
+               detector: str = "yunet", camera: int | None = None, max_frames: int | None = None,
+               precision: str | None = None, threads: int = 1,
+               score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
+               upscale: float | None = None, tile: int | None = None, save: bool = True,
+               progress: bool = True) -> dict:
+    """Detect faces, classify their masks, and write annotated outputs and JSON.
+
+    Args:
+        input: an image, a folder of images (searched recursively), or a video file.
+        model: an export folder (RUN_DIR/export) or a .tflite file.
+        out: where annotated files go: a folder (default ``detections/``), or a file name for a single
+            image (image suffix) or a video/camera (.mp4/.avi).
+        json_path: write ``{"inputs": [...]}`` with every face of every image or frame here.
+        detector: ``yunet`` (default) or ``haar``.
+        camera: a camera index instead of ``input``.
+        max_frames: stop a video or camera after this many frames.
+        precision: which model of an export folder (default the smallest present).
+        threads: interpreter threads.
+        score_threshold, nms_threshold, min_face, upscale, tile: face detector options.
+        save: write annotated images/videos (False: JSON and counts only).
+        progress: print a line per input.
+
+    Returns:
+        The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
+
+    Raises:
+        MaskclfError: bad model, input or options.
+    """
+    if (input is None) == (camera is None):
+        raise MaskclfError("give either an INPUT (image, folder or video) or --camera N")
+    classifier = FaceClassifier(model, num_threads=threads, precision=precision)
+    det = create_detector(detector, score_threshold=score_threshold, nms_threshold=nms_threshold,
+                          min_face=min_face, upscale=upscale, tile=tile)
+    pipeline = FaceMaskPipeline(classifier, det)
+    out_root = Path(out) if out is not None else Path(DEFAULT_OUT)
+    doc = pipeline.describe() | {"inputs": [], "videos": []}
+    errors = 0
+
+    def log(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    def video(src, name: str) -> None:
+        target = _video_out(out_root, name) if save else None
+        res = process_video(pipeline, src, target, max_frames=max_frames, progress=progress)
+        key = {"camera": src} if isinstance(src, int) else {"path": str(src)}
+        doc["inputs"] += [key | f for f in res["frames"]]
+        doc["videos"].append({k: v for k, v in res.items() if k != "frames"} | {"num_frames": len(res["frames"])})
+        log(f"{name}: {len(res['frames'])} frames, {res['fps'] or 0:.1f} FPS"
+            + (f" -> {target}" if target else "") + (" (interrupted)" if res["interrupted"] else ""))
+
+    if camera is not None:
+        video(int(camera), f"camera{int(camera)}")
+    else:
+        src = Path(input)
+        kind = _kind(src)
+        if kind == "video":
+            video(src, src.stem)
+        elif kind == "image":
+            target = None
+            if save:
+                target = out_root if out_root.suffix.lower() in WRITE_IMAGE_SUFFIXES else out_root / src.name
+            entry = process_image(pipeline, src, target)
+            doc["inputs"].append(entry)
+            log(_summary_line(entry))
+        else:
+            paths = _images_in(src, out_root)
+            if not paths:
+                raise MaskclfError(f"{src}: no images in this folder (looked for "
+                                   f"{', '.join(sorted(e for e in ('.jpg', '.png', '.bmp', '.webp')))} ...)")
+            if save and out_root.suffix.lower() in WRITE_IMAGE_SUFFIXES:
+                raise MaskclfError(f"--out {out_root}: a folder input needs an output folder, not an image name")
+            for p in paths:
+                try:
+                    entry = process_image(pipeline, p, out_root / p.relative_to(src) if save else None)
+                except MaskclfError as e:
+                    errors += 1
+                    entry = {"path": str(p), "error": str(e)}
+                    log(f"{p}: ERROR {e}")
+                else:
+                    log(_summary_line(entry))
+                doc["inputs"].append(entry)
+    if not doc["videos"]:
+        del doc["videos"]
+    faces = [f for e in doc["inputs"] for f in e.get("faces", [])]
+    totals = [e["timings_ms"]["total"] for e in doc["inputs"] if "timings_ms" in e]
+    doc["summary"] = {"inputs": len(doc["inputs"]), "errors": errors, "faces": len(faces),
+                      "per_label": {n: sum(f["label"] == n for f in faces) for n in classifier.class_names},
+                      "mean_ms": round(float(np.mean(totals)), 2) if totals else None}
+    if json_path is not None:
+        write_json(json_path, doc)
+    return doc
+
+
+def _summary_line(entry: dict) -> str:
+    counts: dict = {}
+    for f in entry["faces"]:
+        counts[f["label"]] = counts.get(f["label"], 0) + 1
+    what = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no faces"
+    return f"{entry['path']}: {what} ({entry['timings_ms']['total']:.0f} ms)" + (
+        f" -> {entry['output']}" if entry.get("output") else "")

@@ -1,0 +1,308 @@
+"""Face detectors for the device runtime: YuNet (default) and OpenCV's Haar cascade (fallback).
+
+Both take an RGB uint8 image and return face boxes ``(x1, y1, x2, y2, score)`` in its pixels, clipped
+to the image. Faces of ~20 px (crowd photos) are near YuNet's lower limit: ``upscale=k`` also runs
+the detector on the image enlarged k× and merges both passes, and ``tile=T`` splits the enlarged
+image into overlapping T×T tiles so the detector never needs a huge input at once.
+
+Only numpy and opencv-python-headless; no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from maskclf.files import MaskclfError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+DETECTORS = ("yunet", "haar")
+
+Box = tuple  # (x1, y1, x2, y2, score): floats in image pixels
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise MaskclfError("opencv-python-headless is not installed; pip install 'maskclf[edge]'") from None
+    return cv2
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Anything with ``detect(rgb) -> [(x1, y1, x2, y2, score), ...]``."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Box]:
+        ...
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2, ...)`` boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression of (N, 5) ``x1, y1, x2, y2, score`` rows; kept rows, best first."""
+    if len(boxes) == 0:
+        return boxes.reshape(0, 5)
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    b = boxes[order]
+    area = np.maximum(0, b[:, 2] - b[:, 0]) * np.maximum(0, b[:, 3] - b[:, 1])
+    keep, alive = [], np.ones(len(b), bool)
+    for i in range(len(b)):
+        if not alive[i]:
+            continue
+        keep.append(i)
+        iw = np.clip(np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]), 0, None)
+        ih = np.clip(np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]), 0, None)
+        inter = iw * ih
+        over = inter / np.maximum(area[i] + area - inter, 1e-9)
+        alive &= over <= threshold
+    return b[keep]
+
+
+def _tiles(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``length`` px with at least ``overlap`` px overlap."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+
+
+class _ScaledDetector:
+    """Upscaling, tiling, minimum size, clipping and merging around a raw single-pass detector."""
+
+    name = "detector"
+
+    def __init__(self, score_threshold: float, nms_threshold: float = 0.3, min_face: int = 0,
+                 upscale: float = 1.0, tile: int = 0, tile_overlap: float = 0.25):
+        if not 0.0 <= score_threshold <= 1.0:
+            raise MaskclfError(f"score threshold must lie in [0, 1], got {score_threshold}")
+        if not 0.0 < nms_threshold <= 1.0:
+            raise MaskclfError(f"NMS threshold must lie in (0, 1], got {nms_threshold}")
+        if min_face < 0:
+            raise MaskclfError(f"minimum face size must be >= 0 px, got {min_face}")
+        if not 1.0 <= upscale <= 8.0:
+            raise MaskclfError(f"upscale must lie between 1 and 8, got {upscale}")
+        if tile and tile < 64:
+            raise MaskclfError(f"tile size must be 0 (off) or at least 64 px, got {tile}")
+        if not 0.0 <= tile_overlap < 0.9:
+            raise MaskclfError(f"tile overlap must lie in [0, 0.9), got {tile_overlap}")
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.min_face = int(min_face)
+        self.upscale = float(upscale)
+        self.tile = int(tile)
+        self.tile_overlap = float(tile_overlap)
+
+    def _raw(self, bgr: np.ndarray) -> np.ndarray:
+        """(N, 5) ``x1, y1, x2, y2, score`` on one BGR image, no post-processing."""
+        raise NotImplementedError
+
+    def _pass(self, bgr: np.ndarray, tiled: bool = True) -> np.ndarray:
+        """One scale: the whole image, or overlapping tiles merged without the half faces cut by tile edges."""
+        h, w = bgr.shape[:2]
+        if not tiled or not self.tile or (h <= self.tile and w <= self.tile):
+            return self._raw(bgr)
+        overlap = int(self.tile * self.tile_overlap)
+        boxes, cut = [], []
+        for y0 in _tiles(h, self.tile, overlap):
+            for x0 in _tiles(w, self.tile, overlap):
+                part = self._raw(np.ascontiguousarray(bgr[y0:y0 + self.tile, x0:x0 + self.tile]))
+                if not len(part):
+                    continue
+                th, tw = min(self.tile, h - y0), min(self.tile, w - x0)
+                edge = 2.0
+                c = np.zeros(len(part), bool)
+                if x0 > 0:
+                    c |= part[:, 0] <= edge
+                if y0 > 0:
+                    c |= part[:, 1] <= edge
+                if x0 + tw < w:
+                    c |= part[:, 2] >= tw - edge
+                if y0 + th < h:
+                    c |= part[:, 3] >= th - edge
+                part[:, [0, 2]] += x0
+                part[:, [1, 3]] += y0
+                boxes.append(part)
+                cut.append(c)
+        if not boxes:
+            return np.zeros((0, 5), np.float32)
+        boxes, cut = np.concatenate(boxes), np.concatenate(cut)
+        # A face cut by an inner tile edge lies whole in the neighbouring tile when smaller than the overlap:
+        # drop the cut box when a whole one covers most of it. Larger faces are cut in every tile: kept.
+        whole = boxes[~cut]
+        keep = ~cut
+        for i in np.flatnonzero(cut):
+            b = boxes[i]
+            iw = np.clip(np.minimum(b[2], whole[:, 2]) - np.maximum(b[0], whole[:, 0]), 0, None)
+            ih = np.clip(np.minimum(b[3], whole[:, 3]) - np.maximum(b[1], whole[:, 1]), 0, None)
+            area = max(1e-6, float((b[2] - b[0]) * (b[3] - b[1])))
+            keep[i] = not len(whole) or float((iw * ih).max()) / area < 0.5
+        return boxes[keep]
+
+    def detect(self, rgb: np.ndarray) -> list[Box]:
+        """Faces of an RGB uint8 image (H, W, 3), best score first.
+
+        Returns:
+            ``[(x1, y1, x2, y2, score), ...]`` floats in the image's pixels, clipped to it.
+        """
+        cv2 = _cv2()
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise MaskclfError(f"detect expects an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        h, w = bgr.shape[:2]
+        # With upscaling only the enlarged pass is tiled: the whole-image pass keeps the faces larger than
+        # a tile's overlap, which no tile holds whole.
+        found = [self._pass(bgr, tiled=self.upscale == 1.0)]
+        if self.upscale > 1.0:
+            big = cv2.resize(bgr, (int(round(w * self.upscale)), int(round(h * self.upscale))),
+                             interpolation=cv2.INTER_LINEAR)
+            up = self._pass(big)
+            up[:, :4] /= self.upscale
+            found.append(up)
+        boxes = np.concatenate(found).astype(np.float64)
+        if len(boxes):
+            boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+            boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+            side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            boxes = boxes[(side >= max(1.0, self.min_face)) & (boxes[:, 4] >= self.score_threshold)]
+        boxes = nms(boxes, self.nms_threshold)
+        return [tuple(float(v) for v in b) for b in boxes]
+
+    def describe(self) -> dict:
+        """The detector's settings (written into JSON outputs)."""
+        return {"name": self.name, "score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
+                "min_face": self.min_face, "upscale": self.upscale, "tile": self.tile}
+
+
+class YuNetDetector(_ScaledDetector):
+    """OpenCV's YuNet CNN face detector (``cv2.FaceDetectorYN``); finds masked and turned faces.
+
+    Args:
+        model_path: the ONNX file; default the copy shipped in ``maskclf/edge/models`` (sha256 checked).
+        score_threshold: minimum face confidence (0..1).
+        nms_threshold: IoU above which overlapping boxes are merged.
+        min_face: drop faces whose shorter side is below this many pixels.
+        upscale: also detect on the image enlarged this many times (2-3 finds ~15-25 px faces).
+        tile: detect in overlapping tiles of this many pixels (0: whole image): the enlarged pass when
+            upscaling (bounded input size), else the image itself (then faces larger than a quarter of a
+            tile may be missed).
+        top_k: boxes kept before NMS per pass.
+    """
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.6,
+                 nms_threshold: float = 0.3, min_face: int = 0, upscale: float = 1.0, tile: int = 0,
+                 tile_overlap: float = 0.25, top_k: int = 5000):
+        super().__init__(score_threshold, nms_threshold, min_face, upscale, tile, tile_overlap)
+        cv2 = _cv2()
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise MaskclfError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; "
+                               "pip install 'opencv-python-headless>=4.10,<5' or use --detector haar")
+        path = Path(model_path) if model_path else MODELS_DIR / YUNET_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise MaskclfError(f"{path}: YuNet model not found; reinstall maskclf or pass the .onnx file") from None
+        except OSError as e:
+            raise MaskclfError(f"{path}: cannot read the YuNet model ({e.strerror})") from None
+        if model_path is None and hashlib.sha256(data).hexdigest() != YUNET_SHA256:
+            raise MaskclfError(f"{path}: sha256 differs from the shipped YuNet model (corrupt install); "
+                               "reinstall maskclf")
+        try:
+            # The buffer overload: the bytes just checked are the bytes loaded.
+            self._net = cv2.FaceDetectorYN.create("onnx", np.frombuffer(data, np.uint8), np.zeros(0, np.uint8),
+                                                  (320, 320), 0.0, 1.0, int(top_k))
+        except cv2.error as e:
+            msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else "cv2.error"
+            raise MaskclfError(f"{path}: not a YuNet ONNX model OpenCV can load ({msg})") from None
+        # The detector's own threshold and NMS stay open: ours apply once after merging scales and tiles.
+        self._net.setScoreThreshold(max(0.0, min(self.score_threshold, 0.99)))
+        self._net.setNMSThreshold(self.nms_threshold)
+        self.model_path = path
+
+    def _raw(self, bgr: np.ndarray) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        self._net.setInputSize((w, h))
+        _, faces = self._net.detect(bgr)
+        if faces is None or not len(faces):
+            return np.zeros((0, 5), np.float32)
+        x, y, bw, bh, score = faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 3], faces[:, -1]
+        return np.stack([x, y, x + bw, y + bh, score], 1).astype(np.float32)
+
+
+class HaarDetector(_ScaledDetector):
+    """OpenCV's Haar frontal-face cascade: the seed project's detector, kept as a fallback.
+
+    It misses most masked and turned faces; its score is a logistic of the cascade's level weight
+    (a ranking value, not a probability).
+
+    Args:
+        score_threshold: minimum score (0..1; 0.5 is a level weight of 0).
+        nms_threshold, min_face, upscale, tile: as for :class:`YuNetDetector`.
+        scale_factor, min_neighbors: ``detectMultiScale`` settings.
+    """
+
+    name = "haar"
+
+    def __init__(self, score_threshold: float = 0.0, nms_threshold: float = 0.3, min_face: int = 0,
+                 upscale: float = 1.0, tile: int = 0, tile_overlap: float = 0.25, scale_factor: float = 1.1,
+                 min_neighbors: int = 4, cascade_path: str | Path | None = None):
+        super().__init__(score_threshold, nms_threshold, min_face, upscale, tile, tile_overlap)
+        cv2 = _cv2()
+        if cascade_path is None:
+            haar_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
+            if not haar_dir:
+                raise MaskclfError("this OpenCV build ships no Haar cascades (OpenCV 5 dropped them); "
+                                   "pip install 'opencv-python-headless<5' or use --detector yunet")
+            cascade_path = Path(haar_dir) / HAAR_FILE
+        path = Path(cascade_path)
+        self._cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
+        if self._cascade is None or self._cascade.empty():
+            raise MaskclfError(f"{path}: Haar cascade not found or unreadable; reinstall opencv-python-headless<5 "
+                               "or use --detector yunet")
+        self.scale_factor = float(scale_factor)
+        self.min_neighbors = int(min_neighbors)
+        self.model_path = path
+
+    def _raw(self, bgr: np.ndarray) -> np.ndarray:
+        cv2 = _cv2()
+        gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        rects, _, weights = self._cascade.detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, outputRejectLevels=True)
+        if rects is None or not len(rects):
+            return np.zeros((0, 5), np.float32)
+        r = np.asarray(rects, np.float32).reshape(-1, 4)
+        s = 1.0 / (1.0 + np.exp(-np.asarray(weights, np.float32).reshape(-1)))
+        return np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3], s], 1)
+
+
+def create_detector(name: str = "yunet", **options) -> _ScaledDetector:
+    """A detector by name (``yunet`` or ``haar``); ``options`` go to its constructor.
+
+    Options left as None take the detector's own default (YuNet's score threshold is 0.6, Haar's 0).
+    """
+    classes = {"yunet": YuNetDetector, "haar": HaarDetector}
+    key = str(name).strip().lower()
+    if key not in classes:
+        raise MaskclfError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
+    return classes[key](**{k: v for k, v in options.items() if v is not None})
