@@ -1,0 +1,1001 @@
+"""KerasTuner searches over a ``tuning/*.yaml`` space, and model comparisons on one split.
+
+    load_space(path)            -> SearchSpace (validated: unknown keys, bad kinds, empty ranges name the key)
+    tune(space, data, ...)      -> DIR with the KerasTuner project, trials.csv, objective.png, best.yaml
+    compare(data, models, ...)  -> DIR with compare.csv/.md/.png (per-class accuracy, balanced accuracy, ...)
+
+A space maps config keys (``train.learning_rate``, model options as ``model.<option>``) to a fixed
+value or a kind with its range. Each trial's hyperparameters become config overrides, so a trial *is*
+a Config and ``best.yaml`` is the best trial's Config, which ``maskclf train --config`` accepts.
+The dataset is read and split once; decoded images are cached per image size and shared by every
+trial. Distributed search is KerasTuner's own chief/worker mode (gRPC), driven by its
+``KERASTUNER_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import inspect
+import io
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import keras
+import keras_tuner
+import yaml
+
+from maskclf import datasets
+from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config
+from maskclf.files import MaskclfError, write_json, write_text
+
+PROJECT = "project"           # the KerasTuner project folder inside DIR
+TRIAL_INFO = "maskclf_trial.json"  # per trial: tuner id, epochs, seconds (KerasTuner keeps none of these)
+SEARCH_STATE = "search.json"  # what DIR was made from, so a re-run resumes only the same search
+
+KINDS = ("choice", "int", "float", "boolean", "fixed")
+MODIFIERS = {"choice": {"default"}, "int": {"step", "sampling", "default"}, "float": {"step", "sampling", "default"},
+             "boolean": {"default"}, "fixed": set()}
+SAMPLINGS = ("linear", "log", "reverse_log")
+SPACE_KEYS = ("model", "description", "tuner", "objective", "max_trials", "max_epochs", "seed", "hyperparameters")
+TUNERS = ("random", "hyperband", "bayesian", "grid")
+OBJECTIVES = {"val_balanced_accuracy": "max", "val_macro_f1": "max", "val_accuracy": "max", "val_loss": "min"}
+# Set elsewhere: the data by --data, the epochs by --max-epochs, the model family by `model:`.
+NOT_IN_SPACE = {"data.path": "give the data with --data", "train.out": "give the folder with --out",
+                "train.epochs": "trials train for --max-epochs (or the space's max_epochs)",
+                "model.name": "name the model family with the space's top-level `model:`",
+                "model.options": "write each option as model.<option>"}
+# Read once per search, so only fixed values; fine-tuning is a second phase that only `train` runs.
+FIXED_ONLY_PREFIXES = ("data.", "train.fine_tune_", "train.seed")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+# ============================================================================= search spaces
+
+@dataclass(frozen=True)
+class Param:
+    """One entry of a space: a config key and either a fixed value or a KerasTuner kind.
+
+    Attributes:
+        key: config key (``section.key``; model options as ``model.<option>``).
+        kind: choice, int, float, boolean or fixed.
+        values: choice values (lists/dicts/mixed types are offered to KerasTuner as JSON labels).
+        low, high: int/float range, both inclusive.
+        step: int/float step, or None.
+        sampling: linear, log or reverse_log.
+        default: the value tried first (KerasTuner's default), or None.
+        value: the fixed value.
+    """
+
+    key: str
+    kind: str
+    values: tuple = ()
+    low: Any = None
+    high: Any = None
+    step: Any = None
+    sampling: str = "linear"
+    default: Any = None
+    value: Any = None
+
+    @property
+    def encoded(self) -> bool:
+        """True when choice values go to KerasTuner as JSON labels (it only takes one scalar type)."""
+        kinds = {_scalar_kind(v) for v in self.values}
+        return len(kinds) != 1 or None in kinds
+
+    def labels(self) -> list:
+        if self.encoded:
+            return [json.dumps(v) for v in self.values]
+        if {_scalar_kind(v) for v in self.values} == {"float"}:
+            return [float(v) for v in self.values]
+        return list(self.values)
+
+    def declare(self, hp) -> Any:
+        """Register with KerasTuner's ``hp`` (or read the trial's value) and return the config value."""
+        if self.kind == "choice":
+            labels = self.labels()
+            default = None if self.default is None else labels[self.values.index(self.default)]
+            return self.decode(hp.Choice(self.key, labels, default=default))
+        if self.kind == "int":
+            kw = {"step": self.step} if self.step is not None else {}
+            return int(hp.Int(self.key, self.low, self.high, sampling=self.sampling, default=self.default, **kw))
+        if self.kind == "float":
+            return self.decode(hp.Float(self.key, self.low, self.high, step=self.step, sampling=self.sampling,
+                                        default=self.default))
+        if self.kind == "boolean":
+            return bool(hp.Boolean(self.key, default=bool(self.default)))
+        return self.value
+
+    def decode(self, label) -> Any:
+        """Config value of a KerasTuner value (inverse of ``labels``)."""
+        if self.kind == "choice" and self.encoded:
+            return json.loads(label) if isinstance(label, str) else label
+        if self.kind == "float" and self.step is not None and label is not None:
+            return round(float(label), 10)  # 0.30000000000000004 -> 0.3
+        return label
+
+    def candidates(self) -> list:
+        """Values that must each make a valid config (range ends for int/float)."""
+        if self.kind == "choice":
+            return list(self.values)
+        if self.kind in ("int", "float"):
+            return [self.low, self.high]
+        if self.kind == "boolean":
+            return [True, False]
+        return [self.value]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A parsed ``tuning/*.yaml`` file.
+
+    Attributes:
+        model: registry name of the model family.
+        params: the hyperparameters (tuned and fixed) in file order.
+        tuner: default tuner (random, hyperband, bayesian, grid).
+        objective: default objective (a validation metric).
+        max_trials: default trial budget (None: the tuner's own, e.g. Hyperband's schedule).
+        max_epochs: default epochs per trial.
+        seed: tuner seed.
+        description: free text.
+        source: where it was read from (for messages).
+    """
+
+    model: str
+    params: tuple = ()
+    tuner: str = "hyperband"
+    objective: str = "val_balanced_accuracy"
+    max_trials: int | None = None
+    max_epochs: int = 20
+    seed: int = 0
+    description: str = ""
+    source: str = "space"
+
+    @property
+    def tuned(self) -> list[Param]:
+        return [p for p in self.params if p.kind != "fixed"]
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        return {p.key: p.value for p in self.params if p.kind == "fixed"}
+
+    def overrides(self, values: dict, epochs: int) -> dict:
+        """Config overrides of one trial: the model family, fixed values, tuned ``values``, epochs."""
+        return {"model.name": self.model, **self.fixed, **values, "train.epochs": int(epochs)}
+
+    def config(self, base: Config, values: dict, epochs: int) -> Config:
+        """The complete training Config of a trial."""
+        return apply_overrides(base, self.overrides(values, epochs))
+
+    def fingerprint(self) -> str:
+        d = {"model": self.model, "params": [p.__dict__ for p in self.params]}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _scalar_kind(v) -> str | None:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "float" if isinstance(v, float) else "int"
+    if isinstance(v, str):
+        return "str"
+    return None
+
+
+def _number(v):
+    """YAML 1.1 reads ``1e-4`` as a string; accept it where a number is expected."""
+    if isinstance(v, str) and _NUMBER.match(v.strip()):
+        f = float(v)
+        return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+    return v
+
+
+def _option_defaults(model: str) -> dict:
+    from maskclf.models import get_spec
+
+    spec = get_spec(model)
+    params = inspect.signature(spec.builder).parameters
+    return {n: params[n].default for n in spec.option_names()}
+
+
+def _check_option_value(where: str, option: str, default, value) -> None:
+    """Cheap type check of a model option against its builder default (bad values fail fast, not per trial)."""
+    if default is None or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        want = "true/false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        want = "a string"
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (list, tuple, int)) and not isinstance(value, bool)
+        want = "a list (or one integer)"
+    else:
+        return
+    if not ok:
+        raise MaskclfError(f"{where}: model option {option} expects {want}, got {value!r}")
+
+
+def _resolve(key, where: str, options: dict) -> tuple[str, str]:
+    """Check a space key; returns (section, name)."""
+    if not isinstance(key, str) or "." not in key:
+        raise MaskclfError(f"{where}: unknown key {key!r}; write section.key (e.g. train.learning_rate, "
+                           f"model.dropout) with a section of {', '.join(SECTIONS)}")
+    if key in NOT_IN_SPACE:
+        raise MaskclfError(f"{where}: key {key} does not belong in a space: {NOT_IN_SPACE[key]}")
+    sec, name = key.split(".", 1)
+    if sec not in SECTIONS:
+        raise MaskclfError(f"{where}: unknown key {key!r}: no section {sec!r}; sections: {', '.join(SECTIONS)}")
+    fields = _field_types(SECTIONS[sec])
+    if sec == "model":
+        if name not in fields and name not in options:
+            raise MaskclfError(f"{where}: unknown key {key!r}: not a model option; valid: "
+                               + ", ".join(["model.weights"] + [f"model.{o}" for o in options]))
+    elif name not in fields:
+        raise MaskclfError(f"{where}: unknown key {key!r}; valid keys of {sec}: "
+                           + ", ".join(f"{sec}.{f}" for f in fields))
+    return sec, name
+
+
+def _parse_param(key: str, spec, where: str, field_type) -> Param:
+    """Turn one ``key: spec`` entry into a Param; errors name the key."""
+    is_mapping_field = field_type is dict
+    if not isinstance(spec, dict) or (is_mapping_field and not set(spec) & set(KINDS)):
+        return Param(key, "fixed", value=spec)
+    kinds = [k for k in spec if k in KINDS]
+    if len(kinds) != 1:
+        unknown = [k for k in spec if k not in KINDS]
+        what = f"unknown kind {unknown[0]!r}" if not kinds and unknown else f"several kinds {kinds}"
+        raise MaskclfError(f"{where}: {what}; write one of {', '.join(KINDS)} "
+                           "(e.g. {choice: [a, b]}, {int: [1, 3]}, {float: [1e-4, 1e-2], sampling: log}) "
+                           "or a plain value")
+    kind = kinds[0]
+    extra = sorted(set(spec) - {kind} - MODIFIERS[kind])
+    if extra:
+        valid = ", ".join(sorted(MODIFIERS[kind])) or "none"
+        raise MaskclfError(f"{where}: unknown field {extra[0]!r} for kind {kind}; valid fields: {valid}")
+    arg = spec[kind]
+    default = spec.get("default")
+    if kind == "fixed":
+        return Param(key, "fixed", value=arg)
+    if kind == "boolean":
+        if arg is not True:
+            raise MaskclfError(f"{where}: write {{boolean: true}} to tune true/false (or a plain true/false to fix it)")
+        if default is not None and not isinstance(default, bool):
+            raise MaskclfError(f"{where}: default must be true or false, got {default!r}")
+        return Param(key, "boolean", default=default)
+    if kind == "choice":
+        if not isinstance(arg, list):
+            raise MaskclfError(f"{where}: choice expects a list of values, got {arg!r}")
+        if not arg:
+            raise MaskclfError(f"{where}: choice list is empty; give at least one value")
+        values = [_number(v) for v in arg]
+        if {_scalar_kind(v) for v in values} == {"int", "float"}:
+            values = [float(v) for v in values]
+        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+            raise MaskclfError(f"{where}: choice lists a value twice: {arg}")
+        if default is not None:
+            default = _number(default)
+            if default not in values:
+                raise MaskclfError(f"{where}: default {default!r} is not one of the choices {values}")
+        return Param(key, "choice", values=tuple(values), default=default)
+    # int / float ranges
+    if not isinstance(arg, list) or len(arg) != 2:
+        raise MaskclfError(f"{where}: {kind} expects a range [low, high], got {arg!r}")
+    lo, hi = (_number(v) for v in arg)
+    step = _number(spec.get("step"))
+    sampling = spec.get("sampling", "linear")
+    if kind == "int":
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+            raise MaskclfError(f"{where}: int range needs two integers, got {arg!r}")
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
+            raise MaskclfError(f"{where}: int step must be a positive integer, got {spec.get('step')!r}")
+    else:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
+            raise MaskclfError(f"{where}: float range needs two numbers, got {arg!r}")
+        lo, hi = float(lo), float(hi)
+        if step is not None and (not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0):
+            raise MaskclfError(f"{where}: float step must be a positive number, got {spec.get('step')!r}")
+        step = None if step is None else float(step)
+    if not lo < hi:
+        raise MaskclfError(f"{where}: {kind} range [{arg[0]}, {arg[1]}] is empty; need low < high "
+                           "(write a plain value to fix it)")
+    if sampling not in SAMPLINGS:
+        raise MaskclfError(f"{where}: sampling {sampling!r} is not one of {', '.join(SAMPLINGS)}")
+    if sampling != "linear" and lo <= 0:
+        raise MaskclfError(f"{where}: {sampling} sampling needs a positive range, got [{arg[0]}, {arg[1]}]")
+    if default is not None:
+        default = _number(default)
+        if not isinstance(default, (int, float)) or isinstance(default, bool) or not lo <= default <= hi:
+            raise MaskclfError(f"{where}: default {default!r} is outside [{lo}, {hi}]")
+    return Param(key, kind, low=lo, high=hi, step=step, sampling=sampling, default=default)
+
+
+def parse_space(raw, source: str = "space") -> SearchSpace:
+    """Validate a space given as a dict (the YAML file's content).
+
+    Raises:
+        MaskclfError: unknown keys, bad kinds, empty ranges or values the config rejects,
+            each naming the key.
+    """
+    if not isinstance(raw, dict):
+        raise MaskclfError(f"{source}: expected a mapping with keys {', '.join(SPACE_KEYS)}")
+    for k in raw:
+        if k not in SPACE_KEYS:
+            raise MaskclfError(f"{source}: unknown key {k!r}; valid keys: {', '.join(SPACE_KEYS)}")
+    from maskclf.models import get_spec
+
+    model = raw.get("model")
+    if not isinstance(model, str):
+        raise MaskclfError(f"{source}: key 'model' is missing: name the model family, e.g. model: small_cnn")
+    try:
+        get_spec(model)
+    except MaskclfError as e:
+        raise MaskclfError(f"{source}: key 'model': {e}") from None
+    tuner = raw.get("tuner", "hyperband")
+    if tuner not in TUNERS:
+        raise MaskclfError(f"{source}: key 'tuner': {tuner!r} is not one of {', '.join(TUNERS)}")
+    objective = raw.get("objective", "val_balanced_accuracy")
+    if objective not in OBJECTIVES:
+        raise MaskclfError(f"{source}: key 'objective': {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    for k in ("max_trials", "max_epochs", "seed"):
+        v = raw.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "seed" else 1)):
+            raise MaskclfError(f"{source}: key {k!r} must be a {'non-negative' if k == 'seed' else 'positive'} "
+                               f"integer, got {v!r}")
+    hps = raw.get("hyperparameters")
+    if not isinstance(hps, dict) or not hps:
+        raise MaskclfError(f"{source}: key 'hyperparameters' must map config keys to values or ranges, "
+                           "e.g. train.learning_rate: {float: [1.0e-4, 1.0e-2], sampling: log}")
+    options = _option_defaults(model)
+    params = []
+    for key, spec in hps.items():
+        where = f"{source}: hyperparameters.{key}"
+        sec, name = _resolve(key, where, options)
+        ftype = _field_types(SECTIONS[sec]).get(name)
+        p = _parse_param(key, spec, where, ftype)
+        if p.kind != "fixed" and key.startswith(FIXED_ONLY_PREFIXES) and key != "data.image_size":
+            raise MaskclfError(f"{where}: cannot be tuned (the data is read once per search and fine-tuning "
+                               "runs only in `train`); give a plain value")
+        if sec == "model" and name in options:
+            for v in p.candidates():
+                _check_option_value(where, name, options[name], v)
+        params.append(p)
+    space = SearchSpace(model=model, params=tuple(params), tuner=tuner, objective=objective,
+                        max_trials=raw.get("max_trials"), max_epochs=raw.get("max_epochs") or 20,
+                        seed=raw.get("seed") or 0, description=str(raw.get("description") or ""), source=source)
+    _check_against_config(space)
+    return space
+
+
+def _check_against_config(space: SearchSpace, base: Config | None = None) -> None:
+    """Every candidate value must make a valid Config (types, allowed names), checked before any trial."""
+    base = base or Config()
+    first = {p.key: p.candidates()[0] for p in space.tuned}
+    try:
+        space.config(base, first, space.max_epochs)
+    except MaskclfError as e:
+        raise MaskclfError(f"{space.source}: the fixed values do not make a valid config: {e}") from None
+    for p in space.tuned:
+        for v in p.candidates():
+            try:
+                space.config(base, {**first, p.key: v}, space.max_epochs)
+            except MaskclfError as e:
+                raise MaskclfError(f"{space.source}: hyperparameters.{p.key}: value {v!r} rejected: {e}") from None
+
+
+def load_space(path) -> SearchSpace:
+    """Read and validate a ``tuning/*.yaml`` space."""
+    p = Path(path)
+    if not p.is_file():
+        raise MaskclfError(f"{p}: search space file not found (see tuning/README.md)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise MaskclfError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_space(raw, source=str(p))
+
+
+# ============================================================================= data, read once
+
+class SearchData:
+    """The dataset of a search: read and split once, images decoded once per image size.
+
+    Every trial re-batches the cached, unbatched training images with its own batch size and
+    augmentation, so trials never decode again.
+    """
+
+    def __init__(self, cfg: Config, progress: bool = True):
+        ds = datasets.load_dataset(cfg.data, progress=progress)
+        splits = datasets.assign_splits(ds, cfg.data)
+        if progress:
+            print(datasets.summarize(ds, splits), file=sys.stderr, flush=True)
+        self.class_names = list(ds.class_names)
+        pick = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation")}
+        if not pick["train"]:
+            raise MaskclfError(f"{cfg.data.path}: no training images after the split")
+        if not pick["validation"]:
+            raise MaskclfError(f"{cfg.data.path}: no validation images; the search needs them "
+                               "(set data.val_fraction > 0 or add a validation split)")
+        self.train_paths = [ds.paths[i] for i in pick["train"]]
+        self.train_labels = [ds.labels[i] for i in pick["train"]]
+        self.val_paths = [ds.paths[i] for i in pick["validation"]]
+        self.val_labels = [ds.labels[i] for i in pick["validation"]]
+        self._decoded: dict[int, tuple] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _cached(self, size: int):
+        if size not in self._decoded:
+            import numpy as np
+            import tensorflow as tf
+
+            from maskclf import pipeline
+
+            def labelled(paths, labels):  # uint8 images kept in memory: 4x smaller than float32
+                ys = tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))
+                return tf.data.Dataset.zip((pipeline.decode_images(paths, size), ys)).cache()
+
+            val = labelled(self.val_paths, self.val_labels).batch(64)
+            val = val.map(lambda x, y: (tf.cast(x, tf.float32), y))
+            self._decoded[size] = (labelled(self.train_paths, self.train_labels), val)
+        return self._decoded[size]
+
+    def datasets(self, cfg: Config):
+        """(train, validation) batched datasets for a trial's config (labels one-hot when smoothing)."""
+        import tensorflow as tf
+
+        from maskclf import pipeline
+
+        train, val = self._cached(cfg.data.image_size)
+        seed = cfg.train.seed
+        ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(cfg.train.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
+        aug = pipeline.build_augmenter(cfg.augment, seed)
+        b = cfg.augment.brightness_range
+        bright = pipeline._brightness(*b) if b else None
+        if aug is not None or bright is not None:
+            def augment(x, y):
+                if aug is not None:
+                    x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
+                if bright is not None:
+                    x = bright(x)
+                return x, y
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        if cfg.train.label_smoothing:
+            k = self.num_classes
+            ds = ds.map(lambda x, y: (x, tf.one_hot(y, k)))
+            val = val.map(lambda x, y: (x, tf.one_hot(y, k)))
+        return ds.prefetch(tf.data.AUTOTUNE), val
+
+
+# ============================================================================= the HyperModel
+
+class MaskHyperModel(keras_tuner.HyperModel):
+    """A space's trial as a model: ``build(hp)`` makes the trial's Config and calls ``create_model``;
+    ``fit`` trains on the shared data with the trial's batch size, class weights and augmentation.
+
+    Validation balanced accuracy and macro F1 are computed by ``ValidationMetrics``, placed before
+    every other callback (early stopping and KerasTuner's own read them from the epoch logs).
+    """
+
+    def __init__(self, space: SearchSpace, base: Config, data: SearchData, max_epochs: int,
+                 objective: str = "val_balanced_accuracy"):
+        super().__init__(name=f"maskclf_{space.model}")
+        self.space = space
+        self.base = base
+        self.data = data
+        self.max_epochs = max_epochs
+        self.objective = objective
+
+    def trial_config(self, hp) -> Config:
+        """The complete Config of the trial ``hp`` describes (registers the space with ``hp``)."""
+        values = {p.key: p.declare(hp) for p in self.space.tuned}
+        epochs = hp.values.get("tuner/epochs", self.max_epochs)  # Hyperband rounds train fewer epochs
+        return self.space.config(self.base, values, epochs)
+
+    def build(self, hp):
+        from maskclf import pipeline
+        from maskclf.models import create_model
+        from maskclf.train import compile_model, learning_rate_for
+
+        cfg = self.trial_config(hp)
+        keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
+        model = create_model(cfg.model.name, self.data.num_classes, cfg.data.image_size, cfg.model.weights,
+                             **cfg.model.options)
+        lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
+                               pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
+        compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing)
+        return model
+
+    def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
+        from maskclf.callbacks import ValidationMetrics
+        from maskclf.train import _resolve_named_weights, class_weights
+
+        cfg = self.trial_config(hp)
+        train_ds, val_ds = self.data.datasets(cfg)
+        weights = class_weights(self.data.train_labels, self.data.num_classes,
+                                _resolve_named_weights(cfg.train.class_weight, self.data.class_names))
+        mode = OBJECTIVES[self.objective]
+        cbs = [ValidationMetrics(val_ds),  # first: the metrics the others monitor
+               keras.callbacks.EarlyStopping(monitor=self.objective, mode=mode, patience=cfg.train.patience)]
+        if cfg.train.lr_schedule == "plateau":
+            cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=self.objective, mode=mode, factor=0.2,
+                                                         patience=max(1, cfg.train.patience // 3), min_lr=1e-6))
+        kwargs.pop("validation_data", None)
+        return model.fit(train_ds, validation_data=val_ds, epochs=epochs or cfg.train.epochs,
+                         class_weight=weights, callbacks=cbs + list(callbacks or []), verbose=verbose,
+                         shuffle=False, **kwargs)
+
+
+# ============================================================================= tuners
+
+_TUNER_CLASSES = {"random": "RandomSearch", "hyperband": "Hyperband", "bayesian": "BayesianOptimization",
+                  "grid": "GridSearch"}
+
+
+class _RecordTrials:
+    """Mixed into the chosen KerasTuner tuner: per trial, who ran it, epochs and seconds
+    (``maskclf_trial.json`` in the trial folder), and DIR's reports refreshed after each trial."""
+
+    maskclf_report = None  # callable(oracle), set by tune(); None on workers
+
+    def run_trial(self, trial, *args, **kwargs):
+        path = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_INFO
+        info = {"tuner_id": self.tuner_id, "status": "running", "pid": os.getpid(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(path, info)
+        t0 = time.time()
+        try:
+            results = super().run_trial(trial, *args, **kwargs)
+            info.update(status="done", epochs=sum(len(getattr(h, "epoch", [])) for h in results))
+            return results
+        except Exception as e:
+            info.update(status="error", error=f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+                        if str(e).strip() else type(e).__name__)
+            raise
+        except KeyboardInterrupt:
+            info.update(status="interrupted")
+            raise
+        finally:
+            info["seconds"] = round(time.time() - t0, 2)
+            write_json(path, info)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        if self.maskclf_report is not None:
+            self.maskclf_report(self.oracle)
+
+
+def make_tuner(name: str, hypermodel, objective: str, directory, max_trials: int | None, max_epochs: int,
+               seed: int = 0):
+    """A KerasTuner tuner by name (random, hyperband, bayesian, grid) that resumes its project."""
+    if name not in _TUNER_CLASSES:
+        raise MaskclfError(f"unknown tuner {name!r}; choose one of {', '.join(TUNERS)}")
+    base = getattr(keras_tuner, _TUNER_CLASSES[name])
+    cls = type(f"Maskclf{base.__name__}", (_RecordTrials, base), {})
+    kw = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(objective, OBJECTIVES[objective]),
+              directory=str(directory), project_name=PROJECT, overwrite=False, seed=seed)
+    if name == "hyperband":
+        kw.update(max_epochs=max_epochs, factor=3)
+    elif name in ("random", "bayesian"):
+        kw["max_trials"] = max_trials or 20
+    else:
+        kw["max_trials"] = max_trials
+    tuner = cls(**kw)
+    if name == "hyperband" and max_trials:
+        # Hyperband has no trial budget of its own; the Oracle stops creating trials past this one.
+        _oracle_of(tuner).max_trials = max_trials
+    return tuner
+
+
+def _oracle_of(tuner):
+    return getattr(tuner.oracle, "_oracle", tuner.oracle)  # a worker wraps it in an OracleClient
+
+
+# ============================================================================= reports
+
+def _trial_rows(oracle, space: SearchSpace, directory: Path) -> list[dict]:
+    rows = []
+    extra = sorted({k for t in oracle.trials.values() for k in t.hyperparameters.values
+                    if k.startswith("tuner/")})
+    for tid in sorted(oracle.trials, key=lambda i: (int(i) if i.isdigit() else -1, i)):
+        t = oracle.trials[tid]
+        info = {}
+        try:
+            info = json.loads((directory / PROJECT / f"trial_{tid}" / TRIAL_INFO).read_text())
+        except (OSError, ValueError):
+            pass
+        row = {"trial_id": tid, "status": t.status, oracle.objective.name: t.score,
+               "best_epoch": None if t.best_step is None or t.score is None else int(t.best_step) + 1,
+               "epochs": info.get("epochs"), "seconds": info.get("seconds"), "tuner_id": info.get("tuner_id")}
+        for p in space.tuned:
+            row[p.key] = p.decode(t.hyperparameters.values.get(p.key))
+        for k in extra:
+            row[k] = t.hyperparameters.values.get(k)
+        msg = (t.message or "").strip().splitlines()
+        row["error"] = msg[-1][:200] if msg and t.status != "COMPLETED" else ""
+        rows.append(row)
+    return rows
+
+
+def write_reports(oracle, space: SearchSpace, base: Config, directory: Path, max_epochs: int) -> dict:
+    """Write trials.csv, objective.png and (once a trial completed) best.yaml + best_trial.json.
+
+    Returns:
+        ``{"trials": n, "completed": n, "best": best_trial_dict or None}``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskclf.plots import _save
+
+    directory = Path(directory)
+    rows = _trial_rows(oracle, space, directory)
+    obj = oracle.objective.name
+    cols = list(rows[0]) if rows else ["trial_id", "status", obj, "best_epoch", "epochs", "seconds", "tuner_id"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else v
+                    for k, v in r.items()})
+    write_text(directory / "trials.csv", buf.getvalue())
+
+    done = [r for r in rows if r["status"] == "COMPLETED" and r[obj] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if done:
+        xs = [int(r["trial_id"]) for r in done]
+        ys = [float(r[obj]) for r in done]
+        ax.plot(xs, ys, "o", label=obj)
+        better = max if oracle.objective.direction == "max" else min
+        ax.step(xs, [better(ys[:i + 1]) for i in range(len(ys))], where="post", label="best so far")
+        ax.legend()
+    ax.set_xlabel("trial")
+    ax.set_ylabel(obj)
+    ax.set_title(f"{space.model}: {obj} per trial ({len(done)} completed)")
+    ax.grid(alpha=0.3)
+    _save(fig, directory / "objective.png")
+
+    best = None
+    best_trials = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    if best_trials:
+        t = best_trials[0]
+        values = {p.key: p.decode(t.hyperparameters.values[p.key]) for p in space.tuned
+                  if p.key in t.hyperparameters.values}
+        epochs = t.hyperparameters.values.get("tuner/epochs", max_epochs)
+        save_config(space.config(base, values, epochs), directory / "best.yaml")
+        best = {"trial_id": t.trial_id, "objective": obj, "score": t.score, "hyperparameters": values,
+                "epochs": epochs}
+        write_json(directory / "best_trial.json", best)
+    return {"trials": len(rows), "completed": len(done), "best": best}
+
+
+# ============================================================================= tune
+
+@contextlib.contextmanager
+def _environ(values: dict):
+    """Set environment variables for the duration (KerasTuner reads its distributed settings there)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: str(v) for k, v in values.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def distributed_env(role: str | None, oracle: str | None = None, tuner_id: str | None = None) -> dict:
+    """The KERASTUNER_* variables for ``role`` (chief/worker); {} when not distributed.
+
+    Args:
+        role: ``chief``, ``worker`` or None (then the variables already set, if any, are used).
+        oracle: ``HOST:PORT`` of the chief (the chief listens there); defaults to
+            KERASTUNER_ORACLE_IP/PORT.
+        tuner_id: a worker's unique name; a killed worker restarted with the same name runs
+            its unfinished trial again. Defaults to KERASTUNER_TUNER_ID.
+    """
+    if role is None:
+        return {}
+    if role not in ("chief", "worker"):
+        raise MaskclfError(f"--distributed {role!r}: expected chief or worker")
+    if oracle:
+        host, sep, port = oracle.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise MaskclfError(f"--oracle {oracle!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+    else:
+        host, port = os.environ.get("KERASTUNER_ORACLE_IP"), os.environ.get("KERASTUNER_ORACLE_PORT")
+        if not host or not port:
+            raise MaskclfError("distributed search needs the chief's address: --oracle HOST:PORT "
+                               "(or KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT)")
+    if role == "chief":
+        tid = "chief"
+    else:
+        tid = tuner_id or os.environ.get("KERASTUNER_TUNER_ID")
+        if not tid or "chief" in tid:
+            raise MaskclfError("a worker needs a unique --tuner-id NAME (not containing 'chief'); restart a "
+                               "killed worker with the same name to finish its trial")
+    return {"KERASTUNER_TUNER_ID": tid, "KERASTUNER_ORACLE_IP": host, "KERASTUNER_ORACLE_PORT": port}
+
+
+def _report_after_each_trial(oracle, report) -> None:
+    """On the chief: save the Oracle and refresh the reports whenever a worker ends a trial.
+
+    KerasTuner's chief saves the Oracle *before* it drops the ended trial from its ongoing trials,
+    so without this save a restarted chief would run that finished trial again.
+    """
+    end_trial = oracle.end_trial
+
+    def end_and_report(trial):
+        end_trial(trial)
+        oracle.save()
+        report()
+
+    oracle.end_trial = end_and_report
+
+
+def _check_resume(directory: Path, state: dict) -> None:
+    path = directory / SEARCH_STATE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if old is not None and {k: old.get(k) for k in state} != state:
+            diff = [k for k in state if old.get(k) != state[k]]
+            raise MaskclfError(f"{directory} holds another search (different {', '.join(diff)}); "
+                               "use another --out, or delete the folder to start over")
+    write_json(path, state)
+
+
+def tune(space, data: str | None = None, tuner: str | None = None, max_trials: int | None = None,
+         max_epochs: int | None = None, objective: str | None = None, out=None, overrides: Iterable = (),
+         distributed: str | None = None, oracle: str | None = None, tuner_id: str | None = None,
+         callbacks: Iterable = (), tensorboard: bool = True, progress: bool = True) -> Path:
+    """Run (or resume) a KerasTuner search over a space.
+
+    Args:
+        space: a SearchSpace or the path of a ``tuning/*.yaml`` file.
+        data: dataset root (default: the config's ``data.path``).
+        tuner: random, hyperband, bayesian or grid (default: the space's).
+        max_trials: trial budget (default: the space's; Hyperband: its own schedule unless given).
+        max_epochs: epochs per trial (default: the space's).
+        objective: val_balanced_accuracy (default), val_macro_f1, val_accuracy or val_loss.
+        out: the search folder (default ``runs/tune-<space name>``); running again resumes it.
+        overrides: ``key=value`` settings of the base config (fixed for every trial).
+        distributed: ``chief`` or ``worker`` for KerasTuner's distributed mode, with ``oracle``
+            (``HOST:PORT``) and a worker's ``tuner_id``.
+        callbacks: extra Keras callbacks for every trial (deep-copied per trial by KerasTuner).
+        tensorboard: log each trial (with its hyperparameters) under ``DIR/tensorboard``.
+        progress: print progress.
+
+    Returns:
+        The search folder: ``project/`` (KerasTuner), ``trials.csv``, ``objective.png``,
+        ``best.yaml`` (a complete training config) and ``best_trial.json``.
+    """
+    from maskclf import config as C
+
+    sp = space if isinstance(space, SearchSpace) else load_space(space)
+    tuner_name = tuner or sp.tuner
+    if tuner_name not in TUNERS:
+        raise MaskclfError(f"--tuner {tuner_name!r}: choose one of {', '.join(TUNERS)}")
+    objective = objective or sp.objective
+    if objective not in OBJECTIVES:
+        raise MaskclfError(f"--objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    max_epochs = int(max_epochs or sp.max_epochs)
+    max_trials = max_trials or sp.max_trials
+    if max_epochs < 1 or (max_trials is not None and max_trials < 1):
+        raise MaskclfError("--max-epochs and --max-trials must be at least 1")
+    overrides = list(overrides or [])
+    base = C.apply_overrides(C.Config(), overrides)
+    if data is not None:
+        base = C.apply_overrides(base, {"data.path": str(data)})
+    base = C.apply_overrides(base, {"model.name": sp.model})
+    options = _option_defaults(sp.model)
+    unknown = sorted(set(base.model.options) - set(options))
+    if unknown:
+        raise MaskclfError(f"model {sp.model}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(options)}")
+    _check_against_config(sp, base)
+    stem = Path(sp.source).stem if sp.source not in ("space", "") else sp.model
+    directory = Path(out or Path(base.train.out) / f"tune-{stem}")
+    env = distributed_env(distributed, oracle, tuner_id)
+    with _environ(env):
+        from keras_tuner.src.distribute import utils as kt_dist
+
+        # Only the chief (or a lone tuner) owns the Oracle and writes the reports.
+        try:
+            is_worker = kt_dist.has_chief_oracle() and not kt_dist.is_chief_oracle()
+        except RuntimeError as e:  # KERASTUNER_ORACLE_IP set without the port or the tuner id
+            raise MaskclfError(str(e).replace('"', "")) from None
+        who = os.environ.get("KERASTUNER_TUNER_ID", "")
+        directory.mkdir(parents=True, exist_ok=True)
+        if not is_worker:
+            _check_resume(directory, {"space": sp.fingerprint(), "model": sp.model, "tuner": tuner_name,
+                                      "objective": objective, "max_epochs": max_epochs,
+                                      "base": base.fingerprint(), "data": str(Path(base.data.path).resolve())})
+        hypermodel = MaskHyperModel(sp, base, SearchData(base, progress=progress), max_epochs, objective)
+        cbs = list(callbacks or [])
+        if tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(str(directory / "tensorboard"), write_graph=False,
+                                                   profile_batch=0))
+        t = make_tuner(tuner_name, hypermodel, objective, directory, max_trials, max_epochs, seed=sp.seed)
+        oracle_ = _oracle_of(t)
+
+        def report():
+            return write_reports(oracle_, sp, base, directory, max_epochs) if oracle_.trials else None
+
+        if not is_worker:
+            t.maskclf_report = lambda _oracle: report()
+        if kt_dist.is_chief_oracle():
+            _report_after_each_trial(oracle_, report)
+        if progress:
+            role = f" as {who}" if who else ""
+            print(f"maskclf tune: {tuner_name} search of {sp.model}{role}, objective {objective}, "
+                  f"up to {max_epochs} epochs per trial, folder {directory}", file=sys.stderr, flush=True)
+        summary = None
+        try:
+            t.search(epochs=max_epochs, callbacks=cbs, verbose=2 if progress else 0)
+        except RuntimeError as e:
+            if "consecutive failures" in str(e):
+                raise MaskclfError(f"search stopped: several trials in a row failed; see the error column of "
+                                   f"{directory / 'trials.csv'} ({str(e).splitlines()[0]})") from None
+            raise
+        finally:
+            if not is_worker:
+                summary = report()
+    if progress:
+        if is_worker:
+            print(f"maskclf tune: worker {who} finished: the chief has no more trials", file=sys.stderr, flush=True)
+        elif summary and summary["best"]:
+            b = summary["best"]
+            print(f"best {objective} {b['score']:.4f} (trial {b['trial_id']}), {summary['completed']} of "
+                  f"{summary['trials']} trials completed; train it: maskclf train --config "
+                  f"{directory / 'best.yaml'}", file=sys.stderr, flush=True)
+    return directory
+
+
+# ============================================================================= compare
+
+def _completed_run(out: Path, fingerprint: str) -> Path | None:
+    """The newest finished run under ``out`` made from the same configuration (compare re-uses it)."""
+    if not out.is_dir():
+        return None
+    for d in sorted(out.iterdir(), reverse=True):
+        try:
+            s = json.loads((d / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if s.get("fingerprint") == fingerprint and s.get("status") == "complete" and (d / "metrics.json").is_file():
+            return d
+    return None
+
+
+def compare(data: str | None, models: list[str], epochs: int | None = None, image_size: int | None = None,
+            weights: str | None = None, out=None, overrides: Iterable = (), progress: bool = True) -> Path:
+    """Train several models on the same split and tabulate them like seed report 004.
+
+    Args:
+        data: dataset root (default: the config's ``data.path``).
+        models: registry names.
+        epochs: maximum epochs per model.
+        image_size: input size for every model (default: each model's own).
+        weights: ``imagenet`` for the backbones (models built from scratch ignore it).
+        out: folder for the table and the models' runs (default ``runs/compare``); a model whose
+            run finished with the same configuration is not trained again.
+        overrides: ``key=value`` settings for every model; a ``model.<option>`` goes to the models
+            that have that option.
+        progress: print progress.
+
+    Returns:
+        The folder with ``compare.csv``, ``compare.md``, ``compare.png`` and ``runs/``.
+    """
+    from maskclf import config as C
+    from maskclf.models import get_spec
+    from maskclf.train import train
+
+    if not models:
+        raise MaskclfError("--models: name at least one model, e.g. small_cnn,vgg19")
+    specs = [get_spec(m) for m in models]
+    if len(set(models)) != len(models):
+        raise MaskclfError(f"--models lists a model twice: {','.join(models)}")
+    general, model_opts = [], {}
+    for o in overrides or []:
+        k, v = C._split_kv(o)
+        if k.startswith("model.") and k.split(".", 1)[1] not in ("name", "weights", "options"):
+            model_opts[k.split(".", 1)[1]] = v
+        else:
+            general.append(o)
+    for opt in model_opts:
+        if not any(opt in s.option_names() for s in specs):
+            raise MaskclfError(f"model.{opt}: none of {', '.join(models)} has this option")
+    base = C.apply_overrides(C.Config(), general)
+    if data is not None:
+        base = C.apply_overrides(base, {"data.path": str(data)})
+    directory = Path(out or Path(base.train.out) / "compare")
+    base = C.apply_overrides(base, {"train.out": str(directory / "runs"), **({"train.epochs": epochs} if epochs else {})})
+    ds = datasets.load_dataset(base.data, progress=progress)
+    splits = datasets.assign_splits(ds, base.data)
+    rows = []
+    for spec in specs:
+        ov = {"model.name": spec.name, "data.image_size": image_size or spec.image_size,
+              "model.weights": weights if spec.backbone else None}
+        ov.update({f"model.{k}": v for k, v in model_opts.items() if k in spec.option_names()})
+        cfg = C.apply_overrides(base, ov)
+        run = _completed_run(Path(cfg.train.out), cfg.fingerprint())
+        if run is None:
+            if progress:
+                print(f"maskclf compare: training {spec.name} at {cfg.data.image_size} px", file=sys.stderr, flush=True)
+            run = train(cfg, progress=progress, data=(ds, splits))
+        elif progress:
+            print(f"maskclf compare: {spec.name} already trained in {run}", file=sys.stderr, flush=True)
+        m = json.loads((run / "metrics.json").read_text())
+        tr = m.get("training", {})
+        row = {"model": spec.name, "image_size": cfg.data.image_size}
+        row.update({f"{c} accuracy": m["per_class"][c]["recall"] for c in ds.class_names})
+        row.update({"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                    "parameters": tr.get("parameters"), "train_seconds": tr.get("seconds"),
+                    "epochs": tr.get("epochs"), "run_dir": str(run)})
+        rows.append(row)
+    _write_comparison(rows, ds.class_names, directory)
+    return directory
+
+
+def _write_comparison(rows: list[dict], class_names: list[str], directory: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from maskclf.plots import _save
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(directory / "compare.csv", buf.getvalue())
+
+    head = ["Model", "Size"] + class_names + ["Balanced accuracy", "Accuracy", "Parameters", "Training time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in rows:
+        cells = [r["model"], str(r["image_size"])]
+        cells += [f"{100 * r[f'{c} accuracy']:.2f}" for c in class_names]
+        cells += [f"{100 * r['balanced_accuracy']:.2f}", f"{100 * r['accuracy']:.2f}",
+                  f"{r['parameters']:,}" if r["parameters"] is not None else "",
+                  f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("Per-class accuracy is the recall of each class on the test split; balanced accuracy is their mean "
+            "(seed report 004's ACA). Percent.")
+    write_text(directory / "compare.md", "\n".join(lines) + "\n\n" + note + "\n")
+
+    groups = class_names + ["balanced"]
+    x = np.arange(len(groups))
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 0.4 * len(rows)), 4))
+    for i, r in enumerate(rows):
+        vals = [100 * r[f"{c} accuracy"] for c in class_names] + [100 * r["balanced_accuracy"]]
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, vals, width, label=r["model"])
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Per-class and balanced accuracy by model")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, directory / "compare.png")
