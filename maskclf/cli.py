@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from maskclf import __version__
 from maskclf.files import MaskclfError

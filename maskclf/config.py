@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from maskclf.files import MaskclfError, write_text
+from maskclf.files import MaskclfError, read_yaml, write_text
 
 
 @dataclass(frozen=True)
@@ -263,14 +263,7 @@ def from_dict(raw: dict | None, source: str = "config") -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Read a YAML config (a run's ``config.yaml`` or a tuner's ``best.yaml``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise MaskclfError(f"{p}: config file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise MaskclfError(f"{p}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
-    return from_dict(raw, source=str(p))
+    return from_dict(read_yaml(path, "config file"), source=str(path))
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:

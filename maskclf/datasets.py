@@ -27,7 +27,7 @@ from PIL import Image
 
 from maskclf import images as imgs
 from maskclf.config import DataConfig
-from maskclf.files import MaskclfError, atomic_path, cache_dir, write_json
+from maskclf.files import MaskclfError, atomic_path, cache_dir, file_digest, write_json
 from maskclf.voc import VocAnnotation, clip_box, find_image, parse_voc
 
 LAYOUTS_HELP = ("expected one of: ROOT/<class>/*.jpg (class folders); "
@@ -393,11 +393,7 @@ def _duplicate_groups(names: list[str], hashes: list[int], thumbs: list[bytes], 
 # ----------------------------------------------------------------------------- Pascal VOC
 
 def _file_sha1(p: Path) -> str:
-    h = hashlib.sha1()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(p, "sha1")
 
 
 def _crop_photo(ann: VocAnnotation, image_path: Path, margin: float) -> dict:

@@ -15,7 +15,6 @@ TensorFlow and ai-edge-litert are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from maskclf.files import MaskclfError, atomic_path, read_labels, write_json, write_labels, write_text
+from maskclf.files import (MaskclfError, atomic_path, file_digest, read_labels, write_json, write_labels,
+                           write_text)
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
 DEFAULT_MIN_AGREEMENT = {"float32": 0.999, "float16": 0.999, "dynamic": 0.999, "int8": 0.99}
@@ -365,11 +365,7 @@ def _log(msg: str, progress: bool) -> None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _split_rows(run: Path, cfg, progress: bool) -> list[dict]:

@@ -94,3 +94,29 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 def write_labels(path: str | os.PathLike, class_names: list[str]) -> Path:
     """Write labels.txt, one class name per line, in model output order."""
     return write_text(path, "".join(f"{n}\n" for n in class_names))
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
+    """Parse a YAML file safely; one-line MaskclfError when it is missing or malformed."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MaskclfError(f"{p}: {what} not found")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise MaskclfError(f"{p}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+    except UnicodeDecodeError:
+        raise MaskclfError(f"{p}: not a text file; expected YAML") from None

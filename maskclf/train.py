@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 
 from maskclf import datasets
 from maskclf.config import Config, save_config
-from maskclf.files import MaskclfError, atomic_path, write_json, write_labels, write_text
+from maskclf.files import MaskclfError, write_json, write_labels, write_text
 
 RUN_STATE = "run.json"
 

@@ -30,11 +30,10 @@ from typing import Any, Iterable
 
 import keras
 import keras_tuner
-import yaml
 
 from maskclf import datasets
 from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config
-from maskclf.files import MaskclfError, write_json, write_text
+from maskclf.files import MaskclfError, read_yaml, write_json, write_text
 
 PROJECT = "project"           # the KerasTuner project folder inside DIR
 TRIAL_INFO = "maskclf_trial.json"  # per trial: tuner id, epochs, seconds (KerasTuner keeps none of these)
@@ -397,14 +396,7 @@ def _check_against_config(space: SearchSpace, base: Config | None = None) -> Non
 
 def load_space(path) -> SearchSpace:
     """Read and validate a ``tuning/*.yaml`` space."""
-    p = Path(path)
-    if not p.is_file():
-        raise MaskclfError(f"{p}: search space file not found (see tuning/README.md)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise MaskclfError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_space(raw, source=str(p))
+    return parse_space(read_yaml(path, "search space file (see tuning/README.md)"), source=str(path))
 
 
 # ============================================================================= data, read once
