@@ -151,6 +151,7 @@ def cmd_detect(args) -> int:
 
     doc = run_detect(args.input, args.model, out=args.out, json_path=args.json, camera=args.camera,
                      max_frames=args.max_frames, save=not args.no_save, progress=not args.quiet,
+                     events=args.events,
                      **_detector_options(args))
     s = doc["summary"]
     per = ", ".join(f"{n} {k}" for k, n in s["per_label"].items())
@@ -162,6 +163,8 @@ def cmd_detect(args) -> int:
         print(f"annotated output: {', '.join(str(o) for o in outs)}")
     if args.json:
         print(f"JSON: {args.json}")
+    if args.events:
+        print(f"events: {args.events}")
     return 1 if s["errors"] else 0
 
 
@@ -224,6 +227,25 @@ def cmd_compare(args) -> int:
                   out=args.out, overrides=args.overrides, progress=not args.quiet)
     print((out / "compare.md").read_text(), end="")
     print(f"comparison folder: {out}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.explain import explain_images
+
+    for r in explain_images(args.run_dir, args.inputs, method=args.method, class_name=args.class_name,
+                            out_dir=args.out):
+        print(f"{r.path}\t{r.label}\t{r.score:.3f}\texplained {r.explained_class}\t{r.panel}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.report import build_report
+
+    out = build_report(args.run_dir, max_errors=args.max_errors, progress=not args.quiet)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 
@@ -309,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "and timings as JSON")
     dt.add_argument("--max-frames", type=int, metavar="N", help="stop a video or camera after N frames")
     dt.add_argument("--no-save", action="store_true", help="write no annotated images/videos (JSON only)")
+    dt.add_argument("--events", metavar="OUT.jsonl", help="video/camera: append one JSON line per frame (time, faces "
+                                                       "with box/label/score, timings), flushed at once")
     dt.add_argument("--quiet", action="store_true", help="no per-input lines")
     _add_detector_arguments(dt)
     dt.set_defaults(func=cmd_detect)
@@ -362,6 +386,25 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--quiet", action="store_true", help="no progress output")
     co.add_argument("overrides", nargs="*", metavar="key=value", help="settings for every model")
     co.set_defaults(func=cmd_compare)
+
+    xp = sub.add_parser("explain", help="Grad-CAM / Grad-CAM++ panels: where the model looks",
+                        description="Write one PNG per image: the input, the heatmap and the overlay of each method, "
+                                    "titled with the prediction.")
+    xp.add_argument("run_dir", help="run directory made by `maskclf train`")
+    xp.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    xp.add_argument("--method", choices=["gradcam", "gradcam++", "both"], default="both", help="default both")
+    xp.add_argument("--class", dest="class_name", metavar="NAME", help="class to explain (default: the predicted one)")
+    xp.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/explain)")
+    xp.set_defaults(func=cmd_explain)
+
+    rp = sub.add_parser("report", help="write RUN_DIR/report.html and report.md",
+                        description="A self-contained HTML report (images inlined) and a Markdown one: config, data "
+                                    "summary, learning curves, metrics, confusion matrix, ROC and the worst test "
+                                    "mistakes with Grad-CAM overlays.")
+    rp.add_argument("run_dir", help="run directory made by `maskclf train`")
+    rp.add_argument("--max-errors", type=int, default=8, metavar="N", help="mistakes shown with Grad-CAM (default 8)")
+    rp.add_argument("--quiet", action="store_true", help="no progress output")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

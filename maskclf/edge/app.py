@@ -2,14 +2,17 @@
 
 ``run_detect`` is what ``maskclf detect`` calls: photos give an annotated image each, videos and
 cameras an annotated video with an FPS overlay, and ``json_path`` gets every face of every image or
-frame (box, label, score) with timings.
+frame (box, label, score) with timings. ``events`` appends one JSON line per video/camera frame as it
+is processed (for a long-running camera service: nothing accumulates in memory).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,7 +187,8 @@ def _writer(path: Path, fps: float, size: tuple[int, int]):
 
 def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, out_path: str | os.PathLike | None,
                   max_frames: int | None = None, progress: bool = True,
-                  on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None) -> dict:
+                  on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None,
+                  events: str | os.PathLike | None = None, keep_frames: bool = True) -> dict:
     """Annotate a video file or camera stream frame by frame, with an FPS overlay.
 
     Args:
@@ -194,10 +198,15 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
         max_frames: stop after this many frames (a camera otherwise runs until Ctrl-C).
         progress: print a line every 100 frames.
         on_frame: called with (index, annotated BGR frame, result) per frame.
+        events: append one JSON line per frame to this file, flushed at once:
+            ``{"time": ISO UTC, "source", "frame", "faces", "num_faces", "timings_ms", "fps"}``.
+        keep_frames: False keeps no per-frame entries (``frames`` is empty; ``stats`` has the counts),
+            so an endless camera stream uses constant memory.
 
     Returns:
         ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
-        "fps": mean processing frames per second, "interrupted": bool}``.
+        "fps": mean processing frames per second, "interrupted": bool,
+        "stats": {"frames", "faces", "per_label", "mean_ms"}}``.
 
     Raises:
         MaskclfError: the video or camera cannot be opened or read, or the output cannot be written.
@@ -213,6 +222,16 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     interrupted = False
     out = Path(out_path) if out_path is not None else None
     writer = None
+    stats = {"frames": 0, "faces": 0, "per_label": {n: 0 for n in pipeline.classifier.class_names}, "total_ms": 0.0}
+    events_file = None
+    if events is not None:
+        try:
+            Path(events).parent.mkdir(parents=True, exist_ok=True)
+            events_file = open(events, "a", encoding="utf-8")
+        except OSError as e:
+            cap.release()
+            raise MaskclfError(f"--events {events}: cannot append to it ({e.strerror})") from None
+    source_name = f"camera{source}" if camera else str(source)
     try:
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
             try:
@@ -229,8 +248,20 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                             writer = _writer(tmp, nominal, (frame.shape[1], frame.shape[0]))
                         writer.write(annotated)
                     result.timings_ms = _total(result.timings_ms)
-                    entries.append({"frame": i, "time_s": round(i / nominal, 3)} | result.to_json()
-                                   | {"fps": round(fps, 2)})
+                    entry = {"frame": i, "time_s": round(i / nominal, 3)} | result.to_json() | {"fps": round(fps, 2)}
+                    if keep_frames:
+                        entries.append(entry)
+                    stats["frames"] += 1
+                    stats["faces"] += len(result.faces)
+                    stats["total_ms"] += result.timings_ms["total"]
+                    for f in result.faces:
+                        stats["per_label"][f.label] = stats["per_label"].get(f.label, 0) + 1
+                    if events_file is not None:
+                        record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                                  "source": source_name, "frame": i, "num_faces": len(result.faces),
+                                  "faces": entry["faces"], "timings_ms": entry["timings_ms"], "fps": entry["fps"]}
+                        events_file.write(json.dumps(record) + "\n")
+                        events_file.flush()
                     if on_frame is not None:
                         on_frame(i, annotated, result)
                     if progress and (i + 1) % 100 == 0:
@@ -243,11 +274,15 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     finally:
         if writer is not None:
             writer.release()
+        if events_file is not None:
+            events_file.close()
         cap.release()
     head = {"camera": source} if camera else {"path": str(source)}
+    total_ms = stats.pop("total_ms")
+    stats["mean_ms"] = round(total_ms / stats["frames"], 2) if stats["frames"] else None
     return head | {"output": str(out) if out is not None else None, "frames": entries,
                    "fps": round(float(np.mean(fps_values)), 2) if fps_values else None,
-                   "interrupted": interrupted}
+                   "interrupted": interrupted, "stats": stats}
 
 
 class _nullpath:
@@ -287,7 +322,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                precision: str | None = None, threads: int = 1,
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
-               progress: bool = True) -> dict:
+               progress: bool = True, events: str | os.PathLike | None = None) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -304,6 +339,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
         score_threshold, nms_threshold, min_face, upscale, tile: face detector options.
         save: write annotated images/videos (False: JSON and counts only).
         progress: print a line per input.
+        events: a video or camera appends one JSON line per frame here (see :func:`process_video`);
+            without ``json_path`` no per-frame entries are kept in memory (a camera service runs for days).
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
@@ -313,6 +350,10 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
     """
     if (input is None) == (camera is None):
         raise MaskclfError("give either an INPUT (image, folder or video) or --camera N")
+    if events is not None and camera is None and input is not None and _kind(Path(input)) != "video":
+        raise MaskclfError("--events is for a video or --camera; use --json for images")
+    keep_frames = events is None or json_path is not None
+    streamed: list[dict] = []  # per-video stats when frames are not kept
     classifier = FaceClassifier(model, num_threads=threads, precision=precision)
     det = create_detector(detector, score_threshold=score_threshold, nms_threshold=nms_threshold,
                           min_face=min_face, upscale=upscale, tile=tile)
@@ -327,11 +368,15 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
 
     def video(src, name: str) -> None:
         target = _video_out(out_root, name) if save else None
-        res = process_video(pipeline, src, target, max_frames=max_frames, progress=progress)
+        res = process_video(pipeline, src, target, max_frames=max_frames, progress=progress,
+                            events=events, keep_frames=keep_frames)
         key = {"camera": src} if isinstance(src, int) else {"path": str(src)}
         doc["inputs"] += [key | f for f in res["frames"]]
-        doc["videos"].append({k: v for k, v in res.items() if k != "frames"} | {"num_frames": len(res["frames"])})
-        log(f"{name}: {len(res['frames'])} frames, {res['fps'] or 0:.1f} FPS"
+        stats = res.pop("stats")
+        if not keep_frames:
+            streamed.append(stats)
+        doc["videos"].append({k: v for k, v in res.items() if k != "frames"} | {"num_frames": stats["frames"]})
+        log(f"{name}: {stats['frames']} frames, {res['fps'] or 0:.1f} FPS"
             + (f" -> {target}" if target else "") + (" (interrupted)" if res["interrupted"] else ""))
 
     if camera is not None:
@@ -372,6 +417,13 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
     doc["summary"] = {"inputs": len(doc["inputs"]), "errors": errors, "faces": len(faces),
                       "per_label": {n: sum(f["label"] == n for f in faces) for n in classifier.class_names},
                       "mean_ms": round(float(np.mean(totals)), 2) if totals else None}
+    if streamed:  # --events without --json: counts from the stream, not from kept frames
+        n = sum(s["frames"] for s in streamed)
+        ms = sum(s["mean_ms"] * s["frames"] for s in streamed if s["mean_ms"] is not None)
+        doc["summary"] |= {"inputs": n, "faces": sum(s["faces"] for s in streamed),
+                           "per_label": {k: sum(s["per_label"].get(k, 0) for s in streamed)
+                                         for k in classifier.class_names},
+                           "mean_ms": round(ms / n, 2) if n else None}
     if json_path is not None:
         write_json(json_path, doc)
     return doc

@@ -1,0 +1,178 @@
+"""Frames-per-second benchmark of the device runtime (issue: device runtime; results in docs/BENCHMARKS.md).
+
+640×480 frames are made from the VOC photos (each letterboxed to 640×480, as a camera would give them,
+stored BGR like cv2.VideoCapture frames). For every thread count (cv2.setNumThreads and the LiteRT
+interpreter's num_threads) and detector upscale it times:
+
+* detector alone: ``YuNetDetector.detect`` on the RGB frames;
+* whole pipeline: what ``maskclf detect`` does per camera frame except capture and encoding:
+  BGR→RGB, detect, crop + one batched classify call, draw the boxes (per model precision).
+
+A pass times every frame through the detector and then each pipeline, frame by frame (interleaved, so
+load changes on a shared machine hit both alike); FPS = frames / summed time. Passes are repeated and
+the median FPS is reported with the pipeline/detector ratio (target ≥ 0.8). Writes bench/out/fps-<stamp>.md and .json.
+
+Usage:
+  nice -n 15 python bench/fps.py RUN_DIR/export [--frames 100] [--repeats 5] [--threads 1,2]
+         [--precisions float32,int8] [--upscales 1,2] [--data DIR_OF_PHOTOS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+from foundation import machine  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "face-mask-detection" / "images"
+WIDTH, HEIGHT = 640, 480
+
+
+def letterbox(rgb: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """``rgb`` scaled to fit width×height (aspect kept), centred on black."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(width / w, height / h)
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    small = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = (height - nh) // 2, (width - nw) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = small
+    return out
+
+
+def make_frames(folder: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """``n`` BGR 640×480 frames from photos spread evenly over the sorted folder."""
+    from maskclf.images import is_image_name, load_rgb
+
+    photos = sorted(p for p in folder.iterdir() if is_image_name(p.name))
+    if not photos:
+        sys.exit(f"{folder}: no photos")
+    step = max(1, len(photos) // n)
+    chosen = photos[::step][:n]
+    frames = [np.ascontiguousarray(letterbox(np.asarray(load_rgb(p), np.uint8))[:, :, ::-1]) for p in chosen]
+    return frames, [p.name for p in chosen]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("export", help="an export folder (RUN_DIR/export) with model_<precision>.tflite files")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of photos (default the VOC images)")
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=5, help="untimed frames before each configuration")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--precisions", default="float32,int8")
+    ap.add_argument("--upscales", default="1,2", help="detector upscale factors (1 = plain)")
+    ap.add_argument("--out", default=str(HERE / "out"))
+    args = ap.parse_args()
+
+    import cv2
+
+    from maskclf.edge.app import FaceMaskPipeline
+    from maskclf.edge.classifier import FaceClassifier
+    from maskclf.edge.detector import create_detector
+
+    threads = [int(t) for t in args.threads.split(",")]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    upscales = [float(u) for u in args.upscales.split(",")]
+    frames, names = make_frames(Path(args.data), args.frames)
+    rgbs = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
+    print(f"{len(frames)} frames {WIDTH}x{HEIGHT} from {args.data}; {machine()}", file=sys.stderr)
+
+    rows = []
+    for nt in threads:
+        cv2.setNumThreads(nt)
+        classifiers = {p: FaceClassifier(args.export, num_threads=nt, precision=p) for p in precisions}
+        for up in upscales:
+            det = create_detector("yunet", upscale=up)
+            pipes = {p: FaceMaskPipeline(c, det) for p, c in classifiers.items()}
+
+            def full(frame, pipe):
+                rgb = np.ascontiguousarray(frame[:, :, ::-1])
+                result = pipe.process(rgb)
+                pipe.annotate(frame, result, bgr=True)
+                return result
+
+            for f in rgbs[:args.warmup]:
+                det.detect(f)
+            for pipe in pipes.values():
+                for f in frames[:args.warmup]:
+                    full(f, pipe)
+            det_fps, pipe_fps = [], {p: [] for p in pipes}
+            for _ in range(args.repeats):
+                # Interleaved frame by frame: a load change on a shared machine hits detector and pipelines alike.
+                det_s, pipe_s = 0.0, {p: 0.0 for p in pipes}
+                for rgb, frame in zip(rgbs, frames):
+                    t = time.perf_counter()
+                    det.detect(rgb)
+                    det_s += time.perf_counter() - t
+                    for p, pipe in pipes.items():
+                        t = time.perf_counter()
+                        full(frame, pipe)
+                        pipe_s[p] += time.perf_counter() - t
+                det_fps.append(len(frames) / det_s)
+                for p in pipes:
+                    pipe_fps[p].append(len(frames) / pipe_s[p])
+            # Faces and per-stage times of one extra pass (not timed as a whole).
+            for p, pipe in pipes.items():
+                faces, stages = [], {"detect": [], "classify": [], "draw": []}
+                for f in frames:
+                    r = full(f, pipe)
+                    faces.append(len(r.faces))
+                    for k in stages:
+                        stages[k].append(r.timings_ms.get(k, 0.0))
+                d, q = statistics.median(det_fps), statistics.median(pipe_fps[p])
+                rows.append({"threads": nt, "upscale": up, "precision": p,
+                             "model": classifiers[p].model_path.name,
+                             "detector_fps": round(d, 2), "pipeline_fps": round(q, 2), "ratio": round(q / d, 3),
+                             "detector_fps_runs": [round(v, 2) for v in det_fps],
+                             "pipeline_fps_runs": [round(v, 2) for v in pipe_fps[p]],
+                             "faces_per_frame": round(float(np.mean(faces)), 2),
+                             "ms_per_frame": {k: round(float(np.mean(v)), 2) for k, v in stages.items()}})
+                print(f"threads {nt} upscale {up:g} {p}: detector {d:.1f} FPS, pipeline {q:.1f} FPS "
+                      f"({q / d:.2f}x), {np.mean(faces):.1f} faces/frame", file=sys.stderr, flush=True)
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "opencv": cv2.__version__,
+            "export": str(Path(args.export).resolve()), "data": str(args.data), "frames": len(frames),
+            "size": [WIDTH, HEIGHT], "repeats": args.repeats, "photos": names}
+    md = [f"### Frames per second, {WIDTH}×{HEIGHT} frames ({meta['date']})", "",
+          f"{meta['machine']}; OpenCV {cv2.__version__}; load average at the end {meta['load_average']}; "
+          f"{len(frames)} frames letterboxed from `{Path(args.data).name}` photos, median of {args.repeats} "
+          f"passes. Detector: YuNet. Pipeline: BGR→RGB, detect, crop + one batched classify call, draw.", "",
+          "| threads | upscale | model | detector FPS | pipeline FPS | pipeline / detector | faces/frame "
+          "| detect ms | classify ms | draw ms |",
+          "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ms = r["ms_per_frame"]
+        mark = "" if r["ratio"] >= 0.8 else " ✗"
+        md.append(f"| {r['threads']} | {r['upscale']:g} | {r['precision']} | {r['detector_fps']:.1f} | "
+                  f"{r['pipeline_fps']:.1f} | {r['ratio']:.2f}{mark} | {r['faces_per_frame']:.1f} | "
+                  f"{ms['detect']:.1f} | {ms['classify']:.1f} | {ms['draw']:.1f} |")
+    md.append("")
+    md.append(f"Target: pipeline ≥ 0.8× detector alone; {sum(r['ratio'] >= 0.8 for r in rows)}/{len(rows)} rows meet it.")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"fps-{stamp}.md").write_text("\n".join(md) + "\n")
+    (out / f"fps-{stamp}.json").write_text(json.dumps(meta | {"rows": rows}, indent=2) + "\n")
+    print("\n".join(md))
+    print(f"\nwrote {out / f'fps-{stamp}.md'} and .json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
