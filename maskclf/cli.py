@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training images that calibrate int8 (default 200)")
     x.add_argument("--min-agreement", action="append", metavar="P=V",
                    help="minimum agreement with Keras for a precision, e.g. int8=0.98 or int8=0.98,dynamic=0.995; "
-                        "repeatable (defaults int8 0.99, others 0.999)")
+                        "repeatable (defaults float32 0.999, float16 0.995, dynamic and int8 0.99)")
     x.add_argument("--max-test", type=int, metavar="N", help="check on at most N test images (default all)")
     x.add_argument("--force", action="store_true", help="write the export even if a parity check fails")
     x.add_argument("--quiet", action="store_true", help="no progress output")

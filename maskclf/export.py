@@ -31,7 +31,9 @@ from maskclf.files import (MaskclfError, atomic_path, file_digest, read_labels, 
                            write_text)
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
-DEFAULT_MIN_AGREEMENT = {"float32": 0.999, "float16": 0.999, "dynamic": 0.999, "int8": 0.99}
+# Weight-quantised models (dynamic, int8) legitimately flip a borderline answer in a few hundred;
+# float models should not.
+DEFAULT_MIN_AGREEMENT = {"float32": 0.999, "float16": 0.995, "dynamic": 0.99, "int8": 0.99}
 EXPORT_DIR = "export"
 PACKED_FILES = ("labels.txt", "metadata.json")
 _LATENCY_WARMUP = 5
@@ -538,7 +540,7 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
         force: write the export even when a precision's agreement is below its threshold
             (the report then says ``"failed_check": true``).
         min_agreement: per-precision minimum argmax agreement with Keras on the test split,
-            e.g. ``{"int8": 0.98}``; defaults 0.99 for int8, 0.999 for the others.
+            e.g. ``{"int8": 0.98}``; defaults 0.999 float32, 0.995 float16, 0.99 dynamic and int8.
         threads: interpreter thread counts at which latency is measured.
         max_test: check on at most this many test images (seeded sample); None for all.
         progress: print progress to stderr.
