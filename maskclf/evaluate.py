@@ -388,17 +388,7 @@ def predict_images(run_dir: str | os.PathLike, inputs: Sequence[str]) -> list[di
     run = Path(run_dir)
     cfg = load_config(run / "config.yaml")
     class_names = read_labels(run / "labels.txt")
-    files: list[Path] = []
-    for inp in inputs:
-        p = Path(inp)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and images.is_image_name(f))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise MaskclfError(f"{p}: no such file or folder")
-    if not files:
-        raise MaskclfError(f"{', '.join(inputs)}: no image files found")
+    files = images.collect_images(inputs)
     results: list[dict] = []
     ok_paths = []
     for f in files:

@@ -256,18 +256,7 @@ class Explained:
 def _collect(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     from maskclf import images
 
-    files: list[Path] = []
-    for inp in inputs:
-        p = Path(inp)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and images.is_image_name(f))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise MaskclfError(f"{p}: no such file or folder")
-    if not files:
-        raise MaskclfError(f"{', '.join(map(str, inputs))}: no image files found")
-    return files
+    return images.collect_images(inputs)
 
 
 def _threshold(run: Path) -> float | None:

@@ -139,3 +139,23 @@ def dhash(img: Image.Image, hash_size: int = 8) -> int:
     small = np.asarray(img.convert("L").resize((hash_size + 1, hash_size), Image.BILINEAR), dtype=np.int16)
     bits = (small[:, 1:] > small[:, :-1]).flatten()
     return int(np.packbits(bits).view(">u8")[0]) if hash_size == 8 else int("".join("1" if b else "0" for b in bits), 2)
+
+
+def collect_images(inputs) -> list[Path]:
+    """Image files named by ``inputs``: files as given, folders searched recursively (sorted).
+
+    Raises:
+        MaskclfError: a path does not exist, or no image file is found.
+    """
+    files: list[Path] = []
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise MaskclfError(f"{p}: no such file or folder")
+    if not files:
+        raise MaskclfError(f"{', '.join(map(str, inputs))}: no image files found")
+    return files
