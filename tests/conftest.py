@@ -76,3 +76,23 @@ def sample_dir() -> Path:
     """The real VOC sample shipped in data/sample."""
     assert SAMPLE.is_dir(), "data/sample is missing"
     return SAMPLE
+
+
+FRONTAL_PHOTO = "maksssksksss148.jpg"  # data/sample photo with two large, frontal, unmasked faces
+
+
+def make_video(path: Path, frames: int = 8, photo: str = FRONTAL_PHOTO, white_strip: bool = False) -> Path:
+    """A short MP4 made from a sample photo (a camera's stand-in), shifted a little each frame."""
+    import cv2
+
+    from maskclf import images
+
+    rgb = np.array(images.load_rgb(SAMPLE / "images" / photo).resize((320, 288)), np.uint8)
+    if white_strip:
+        rgb[:16] = 255  # so a black FPS tag shows
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 288))
+    assert w.isOpened()
+    for i in range(frames):
+        w.write(np.ascontiguousarray(np.roll(rgb, 4 * i, axis=1)[:, :, ::-1]))
+    w.release()
+    return path

@@ -9,17 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("ai_edge_litert")
 keras = pytest.importorskip("keras")
 
-from conftest import REPO, SAMPLE  # noqa: E402
+from conftest import REPO, SAMPLE, make_video  # noqa: E402
 
 from maskclf import export as E  # noqa: E402
-from maskclf import images  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
 from maskclf.train import train  # noqa: E402
@@ -43,14 +41,7 @@ def export_dir(tmp_path_factory):
 
 
 def _video(path: Path, frames: int = 8) -> Path:
-    """A short MP4 made from a sample photo (the camera's stand-in), shifted a little each frame."""
-    rgb = np.array(images.load_rgb(SAMPLE / "images" / FRONTAL).resize((320, 288)), np.uint8)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 288))
-    assert w.isOpened()
-    for i in range(frames):
-        w.write(np.ascontiguousarray(np.roll(rgb, 4 * i, axis=1)[:, :, ::-1]))
-    w.release()
-    return path
+    return make_video(path, frames, FRONTAL)
 
 
 def _unit() -> configparser.ConfigParser:

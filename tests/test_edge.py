@@ -14,7 +14,7 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("ai_edge_litert")
 keras = pytest.importorskip("keras")
 
-from conftest import REPO, SAMPLE  # noqa: E402
+from conftest import REPO, SAMPLE, make_video  # noqa: E402
 
 from maskclf import export as E  # noqa: E402
 from maskclf import images  # noqa: E402
@@ -300,14 +300,7 @@ def test_detect_on_a_folder_writes_annotated_images_and_json(export_dir, tmp_pat
 
 
 def _make_video(path, frames=8):
-    rgb = np.array(images.load_rgb(SAMPLE / "images" / FRONTAL).resize((320, 288)), np.uint8)
-    rgb[:16] = 255  # a white strip, so the black FPS tag shows
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 288))
-    assert w.isOpened()
-    for i in range(frames):
-        w.write(np.ascontiguousarray(np.roll(rgb, 4 * i, axis=1)[:, :, ::-1]))
-    w.release()
-    return path
+    return make_video(path, frames, FRONTAL, white_strip=True)
 
 
 def test_detect_on_a_video_writes_an_annotated_video_with_fps(export_dir, tmp_path, capsys):
