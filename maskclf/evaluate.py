@@ -73,6 +73,26 @@ def _binary_auc(y_pos: np.ndarray, score: np.ndarray, fn: Any) -> float | None:
         return _clean(fn(y_pos, score))
 
 
+def predicted_classes(probs: Any, threshold: float | None = None, positive_index: int = 0) -> np.ndarray:
+    """The class each row is called: for two classes with a threshold ``p_positive >= threshold``, else argmax.
+
+    Metrics, predictions, error grids and the report all call classes through here, so they agree.
+    """
+    p = np.asarray(probs)
+    if p.shape[1] == 2 and threshold is not None:
+        return np.where(p[:, positive_index] >= threshold, positive_index, 1 - positive_index)
+    return p.argmax(axis=1)
+
+
+def most_confident_mistakes(y_true: Any, probs: Any, threshold: float | None = None,
+                            n: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the (at most ``n``) wrong calls, most confident first, and every row's predicted class."""
+    p = np.asarray(probs)
+    pred = predicted_classes(p, threshold)
+    wrong = np.nonzero(pred != np.asarray(y_true))[0]
+    return wrong[np.argsort(-p[wrong, pred[wrong]])][:n], pred
+
+
 def compute_metrics(
     y_true: Any,
     probs: Any,
@@ -105,10 +125,7 @@ def compute_metrics(
         threshold = 0.5 if threshold is None else float(threshold)
         if not math.isfinite(threshold):
             raise MaskclfError(f"threshold must be a finite number, got {threshold}")
-        neg_index = 1 - positive_index
-        y_pred = np.where(p[:, positive_index] >= threshold, positive_index, neg_index)
-    else:
-        y_pred = p.argmax(axis=1)
+    y_pred = predicted_classes(p, threshold if binary else None, positive_index)
 
     labels = list(range(n_cls))
     cm = confusion_matrix(y, y_pred, labels=labels)
@@ -140,7 +157,7 @@ def compute_metrics(
     }
     if binary:
         pos, neg = positive_index, 1 - positive_index
-        tp, fn, fp, tn = cm[pos, pos], cm[pos, neg], cm[neg, pos], cm[neg, neg]
+        fn, fp, tn = cm[pos, neg], cm[neg, pos], cm[neg, neg]
         y_pos = y == pos
         metrics.update(
             positive_class=names[pos],
@@ -355,20 +372,18 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
     plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, run / f"confusion_matrix{suffix}.png",
                                 title=f"Confusion matrix ({source})")
     plots.plot_roc(y, probs, class_names, run / f"roc{suffix}.png")
-    _plot_errors(paths, y, probs, class_names, size, run / f"errors{suffix}.png")
+    _plot_errors(paths, y, probs, class_names, size, run / f"errors{suffix}.png", threshold)
     write_metrics(metrics, run / f"metrics{suffix}.json")
     return metrics
 
 
-def _plot_errors(paths, y, probs, class_names, size, out, n: int = 24) -> None:
-    """A grid of the most confident mistakes (true → predicted, score)."""
+def _plot_errors(paths, y, probs, class_names, size, out, threshold=None, n: int = 24) -> None:
+    """A grid of the most confident mistakes (true → predicted, score), called as the metrics call them."""
     from maskclf import images, plots
 
-    pred = probs.argmax(1)
-    wrong = np.nonzero(pred != y)[0]
-    if len(wrong) == 0:
+    worst, pred = most_confident_mistakes(y, probs, threshold, n)
+    if len(worst) == 0:
         return
-    worst = wrong[np.argsort(-probs[wrong, pred[wrong]])][:n]
     pics = [images.load_array(paths[i], max(size, 64)) for i in worst]
     titles = [f"{class_names[y[i]][:12]}→{class_names[pred[i]][:12]} {probs[i, pred[i]]:.2f}" for i in worst]
     plots.plot_sample_grid(np.stack(pics), titles, out)
@@ -405,10 +420,7 @@ def predict_images(run_dir: str | os.PathLike, inputs: Sequence[str]) -> list[di
     if ok_paths:
         model = load_run_model(run)
         probs = _predict_paths(model, ok_paths, cfg.data.image_size)
-        for path, p in zip(ok_paths, probs):
-            k = int(p.argmax())
-            if threshold is not None and len(class_names) == 2:
-                k = 0 if p[0] >= threshold else 1
+        for path, p, k in zip(ok_paths, probs, predicted_classes(probs, threshold)):
             results.append({"path": path, "label": class_names[k], "score": float(p[k]),
                             "probabilities": {n: float(v) for n, v in zip(class_names, p)}})
     order = {str(f): i for i, f in enumerate(files)}

@@ -76,7 +76,7 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     """
     from maskclf import datasets
     from maskclf.config import load_config
-    from maskclf.evaluate import _predict_paths, load_run_model
+    from maskclf.evaluate import _predict_paths, load_run_model, most_confident_mistakes
     from maskclf.files import read_labels
 
     run = Path(run_dir)
@@ -89,18 +89,14 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     model = model if model is not None else load_run_model(run)
     probs = _predict_paths(model, [r["path"] for r in rows], cfg.data.image_size)
     y = np.array([names.index(r["label"]) for r in rows])
-    pred = probs.argmax(1)
     try:
         thr = json.loads((run / "metrics.json").read_text()).get("threshold")
     except (OSError, ValueError):
         thr = None
-    if thr is not None and len(names) == 2:
-        pred = np.where(probs[:, 0] >= thr, 0, 1)  # the same calls as the metrics
+    pick, pred = most_confident_mistakes(y, probs, thr, n)
     conf = probs[np.arange(len(pred)), pred]
-    wrong = np.nonzero(pred != y)[0]
-    if len(wrong):
-        pick, kind = wrong[np.argsort(-conf[wrong])][:n], "errors"
-    else:
+    kind = "errors"
+    if not len(pick):
         pick, kind = np.argsort(conf)[:n], "least confident"
     return {"paths": [rows[i]["path"] for i in pick], "true": [names[y[i]] for i in pick],
             "pred": [names[pred[i]] for i in pick], "score": [float(conf[i]) for i in pick], "kind": kind,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from collections import Counter
@@ -266,7 +267,6 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     write_json(run_dir / RUN_STATE, {"fingerprint": fingerprint, "status": "complete",
                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     for b in ("backup", "backup_finetune"):
-        import shutil
         shutil.rmtree(run_dir / b, ignore_errors=True)
     _log(evaluate.format_summary(metrics), progress)
     return run_dir

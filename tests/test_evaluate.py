@@ -172,3 +172,17 @@ def test_no_tensorflow_import():
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_predicted_classes_and_mistakes_follow_the_threshold():
+    from maskclf.evaluate import most_confident_mistakes, predicted_classes
+
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.35, 0.65]])
+    assert predicted_classes(probs).tolist() == [0, 1, 1, 1]
+    assert predicted_classes(probs, threshold=0.3).tolist() == [0, 0, 1, 0]  # p(class 0) >= 0.3
+    y = np.array([1, 1, 1, 1])
+    idx, pred = most_confident_mistakes(y, probs, threshold=0.3)
+    assert pred.tolist() == [0, 0, 1, 0]
+    assert idx.tolist() == [0, 1, 3]  # wrong calls, most confident first (0.9, 0.4, 0.35)
+    three = np.array([[0.2, 0.5, 0.3], [0.7, 0.2, 0.1]])
+    assert predicted_classes(three, threshold=0.9).tolist() == [1, 0]  # threshold only for two classes

@@ -94,7 +94,7 @@ _PAD = 3
 def _place(size: tuple[int, int], box: tuple[int, int, int, int], shape, taken: list) -> tuple[int, int]:
     """Top-left corner of a tag: above the box, else below it, else inside its top, else stacked further
     up or down; the first spot that covers no tag drawn before (crowd photos), else the least covering one."""
-    (w, h), (x1, y1, x2, y2) = size, box
+    (w, h), (x1, y1, _, y2) = size, box
     H, W = shape[:2]
     spots = [(x1, y1 - h), (x1, y2), (x1, y1)]
     for k in range(1, 4):
