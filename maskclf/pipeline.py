@@ -86,22 +86,35 @@ def make_dataset(paths: Sequence[str], labels: Sequence[int] | None, image_size:
         ds = ds.cache()
     if training:
         ds = ds.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, *y: (tf.cast(x, tf.float32), *y), num_parallel_calls=tf.data.AUTOTUNE)
-    if training and augment is not None:
-        aug = build_augmenter(augment, seed)
-        bright = _brightness(*augment.brightness_range) if augment.brightness_range else None
-        if aug is not None or bright is not None:
-            def apply(x, *y):
-                if aug is not None:
-                    x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
-                if bright is not None:
-                    x = bright(x)
-                return (x, *y)
-            ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = batch_and_augment(ds, batch_size, augment if training else None, seed)
     if labels is None:
         ds = ds.map(lambda x: x)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def batch_and_augment(ds: tf.data.Dataset, batch_size: int, augment: AugmentConfig | None = None,
+                      seed: int = 0) -> tf.data.Dataset:
+    """Batch uint8 images (with any labels), cast to float32 [0, 255], and augment when ``augment`` is given.
+
+    Shared by training and by tuning, which re-batches one decoded cache per trial.
+    """
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, *y: (tf.cast(x, tf.float32), *y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is None:
+        return ds
+    aug = build_augmenter(augment, seed)
+    bright = _brightness(*augment.brightness_range) if augment.brightness_range else None
+    if aug is None and bright is None:
+        return ds
+
+    def apply(x, *y):
+        if aug is not None:
+            x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
+        if bright is not None:
+            x = bright(x)
+        return (x, *y)
+
+    return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def steps(n: int, batch_size: int) -> int:

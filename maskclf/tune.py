@@ -455,19 +455,7 @@ class SearchData:
         train, val = self._cached(cfg.data.image_size)
         seed = cfg.train.seed
         ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(cfg.train.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
-                                                num_parallel_calls=tf.data.AUTOTUNE)
-        aug = pipeline.build_augmenter(cfg.augment, seed)
-        b = cfg.augment.brightness_range
-        bright = pipeline._brightness(*b) if b else None
-        if aug is not None or bright is not None:
-            def augment(x, y):
-                if aug is not None:
-                    x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
-                if bright is not None:
-                    x = bright(x)
-                return x, y
-            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = pipeline.batch_and_augment(ds, cfg.train.batch_size, cfg.augment, seed)
         if cfg.train.label_smoothing:
             k = self.num_classes
             ds = ds.map(lambda x, y: (x, tf.one_hot(y, k)))
