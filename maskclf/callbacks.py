@@ -43,6 +43,25 @@ class ValidationMetrics(keras.callbacks.Callback):
             logs["val_macro_f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, but each backup file is written to a temporary name and renamed.
+
+    Keras writes ``latest.weights.h5`` and ``training_metadata.json`` in place: a kill -9 during
+    that write leaves a truncated file, and every later resume then fails to load it. Renamed
+    files are always whole; at worst the weights are one epoch ahead of the epoch counter, and
+    that epoch is trained once more.
+    """
+
+    def _save_model(self):
+        import json
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:  # Keras insists on this suffix
+            self.model.save_weights(filepath=str(tmp), overwrite=True)
+        with atomic_path(self._training_metadata_path) as tmp:
+            tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
+
 class AtomicBestCheckpoint(keras.callbacks.Callback):
     """Saves the model when ``monitor`` improves, to a temporary name then renamed.
 

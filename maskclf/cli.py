@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from maskclf import __version__
@@ -34,7 +35,7 @@ def _build_config(args) -> "object":
     overrides: dict = {}
     for flag, key in (("data", "data.path"), ("model", "model.name"), ("image_size", "data.image_size"),
                       ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("out", "train.out"),
-                      ("seed", "train.seed")):
+                      ("seed", "train.seed"), ("extra_train", "data.extra_train")):
         v = getattr(args, flag, None)
         if v is not None:
             overrides[key] = v
@@ -220,13 +221,37 @@ def cmd_tune(args) -> int:
 
 def cmd_compare(args) -> int:
     _quiet_tensorflow()
-    from maskclf.tune import compare
+    from maskclf.experiments import compare
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     out = compare(args.data, models, epochs=args.epochs, image_size=args.image_size, weights=args.weights,
                   out=args.out, overrides=args.overrides, progress=not args.quiet)
     print((out / "compare.md").read_text(), end="")
     print(f"comparison folder: {out}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.calibrate import calibrate_run
+    from maskclf.evaluate import evaluate_run, format_summary
+
+    info = calibrate_run(args.run_dir, args.method, progress=not args.quiet)
+    metrics = evaluate_run(args.run_dir, progress=not args.quiet)
+    print(f"temperature {info['temperature']:.3f}; class bias "
+          + ", ".join(f"{n} {v:+.1f}" for n, v in info["class_bias"].items()))
+    print(format_summary(metrics))
+    return 0
+
+
+def cmd_cv(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.experiments import cross_validate
+
+    cfg = _build_config(args)
+    out = cross_validate(cfg, folds=args.folds, out=args.cv_out, only=args.fold, progress=not args.quiet)
+    print((out / "cv.md").read_text(), end="")
+    print(f"cross-validation folder: {out}")
     return 0
 
 
@@ -246,6 +271,18 @@ def cmd_report(args) -> int:
 
     out = build_report(args.run_dir, max_errors=args.max_errors, progress=not args.quiet)
     print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.synth import synthesize
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    out = synthesize(args.source, args.out, method=args.method, per_class=args.per_class, classes=classes,
+                     epochs=args.epochs, image_size=args.image_size, seed=args.seed, overrides=args.overrides,
+                     progress=not args.quiet)
+    print(f"synthetic images: {out}  (maskclf train --data DATA --extra-train {out})")
     return 0
 
 
@@ -270,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--out", help="folder for run directories (default runs/)")
     t.add_argument("--config", help="YAML config to start from (a run's config.yaml or a tuner's best.yaml)")
+    t.add_argument("--extra-train", metavar="DIR", help="class folders (e.g. from `maskclf synth`) added to the "
+                                                        "training split only (data.extra_train)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=3e-4")
     t.set_defaults(func=cmd_train)
@@ -387,6 +426,38 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("overrides", nargs="*", metavar="key=value", help="settings for every model")
     co.set_defaults(func=cmd_compare)
 
+    cb = sub.add_parser("calibrate", help="fit temperature (and class bias) on a run's validation split",
+                        description="Fit a temperature (and, for 3+ classes, per-class logit offsets) on the run's "
+                                    "validation split, fold them into best.keras (the original is kept as "
+                                    "uncalibrated.keras), write calibration.json and re-evaluate on the test split. "
+                                    "Export afterwards to ship the calibrated model.")
+    cb.add_argument("run_dir", help="run directory made by `maskclf train`")
+    cb.add_argument("--method", default="temperature+bias", choices=["none", "temperature", "temperature+bias"],
+                    help="what to fit (default temperature+bias; none restores the uncalibrated model)")
+    cb.add_argument("--quiet", action="store_true")
+    cb.set_defaults(func=cmd_calibrate)
+
+    cv = sub.add_parser("cv", help="photo-grouped K-fold cross-validation of one configuration",
+                        description="Train the configuration on K photo-grouped, class-stratified folds (each image "
+                                    "tested once) and write cv.json, cv.md and cv.png: mean ± sd of balanced "
+                                    "accuracy, per-class recall, macro F1 and calibration error. Running the same "
+                                    "command again skips finished folds.")
+    cv.add_argument("--data", help="dataset root (default data/sample)")
+    cv.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
+    cv.add_argument("--fold", type=int, action="append", metavar="F",
+                    help="train only fold F (1..K; repeatable), e.g. to share folds between machines")
+    cv.add_argument("--model", help="model name (default small_cnn)")
+    cv.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
+    cv.add_argument("--epochs", type=int, help="maximum epochs per fold")
+    cv.add_argument("--batch-size", type=int, help="batch size")
+    cv.add_argument("--seed", type=int, help="random seed of training")
+    cv.add_argument("--config", help="YAML config to start from")
+    cv.add_argument("--out", dest="cv_out", metavar="DIR",
+                    help="output folder (default runs/cv-<model>-<size>)")
+    cv.add_argument("--quiet", action="store_true", help="no progress output")
+    cv.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every fold")
+    cv.set_defaults(func=cmd_cv)
+
     xp = sub.add_parser("explain", help="Grad-CAM / Grad-CAM++ panels: where the model looks",
                         description="Write one PNG per image: the input, the heatmap and the overlay of each method, "
                                     "titled with the prediction.")
@@ -405,6 +476,26 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--max-errors", type=int, default=8, metavar="N", help="mistakes shown with Grad-CAM (default 8)")
     rp.add_argument("--quiet", action="store_true", help="no progress output")
     rp.set_defaults(func=cmd_report)
+
+    sy = sub.add_parser("synth", help="autoencoder-generated crops of a rare class for --extra-train",
+                        description="Train a VAE or denoising autoencoder per class on the training split's crops "
+                                    "(seed report 001) and write N generated images per class to DIR/<class>/, with "
+                                    "contact_sheet.png, loss.png, loss.csv and synth.json. Then: "
+                                    "maskclf train --data DATA --extra-train DIR")
+    sy.add_argument("source", metavar="RUN_OR_DATA", help="a run directory (its split.csv training rows) or a "
+                                                           "dataset root (split as `train` splits it)")
+    sy.add_argument("--method", choices=["vae", "dae"], default="vae", help="default vae")
+    sy.add_argument("--per-class", type=int, required=True, metavar="N", help="images generated per class")
+    sy.add_argument("--classes", metavar="LIST", help="comma-separated class names (default: the rarest class)")
+    sy.add_argument("--epochs", type=int, default=200, help="autoencoder epochs (default 200: a rare class has only "
+                                                            "a few batches per epoch)")
+    sy.add_argument("--image-size", type=int, default=64, help="generated image side, a multiple of 8 (default 64)")
+    sy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sy.add_argument("--out", required=True, metavar="DIR", help="output folder (a previous synth output is replaced)")
+    sy.add_argument("--quiet", action="store_true", help="no progress output")
+    sy.add_argument("overrides", nargs="*", metavar="key=value", help="data settings for a dataset root, "
+                                                                      "e.g. data.class_map=...")
+    sy.set_defaults(func=cmd_synth)
     return p
 
 
@@ -425,9 +516,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("maskclf: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:  # disk full, read-only or mistyped output folder: the user's to fix, not a bug
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"maskclf: error: {where}{' '.join(str(e.strerror or e).split())}; check the path, free space "
+              "and permissions",
+              file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001  a bug: one line unless --debug
         if args.debug:
             raise
+        # A MaskclfError raised inside a tf.data function (an image replaced after it was checked)
+        # reaches us wrapped in TensorFlow's own error: still the user's input, still one line.
+        wrapped = re.search(r"\bMaskclfError: (.+)", str(e))
+        if wrapped:
+            print(f"maskclf: error: {wrapped.group(1).strip()}", file=sys.stderr)
+            return 2
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         print(f"maskclf: internal error: {type(e).__name__}: {msg} (run with --debug for the traceback)",
               file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -37,6 +38,8 @@ class DataConfig:
         dedupe_distance: images whose perceptual hashes differ in at most this many bits
             (of 64) are one duplicate group; -1 turns near-duplicate grouping off.
         split_seed: seed of the grouped, stratified split.
+        extra_train: a class-folder dataset (e.g. made by ``maskclf synth``) added to the training
+            split only; its class names must be classes of the dataset. Empty for none.
     """
 
     path: str = "data/sample"
@@ -50,6 +53,7 @@ class DataConfig:
     test_fraction: float = 0.15
     dedupe_distance: int = 4
     split_seed: int = 0
+    extra_train: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,12 @@ class AugmentConfig:
         brightness_range: multiplicative brightness range ``[lo, hi]``, or empty for none.
         contrast_range: random contrast factor in [1 - c, 1 + c]; 0 for none.
         fill_mode: how pixels outside the image are filled: reflect, wrap, nearest, constant.
+        resolution_range: resolution augmentation ``[lo, hi]``: an image is shrunk to a random
+            fraction in [lo, hi] of its side and resized back, so sharp large faces and blurred
+            20-pixel faces look alike to the model; empty for none.
+        resolution_probability: share of training images that get the resolution augmentation.
+        jpeg_quality_range: JPEG re-compression at a random quality in ``[lo, hi]`` (1..100),
+            applied with ``resolution_probability``; empty for none.
     """
 
     rotation_range: float = 15.0
@@ -79,6 +89,9 @@ class AugmentConfig:
     brightness_range: tuple = (0.8, 1.2)
     contrast_range: float = 0.0
     fill_mode: str = "reflect"
+    resolution_range: tuple = ()
+    resolution_probability: float = 0.5
+    jpeg_quality_range: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,10 @@ class TrainConfig:
         fine_tune_layers: backbone layers unfrozen (from the top) in the second phase.
         fine_tune_learning_rate: learning rate of the second phase.
         label_smoothing: label smoothing of the cross-entropy.
+        calibration: after training, fitted on the validation split and folded into the model's
+            last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
+            ``temperature+bias`` (also per-class logit offsets maximising validation balanced
+            accuracy; 3+ classes). See ``maskclf.calibrate``.
         seed: seeds Python, NumPy and TensorFlow.
         out: folder that receives run directories.
     """
@@ -132,6 +149,7 @@ class TrainConfig:
     fine_tune_layers: int = 20
     fine_tune_learning_rate: float = 1e-5
     label_smoothing: float = 0.0
+    calibration: str = "none"
     seed: int = 0
     out: str = "runs"
 
@@ -153,7 +171,22 @@ class Config:
         """Short hash of everything that changes the result (not the output folder)."""
         d = self.to_dict()
         d["train"].pop("out", None)
+        # Fields added after the first release leave the fingerprint alone at their defaults, so runs
+        # made before they existed still resume and are still found by compare/cv.
+        for section, key in LATE_FIELDS:
+            if d[section].get(key) == _default(section, key):
+                d[section].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+LATE_FIELDS = (("data", "extra_train"), ("augment", "resolution_range"), ("augment", "resolution_probability"),
+               ("augment", "jpeg_quality_range"), ("train", "calibration"))
+
+
+def _default(section: str, key: str):
+    f = {x.name: x for x in fields(SECTIONS[section])}[key]
+    v = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return list(v) if isinstance(v, tuple) else v
 
 
 SECTIONS = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
@@ -182,7 +215,8 @@ def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise MaskclfError(f"config key {name}: expected true/false, got {value!r}")
     if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value)) or int(value) != value):
             raise MaskclfError(f"config key {name}: expected an integer, got {value!r}")
         return int(value)
     if typ is float:
@@ -226,12 +260,23 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError("config key train.learning_rate must be positive")
     if t.lr_schedule not in ("cosine", "plateau", "constant"):
         raise MaskclfError(f"config key train.lr_schedule: {t.lr_schedule!r} is not cosine, plateau or constant")
+    if t.calibration not in ("none", "temperature", "temperature+bias"):
+        raise MaskclfError(f"config key train.calibration: {t.calibration!r} is not none, temperature or "
+                           "temperature+bias")
     cw = t.class_weight
     if not (isinstance(cw, dict) or (isinstance(cw, str) and cw in ("auto", "sqrt", "none"))):
         raise MaskclfError(f"config key train.class_weight: {cw!r} is not auto, sqrt, none or a mapping class: weight")
     b = cfg.augment.brightness_range
     if b and (len(b) != 2 or not all(isinstance(x, (int, float)) for x in b) or not 0 < b[0] <= b[1]):
         raise MaskclfError(f"config key augment.brightness_range: expected [lo, hi] with 0 < lo <= hi, got {list(b)}")
+    r = cfg.augment.resolution_range
+    if r and (len(r) != 2 or not all(isinstance(x, (int, float)) for x in r) or not 0 < r[0] <= r[1] <= 1):
+        raise MaskclfError(f"config key augment.resolution_range: expected [lo, hi] with 0 < lo <= hi <= 1, got {list(r)}")
+    q = cfg.augment.jpeg_quality_range
+    if q and (len(q) != 2 or not all(isinstance(x, int) for x in q) or not 1 <= q[0] <= q[1] <= 100):
+        raise MaskclfError(f"config key augment.jpeg_quality_range: expected integers [lo, hi] in 1..100, got {list(q)}")
+    if not 0 <= cfg.augment.resolution_probability <= 1:
+        raise MaskclfError("config key augment.resolution_probability must be in [0, 1]")
     if cfg.augment.fill_mode not in ("reflect", "wrap", "nearest", "constant"):
         raise MaskclfError(f"config key augment.fill_mode: {cfg.augment.fill_mode!r} is not reflect, wrap, nearest or constant")
 
@@ -263,7 +308,13 @@ def from_dict(raw: dict | None, source: str = "config") -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Read a YAML config (a run's ``config.yaml`` or a tuner's ``best.yaml``)."""
-    return from_dict(read_yaml(path, "config file"), source=str(path))
+    raw = read_yaml(path, "config file")
+    try:
+        return from_dict(raw, source=str(path))
+    except MaskclfError as e:  # a wrong value: say which file holds it
+        if str(e).startswith(str(path)):
+            raise
+        raise MaskclfError(f"{path}: {e}") from None
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:

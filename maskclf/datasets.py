@@ -19,7 +19,7 @@ import shutil
 import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +116,16 @@ def detect_layout(root: str | os.PathLike) -> str:
     names = {d.name.lower() for d in _subdirs(r)}
     if names & {"train", "training"} or (names and names <= set(SPLIT_NAMES)):
         return "splits"
-    if any(any(imgs.is_image_name(f) for f in d.iterdir()) for d in _subdirs(r)):
+    if any(_has_image_names(d) for d in _subdirs(r)):
         return "folders"
     raise MaskclfError(f"{r}: no dataset layout found; {LAYOUTS_HELP}")
+
+
+def _has_image_names(d: Path) -> bool:
+    try:
+        return any(imgs.is_image_name(f) for f in d.iterdir())
+    except OSError:  # an unreadable class folder is reported when the files are listed
+        return False
 
 
 # ----------------------------------------------------------------------------- per-file index
@@ -289,7 +296,11 @@ def _declared_classes(root: Path, layout: str, cfg: DataConfig) -> list[str]:
     if layout == "folders":
         raw = [d.name for d in _subdirs(root)]
     else:
-        raw = sorted({c.name for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES for c in _subdirs(d)})
+        # Only train's folders: a class found elsewhere but not in train is reported as missing from train,
+        # not (wrongly) as a class without readable images.
+        splits = [d for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES]
+        train = [d for d in splits if SPLIT_NAMES[d.name.lower()] == "train"]
+        raw = sorted({c.name for d in (train or splits) for c in _subdirs(d)})
     out = []
     for n in raw:
         m = cfg.class_map.get(n, n) if cfg.class_map else n
@@ -398,8 +409,11 @@ def _file_sha1(p: Path) -> str:
 
 def _crop_photo(ann: VocAnnotation, image_path: Path, margin: float) -> dict:
     """Crop every face of one photo into the crop cache (reused when image, XML and margin are unchanged)."""
-    key = hashlib.sha1(f"{_file_sha1(image_path)}:{_file_sha1(Path(ann.path))}:{margin:.4f}:{CROP_VERSION}"
-                       .encode()).hexdigest()
+    try:
+        key = hashlib.sha1(f"{_file_sha1(image_path)}:{_file_sha1(Path(ann.path))}:{margin:.4f}:{CROP_VERSION}"
+                           .encode()).hexdigest()
+    except OSError as e:  # unreadable (chmod 000) or vanished since it was listed: skip the photo, not the run
+        return {"error": f"{e.filename or image_path}: cannot read ({e.strerror or e}); make it readable or remove it"}
     folder = cache_dir("voc-crops") / key[:2] / key
     manifest = folder / "manifest.json"
     if manifest.is_file():
@@ -520,12 +534,15 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> LabeledImages:
         MaskclfError: no layout fits, or fewer than two usable classes.
     """
     root = Path(cfg.path).expanduser()
-    layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
-    if layout == "voc":
-        if not (_ci_child(root, "images") and _ci_child(root, "annotations")):
-            raise MaskclfError(f"{root}: layout voc needs images/ and annotations/ folders")
-        return _load_voc(root, cfg, progress)
-    return _load_folder_layout(root, cfg, layout, progress)
+    try:
+        layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
+        if layout == "voc":
+            if not (_ci_child(root, "images") and _ci_child(root, "annotations")):
+                raise MaskclfError(f"{root}: layout voc needs images/ and annotations/ folders")
+            return _load_voc(root, cfg, progress)
+        return _load_folder_layout(root, cfg, layout, progress)
+    except PermissionError as e:  # the root or a folder the layout needs cannot be listed
+        raise MaskclfError(f"{e.filename or root}: permission denied; make it readable") from None
 
 
 def grouped_split(labels: list[int], groups: list[str], val_fraction: float, test_fraction: float,
@@ -593,6 +610,65 @@ def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
     return splits
 
 
+EXTRA_GROUP = "extra:"  # group prefix of images added by data.extra_train (one group per class folder)
+
+
+def add_extra_train(ds: LabeledImages, splits: list[str], cfg: DataConfig,
+                    progress: bool = False) -> tuple[LabeledImages, list[str]]:
+    """Add the class-folder images of ``cfg.extra_train`` (e.g. ``maskclf synth`` output) to the training split.
+
+    They never reach validation or test. ``ds`` is left unchanged (``compare`` shares it between models);
+    ``class_map``/``classes`` apply to the folder names as to the dataset's. Each class folder is one group
+    ``extra:<folder>/<class>``, and the folder is the source of its images.
+
+    Returns:
+        A new (LabeledImages, splits) pair with the extra images appended (split ``train``).
+
+    Raises:
+        MaskclfError: the folder is missing or empty, or names a class the dataset does not have.
+    """
+    root = Path(cfg.extra_train).expanduser()
+    if not root.is_dir():
+        raise MaskclfError(f"{root}: extra training folder not found; data.extra_train (--extra-train) expects "
+                           "DIR/<class>/*.png, e.g. made by `maskclf synth`")
+    out = replace(ds, paths=list(ds.paths), labels=list(ds.labels), groups=list(ds.groups),
+                  given_splits=list(ds.given_splits), sources=list(ds.sources), problems=list(ds.problems),
+                  notes=Counter(ds.notes), sizes=list(ds.sizes))
+    problems: list[Problem] = []
+    wanted = {}
+    for d in _subdirs(root):
+        name = cfg.class_map.get(d.name, d.name) if cfg.class_map else d.name
+        if name and (not cfg.classes or name in cfg.classes):
+            wanted[d] = name
+    unknown = sorted({n for n in wanted.values() if n not in ds.class_names})
+    if unknown:
+        raise MaskclfError(f"{root}: extra training class folder(s) {', '.join(unknown)} are not classes of the "
+                           f"dataset ({', '.join(ds.class_names)}); rename or remove them")
+    entries = [(f, name, d.name) for d, name in wanted.items() for f in _list_files(d, problems)
+               if imgs.is_image_name(f)]
+    infos = _inspect_files([e[0] for e in entries], _Index(root), progress, "extra images")
+    added = Counter()
+    new_splits = list(splits)
+    for (f, name, folder), info in zip(entries, infos):
+        if not info.ok:
+            problems.append(Problem("unreadable image", str(f), info.message))
+            continue
+        out.paths.append(str(f))
+        out.labels.append(ds.class_names.index(name))
+        out.groups.append(f"{EXTRA_GROUP}{root.name}/{folder}")
+        out.given_splits.append("train")
+        out.sources.append(str(root))
+        out.sizes.append((info.width, info.height))
+        new_splits.append("train")
+        added[name] += 1
+    if not added:
+        raise MaskclfError(f"{root}: no readable images in class folders; data.extra_train expects DIR/<class>/*.png")
+    out.problems += problems
+    detail = ", ".join(f"{c} {n}" for c, n in sorted(added.items()))
+    out.notes[f"extra training images from {root} ({detail}), train split only"] = sum(added.values())
+    return out, new_splits
+
+
 def write_split_csv(path: str | os.PathLike, ds: LabeledImages, splits: list[str]) -> Path:
     """Write ``split.csv`` (path,label,group,split,source), atomically."""
     with atomic_path(path) as tmp:
@@ -639,10 +715,11 @@ def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: 
         side = np.minimum(w, h)
         lines.append(f"image sizes: width {w.min()}..{w.max()}, height {h.min()}..{h.max()}, "
                      f"shorter side median {int(np.median(side))} px")
-    gc = Counter(ds.groups)
+    own = [i for i, g in enumerate(ds.groups) if not g.startswith(EXTRA_GROUP)]  # extras: a note below
+    gc = Counter(ds.groups[i] for i in own)
     dup = {g: c for g, c in gc.items() if c > 1}
     if ds.layout == "voc":
-        photos = len(set(ds.sources))
+        photos = len({ds.sources[i] for i in own})
         merged = photos - len(gc)
         lines.append(f"groups: {len(gc)} photo groups from {photos} photos "
                      f"({merged} photos merged as duplicates of another)")

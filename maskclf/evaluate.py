@@ -93,6 +93,26 @@ def most_confident_mistakes(y_true: Any, probs: Any, threshold: float | None = N
     return wrong[np.argsort(-p[wrong, pred[wrong]])][:n], pred
 
 
+def expected_calibration_error(y_true: Any, probs: Any, bins: int = 15) -> float:
+    """Expected calibration error of the top-1 probability (equal-width bins, weighted by count).
+
+    0 means "of the faces called with confidence p, a share p is right" at every p; a model whose
+    probabilities a user thresholds should be near 0. Binning as in Guo et al. 2017.
+    """
+    y = np.asarray(y_true).astype(np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    conf = p.max(axis=1)
+    right = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(right[m].mean() - conf[m].mean())
+    return float(ece)
+
+
 def compute_metrics(
     y_true: Any,
     probs: Any,
@@ -112,7 +132,7 @@ def compute_metrics(
 
     Returns:
         dict with accuracy, balanced_accuracy, macro_f1, per_class, confusion matrices, class_names,
-        num_samples; ``roc_auc_ovr`` for 3+ classes; for two classes also positive_class, threshold,
+        num_samples, ece (expected calibration error); ``roc_auc_ovr`` for 3+ classes; for two classes also positive_class, threshold,
         f1, precision, recall, specificity, npv, roc_auc, pr_auc. Undefined values are None.
     """
     names = [str(n) for n in class_names]
@@ -154,6 +174,7 @@ def compute_metrics(
         "confusion_matrix_normalized": cm_norm.tolist(),
         "class_names": names,
         "num_samples": int(len(y)),
+        "ece": expected_calibration_error(y, p),
     }
     if binary:
         pos, neg = positive_index, 1 - positive_index
@@ -268,22 +289,42 @@ def load_run_model(run_dir: str | os.PathLike):
 
     import maskclf.models  # noqa: F401  registers the Preprocess layer
 
+    import zipfile
+
+    from maskclf.files import read_labels
+
     path = Path(run_dir) / "best.keras"
     if not path.is_file():
         raise MaskclfError(f"{path}: no trained model; is {run_dir} a finished `maskclf train` run?")
+    if not zipfile.is_zipfile(path):  # Keras would say "file not found" about a truncated or foreign file
+        raise MaskclfError(f"{path}: not a .keras model (no ZIP archive: truncated or another format); "
+                           "retrain or restore it")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:
         if "safe_mode" in str(e) or "lambda" in str(e).lower():
             raise MaskclfError(f"{path}: refused to load: the model contains a Lambda layer (arbitrary code); "
                                "only load models you trust") from None
-        raise MaskclfError(f"{path}: cannot load model ({str(e).splitlines()[0][:160]})") from None
-    except Exception as e:  # zip errors, truncated files
-        raise MaskclfError(f"{path}: not a readable .keras model ({type(e).__name__}: {str(e)[:120]}); "
+        raise MaskclfError(f"{path}: cannot load model ({_first_line(e, 160)})") from None
+    except Exception as e:  # zip errors, truncated files, classes this package does not define
+        raise MaskclfError(f"{path}: not a readable .keras model ({type(e).__name__}: {_first_line(e, 120)}); "
                            "retrain or restore it") from None
+    labels = Path(run_dir) / "labels.txt"
+    outputs = getattr(model, "output_shape", (None,))[-1]
+    if labels.is_file() and outputs != len(names := read_labels(labels)):
+        raise MaskclfError(f"{labels}: lists {len(names)} classes but {path.name} has {outputs} outputs; "
+                           "labels.txt and best.keras come from different runs: restore the run's own labels.txt")
+    return model
 
 
-def _predict_paths(model, paths: list[str], image_size: int, batch_size: int = 64) -> np.ndarray:
+def _first_line(e: Exception, n: int) -> str:
+    """The first sentence of an exception's message, at most ``n`` characters (Keras writes paragraphs)."""
+    line = (str(e).strip().splitlines() or [""])[0]
+    return line.split(". ")[0].rstrip(".")[:n]
+
+
+def predict_paths(model, paths: list[str], image_size: int, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities (N, C) of a Keras model for image files, decoded as in training."""
     from maskclf import pipeline
 
     ds = pipeline.make_dataset(paths, None, image_size, batch_size, cache=False)
@@ -336,8 +377,12 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
         if not by["test"]:
             raise MaskclfError(f"{run}/split.csv has no test images; pass --data PATH to evaluate on a dataset")
         lookup = {n: i for i, n in enumerate(class_names)}
+        unknown = sorted({r["label"] for r in rows} - set(lookup))
+        if unknown:
+            raise MaskclfError(f"{run / 'split.csv'}: labels {', '.join(map(repr, unknown[:5]))} are not in "
+                               f"labels.txt ({', '.join(class_names)}); restore the run's own labels.txt")
         if len(class_names) == 2 and by["validation"]:
-            vp = _predict_paths(model, [r["path"] for r in by["validation"]], size)
+            vp = predict_paths(model, [r["path"] for r in by["validation"]], size)
             threshold = choose_threshold([lookup[r["label"]] for r in by["validation"]], vp)
         paths = [r["path"] for r in by["test"]]
         y = np.array([lookup[r["label"]] for r in by["test"]])
@@ -359,7 +404,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
         suffix, source = "-" + Path(str(data)).resolve().name, str(data)
     if progress:
         print(f"evaluating {len(paths)} images of the {source}", file=sys.stderr, flush=True)
-    probs = _predict_paths(model, paths, size)
+    probs = predict_paths(model, paths, size)
     metrics = compute_metrics(y, probs, class_names, threshold=threshold)
     metrics.update({"evaluated_on": source, "model": cfg.model.name, "image_size": size, "run_dir": str(run)})
     if extra:
@@ -419,7 +464,7 @@ def predict_images(run_dir: str | os.PathLike, inputs: Sequence[str]) -> list[di
         pass
     if ok_paths:
         model = load_run_model(run)
-        probs = _predict_paths(model, ok_paths, cfg.data.image_size)
+        probs = predict_paths(model, ok_paths, cfg.data.image_size)
         for path, p, k in zip(ok_paths, probs, predicted_classes(probs, threshold)):
             results.append({"path": path, "label": class_names[k], "score": float(p[k]),
                             "probabilities": {n: float(v) for n, v in zip(class_names, p)}})

@@ -115,8 +115,33 @@ def read_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
     if not p.is_file():
         raise MaskclfError(f"{p}: {what} not found")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise MaskclfError(f"{p}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
     except UnicodeDecodeError:
         raise MaskclfError(f"{p}: not a text file; expected YAML") from None
+    except OSError as e:
+        raise MaskclfError(f"{p}: cannot read {what} ({e.strerror or e})") from None
+    if _expanded_size(data) > MAX_YAML_VALUES:
+        # YAML aliases are shared, not copied, until something walks them (json.dumps, asdict):
+        # a "billion laughs" of aliases, or an alias inside itself, would then never finish.
+        raise MaskclfError(f"{p}: YAML expands to more than {MAX_YAML_VALUES} values (alias bomb or an alias "
+                           "inside itself?); write the values out without &anchors/*aliases")
+    return data
+
+
+MAX_YAML_VALUES = 100_000  # a config holds a few hundred
+
+
+def _expanded_size(obj: Any) -> int:
+    """Values in ``obj`` counted as a JSON dump would visit them; stops counting past the limit."""
+    n, stack = 0, [obj]
+    while stack and n <= MAX_YAML_VALUES:
+        o = stack.pop()
+        n += 1
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set)):
+            stack.extend(o)
+    return n

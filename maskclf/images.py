@@ -6,7 +6,10 @@ CMYK, 16-bit, or a phone photo with an EXIF orientation tag.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import struct
 import warnings
 from pathlib import Path
 
@@ -20,6 +23,15 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# load_rgb refuses oversized images itself and reports a corrupt file as one line, so PIL's warnings about
+# them (bomb, corrupt EXIF or TIFF tags) only add noise to stderr. (Not warnings.catch_warnings() per call:
+# it is not thread-safe, and datasets loads images in a thread pool.)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+# Besides OSError, PIL's format plugins have raised these on damaged bytes (Pillow's own fuzzing finds them
+# now and then); a corrupt file must never surface as a traceback.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ArithmeticError,
+                  NotImplementedError, MemoryError, struct.error)
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
@@ -72,20 +84,22 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         MaskclfError: one line naming the file and what is wrong with it.
     """
     path = Path(path)
+    _check_regular_file(path)
+    bomb = MaskclfError(f"{path}: image dimensions exceed {MAX_PIXELS} pixels (decompression bomb?); "
+                        "remove it or shrink it")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.seek(0)
-                img.load()
-                if img.width < 1 or img.height < 1:
-                    raise MaskclfError(f"{path}: image has no pixels; remove it")
-                return to_rgb(img)
+        with Image.open(path) as img:
+            img.seek(0)
+            if img.width * img.height > MAX_PIXELS:  # PIL itself only refuses twice the limit
+                raise bomb
+            img.load()
+            if img.width < 1 or img.height < 1:
+                raise MaskclfError(f"{path}: image has no pixels; remove it")
+            return to_rgb(img)
     except MaskclfError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise MaskclfError(f"{path}: image dimensions exceed {MAX_PIXELS} pixels (decompression bomb?); "
-                           "remove it or shrink it") from None
+        raise bomb from None
     except UnidentifiedImageError:
         raise MaskclfError(f"{path}: not an image file PIL can read; remove it or convert it to JPEG/PNG") from None
     except FileNotFoundError:
@@ -94,9 +108,28 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise MaskclfError(f"{path}: is a folder, expected an image file") from None
     except PermissionError:
         raise MaskclfError(f"{path}: permission denied; make it readable") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise MaskclfError(f"{path}: corrupt or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                           "remove it or re-download it") from None
+    except _DECODE_ERRORS as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise MaskclfError(f"{path}: corrupt or truncated image ({why}); remove it or re-download it") from None
+
+
+def _check_regular_file(path: Path) -> None:
+    """One-line MaskclfError unless ``path`` is a regular file (after links): never open a FIFO or device,
+    whose read blocks forever or never ends."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MaskclfError(f"{path}: file not found") from None
+    except PermissionError:
+        raise MaskclfError(f"{path}: permission denied; make it readable") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MaskclfError(f"{path}: symbolic link loop; remove the link") from None
+        raise MaskclfError(f"{path}: cannot read file ({e.strerror or e}); remove it") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise MaskclfError(f"{path}: is a folder, expected an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise MaskclfError(f"{path}: not a regular file (a pipe, socket or device); remove it")
 
 
 def load_array(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
@@ -151,8 +184,10 @@ def collect_images(inputs) -> list[Path]:
     for inp in inputs:
         p = Path(inp)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and is_image_name(f))
-        elif p.is_file():
+            # Not only regular files: a broken link or a FIFO named like an image is reported by the loader,
+            # not silently left out.
+            files += sorted(f for f in p.rglob("*") if not f.is_dir() and is_image_name(f))
+        elif p.exists() or p.is_symlink():  # a FIFO or a broken link too: the loader says what is wrong
             files.append(p)
         else:
             raise MaskclfError(f"{p}: no such file or folder")

@@ -49,6 +49,37 @@ def _brightness(lo: float, hi: float):
     return apply
 
 
+def _degrade(lo: float, hi: float, quality: tuple, prob: float, seed: int):
+    """Resolution augmentation on a float batch in [0, 255]: shrink-and-restore and/or JPEG re-compression.
+
+    One random scale per batch (resizing needs one shape), applied to a random ``prob`` share
+    of its images; the JPEG quality is drawn per image.
+    """
+    gen = tf.random.Generator.from_seed(seed + 7)
+
+    def apply(x):
+        n, size = tf.shape(x)[0], tf.shape(x)[1]
+        out = x
+        if lo:
+            scale = gen.uniform([], lo, hi)
+            small = tf.maximum(4, tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32))
+            down = tf.image.resize(x, [small, small], method="area", antialias=True)
+            out = tf.clip_by_value(tf.image.resize(down, [size, size], method="bilinear"), 0.0, 255.0)
+        if quality:
+            q = gen.uniform([n], quality[0], quality[1] + 1, dtype=tf.float32)
+
+            def jpeg(args):
+                img, qi = args
+                return tf.cast(tf.image.adjust_jpeg_quality(tf.cast(img, tf.uint8), tf.cast(qi, tf.int32)),
+                               tf.float32)
+
+            out = tf.map_fn(jpeg, (out, q), fn_output_signature=tf.float32)
+        pick = gen.uniform([n, 1, 1, 1]) < prob
+        return tf.where(pick, out, x)
+
+    return apply
+
+
 def decode_images(paths: Sequence[str], image_size: int) -> tf.data.Dataset:
     """Dataset of uint8 (size, size, 3) images decoded in parallel by Pillow."""
 
@@ -104,10 +135,16 @@ def batch_and_augment(ds: tf.data.Dataset, batch_size: int, augment: AugmentConf
         return ds
     aug = build_augmenter(augment, seed)
     bright = _brightness(*augment.brightness_range) if augment.brightness_range else None
-    if aug is None and bright is None:
+    degrade = (_degrade(*(augment.resolution_range or (0.0, 0.0)), tuple(augment.jpeg_quality_range),
+                        augment.resolution_probability, seed)
+               if (augment.resolution_range or augment.jpeg_quality_range) and augment.resolution_probability > 0
+               else None)
+    if aug is None and bright is None and degrade is None:
         return ds
 
     def apply(x, *y):
+        if degrade is not None:
+            x = degrade(x)
         if aug is not None:
             x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
         if bright is not None:

@@ -76,7 +76,7 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     """
     from maskclf import datasets
     from maskclf.config import load_config
-    from maskclf.evaluate import _predict_paths, load_run_model, most_confident_mistakes
+    from maskclf.evaluate import predict_paths, load_run_model, most_confident_mistakes
     from maskclf.files import read_labels
 
     run = Path(run_dir)
@@ -87,7 +87,7 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     if not rows:
         return {"paths": [], "true": [], "pred": [], "score": [], "kind": "errors"}
     model = model if model is not None else load_run_model(run)
-    probs = _predict_paths(model, [r["path"] for r in rows], cfg.data.image_size)
+    probs = predict_paths(model, [r["path"] for r in rows], cfg.data.image_size)
     y = np.array([names.index(r["label"]) for r in rows])
     try:
         thr = json.loads((run / "metrics.json").read_text()).get("threshold")

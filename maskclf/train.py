@@ -80,6 +80,20 @@ def find_resumable_run(out: Path, fingerprint: str) -> Path | None:
     return None
 
 
+def find_completed_run(out: Path, fingerprint: str) -> Path | None:
+    """The newest finished run under ``out`` made from the same configuration (compare and cv re-use it)."""
+    if not out.is_dir():
+        return None
+    for d in sorted(out.iterdir(), reverse=True):
+        try:
+            s = json.loads((d / RUN_STATE).read_text())
+        except (OSError, ValueError):
+            continue
+        if s.get("fingerprint") == fingerprint and s.get("status") == "complete" and (d / "metrics.json").is_file():
+            return d
+    return None
+
+
 def new_run_dir(out: Path, model: str, size: int) -> Path:
     """``<out>/<YYYYmmdd-HHMMSS>-<model>-<size>``, made unique if two runs start in the same second."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -131,12 +145,12 @@ def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: s
     """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup."""
     import keras
 
-    from maskclf.callbacks import AtomicBestCheckpoint, ValidationMetrics
+    from maskclf.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, ValidationMetrics
 
     mode = "min" if monitor.endswith("loss") else "max"
     cbs = [
         ValidationMetrics(val_ds),  # first: adds val_balanced_accuracy to the logs the others read
-        keras.callbacks.BackupAndRestore(str(run_dir / backup)),
+        AtomicBackupAndRestore(str(run_dir / backup)),  # a kill mid-save leaves no truncated backup
         AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, verbose=progress),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -194,6 +208,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         splits = datasets.assign_splits(ds, cfg.data)
     else:
         ds, splits = data
+    if cfg.data.extra_train:  # e.g. `maskclf synth` images: training split only, recorded in split.csv
+        ds, splits = datasets.add_extra_train(ds, splits, cfg.data, progress=progress)
     report = datasets.summarize(ds, splits)
     _log(report, progress)
     idx = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation", "test")}
@@ -263,6 +279,9 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     train_info = {"seconds": round(seconds, 1), "epochs": rows, "parameters": int(model.count_params()),
                   "train_images": len(train_paths),
                   "train_images_per_second": round(len(train_paths) * rows / max(seconds, 1e-9), 1)}
+    if cfg.train.calibration != "none":
+        from maskclf.calibrate import calibrate_run
+        train_info["calibration"] = calibrate_run(run_dir, cfg.train.calibration, progress=progress)
     metrics = evaluate.evaluate_run(run_dir, progress=progress, extra={"training": train_info})
     write_json(run_dir / RUN_STATE, {"fingerprint": fingerprint, "status": "complete",
                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

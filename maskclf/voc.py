@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,9 +59,13 @@ def parse_voc(path: str | os.PathLike) -> VocAnnotation:
     """
     p = Path(path)
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as e:
         raise MaskclfError(f"{p}: cannot read annotation ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the parser forever
+        raise MaskclfError(f"{p}: not a regular file ({'a folder' if stat.S_ISDIR(st.st_mode) else 'a pipe or device'}); "
+                           "remove it")
+    size = st.st_size
     if size > MAX_XML_BYTES:
         raise MaskclfError(f"{p}: annotation is {size} bytes, far larger than a VOC file; remove it")
     try:
@@ -117,12 +122,20 @@ def find_image(images_dir: Path, ann: VocAnnotation) -> Path | None:
     """The image an annotation describes: its <filename>, else the same stem with any image suffix."""
     if ann.filename:
         cand = images_dir / Path(ann.filename).name
-        if cand.is_file():
+        if _is_file(cand):
             return cand
     stem = Path(ann.filename).stem if ann.filename else Path(ann.path).stem
     for s in (stem, Path(ann.path).stem):
         for ext in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".webp"):
             cand = images_dir / f"{s}{ext}"
-            if cand.is_file():
+            if _is_file(cand):
                 return cand
     return None
+
+
+def _is_file(p: Path) -> bool:
+    # Path.is_file raises on a <filename> too long for the file system (or holding a NUL): no such image.
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False

@@ -186,3 +186,16 @@ def test_predicted_classes_and_mistakes_follow_the_threshold():
     assert idx.tolist() == [0, 1, 3]  # wrong calls, most confident first (0.9, 0.4, 0.35)
     three = np.array([[0.2, 0.5, 0.3], [0.7, 0.2, 0.1]])
     assert predicted_classes(three, threshold=0.9).tolist() == [1, 0]  # threshold only for two classes
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
+    from maskclf.evaluate import expected_calibration_error
+    # 10 samples called at 0.8 confidence, 8 right: perfectly calibrated.
+    probs = np.array([[0.8, 0.2]] * 10)
+    y = np.array([0] * 8 + [1] * 2)
+    assert expected_calibration_error(y, probs) == pytest.approx(0.0, abs=1e-9)
+    # Called at 0.99 but right half the time: ECE = 0.49.
+    probs = np.array([[0.99, 0.01]] * 10)
+    y = np.array([0] * 5 + [1] * 5)
+    assert expected_calibration_error(y, probs) == pytest.approx(0.49)
+    assert compute_metrics(y, probs, ["a", "b"])["ece"] == pytest.approx(0.49)

@@ -6,7 +6,8 @@ keras = pytest.importorskip("keras")
 from maskclf import models  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 
-FAST = ["small_cnn", "seed003_cnn", "seed004_cnn", "mobilenet_v3_small", "mobilenet_v2", "efficientnet_b0"]
+FAST = ["small_cnn", "seed003_cnn", "seed004_cnn", "tiramisu", "mobilenet_v3_small", "mobilenet_v2",
+        "efficientnet_b0"]
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -28,7 +29,7 @@ def test_big_backbones_build(name):
 def test_every_registered_name_has_a_spec():
     names = models.available_models()
     for n in ["small_cnn", "vgg19", "efficientnet_b0", "efficientnet_b3", "mobilenet_v2", "mobilenet_v3_small",
-              "resnet50", "densenet121", "seed003_cnn", "seed004_cnn"]:
+              "resnet50", "densenet121", "seed003_cnn", "seed004_cnn", "tiramisu"]:
         assert n in names
 
 
@@ -87,3 +88,86 @@ def test_saved_model_loads_in_safe_mode(tmp_path):
     back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     x = np.random.uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(m.predict(x, verbose=0), back.predict(x, verbose=0), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- Tiramisu (seed report 000)
+
+def test_tiramisu_is_a_densely_connected_encoder():
+    m = models.create_model("tiramisu", 3, 64, growth_rate=6, block_layers=[2, 3], first_filters=8, dropout=0.2)
+    convs = [lay for lay in m.layers if isinstance(lay, keras.layers.Conv2D)]
+    # first conv + one per dense-block layer + one transition down (none after the last block)
+    assert len(convs) == 1 + 5 + 1
+    assert [lay.kernel_size for lay in convs if lay.name.startswith("td")] == [(1, 1)]
+    assert sum(isinstance(lay, keras.layers.MaxPooling2D) for lay in m.layers) == 1
+    # Each layer of a block sees everything before it: channels grow by k per layer, the transition keeps them.
+    assert [m.get_layer(f"db1_l{i}_concat").output.shape[-1] for i in (1, 2)] == [8 + 6, 8 + 12]
+    assert m.get_layer("db1_l2_conv").input.shape[-1] == 14
+    assert m.get_layer("td1_conv").output.shape[-1] == 20
+    assert m.get_layer("db2_l3_concat").output.shape[1:] == (32, 32, 20 + 18)
+    assert m.get_layer("db1_l1_drop").rate == 0.2
+    assert models.create_model("tiramisu", 2, 32, block_layers=3, blocks=2).get_layer("db2_l3_concat")
+    with pytest.raises(MaskclfError, match="blocks=3 but block_layers lists 2"):
+        models.create_model("tiramisu", 2, 32, block_layers=[2, 2], blocks=3)
+    with pytest.raises(MaskclfError, match="too small"):
+        models.create_model("tiramisu", 2, 8, block_layers=[1, 1, 1, 1, 1])
+    with pytest.raises(MaskclfError, match="no pretrained weights"):
+        models.create_model("tiramisu", 2, 32, weights="imagenet")
+
+
+def test_tiramisu_default_is_small_trains_a_step_and_has_a_gradcam_map():
+    from maskclf import explain
+    from maskclf.train import compile_model
+
+    m = models.create_model("tiramisu", 3, 64)
+    assert 100_000 < m.count_params() < 300_000
+    assert explain.find_target_layer(m) == "final_relu"  # BN-ReLU after the last dense block
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    maps, p = explain.compute_heatmaps(m, x, class_index=[0, 2])
+    np.testing.assert_allclose(p, np.asarray(m(x, training=False)), atol=1e-5)
+    for method in explain.METHODS:
+        assert maps[method].shape == (2, 64, 64) and np.isfinite(maps[method]).all()
+    small = models.create_model("tiramisu", 3, 32, growth_rate=4, block_layers=[2, 2], first_filters=8)
+    compile_model(small, "adam", 1e-3)
+    before = [w.copy() for w in small.get_weights()]
+    hist = small.fit(rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), np.arange(8) % 3, batch_size=8,
+                     epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    assert any(not np.allclose(a, b) for a, b in zip(before, small.get_weights()))
+
+
+def test_tiramisu_round_trips_through_keras_and_tflite(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from maskclf import export as E
+
+    m = models.create_model("tiramisu", 2, 32, growth_rate=4, block_layers=[2, 2], first_filters=8)
+    m.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    ref = np.asarray(m(x.astype("float32"), training=False))
+    np.testing.assert_allclose(np.asarray(back(x.astype("float32"), training=False)), ref, atol=1e-5)
+    f32 = E.load_interpreter(E.convert(back, E.QuantizationSpec.for_float32()))
+    assert np.abs(E.predict_tflite(f32, x) - ref).max() < 1e-3
+    i8 = E.load_interpreter(E.convert(back, E.QuantizationSpec.for_int8(4), x.repeat(2, axis=0)))
+    assert i8.get_input_details()[0]["dtype"] == np.uint8
+    assert np.abs(E.predict_tflite(i8, x) - ref).max() < 0.1
+
+
+def test_tiramisu_search_space_maps_to_builder_options():
+    from pathlib import Path
+
+    from maskclf.config import Config
+    from maskclf.tune import load_space
+
+    space = load_space(Path(__file__).resolve().parents[1] / "tuning" / "tiramisu.yaml")
+    assert space.model == "tiramisu"
+    opts = {p.key.split(".", 1)[1]: p for p in space.tuned if p.key.startswith("model.")}
+    assert {"growth_rate", "block_layers", "first_filters", "dropout"} <= set(opts)
+    # Every listed architecture builds at the smallest searched image size with the largest widths.
+    size = min(next(p for p in space.tuned if p.key == "data.image_size").values)
+    for layers_ in opts["block_layers"].values:
+        cfg = space.config(Config(), {"model.block_layers": layers_, "model.growth_rate": 16,
+                                      "model.first_filters": 48}, epochs=1)
+        m = models.create_model(cfg.model.name, 3, size, **cfg.model.options)
+        assert m.output_shape == (None, 3)
+        keras.backend.clear_session()

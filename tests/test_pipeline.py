@@ -54,3 +54,34 @@ def test_unlabelled_dataset_yields_images(shapes_dir):
     paths = _paths(shapes_dir)[:5]
     x = next(iter(pipeline.make_dataset(paths, None, 16, batch_size=5)))
     assert x.shape == (5, 16, 16, 3)
+
+
+def test_resolution_augmentation_blurs_a_share_of_the_images(shapes_dir):
+    paths = _paths(shapes_dir)
+    labels = list(range(len(paths)))
+    off = dict(rotation_range=0, width_shift_range=0, height_shift_range=0, zoom_range=0,
+               horizontal_flip=False, brightness_range=())
+    plain = next(iter(pipeline.make_dataset(paths, labels, 32, batch_size=len(paths))))
+    aug = pipeline.make_dataset(paths, labels, 32, batch_size=len(paths), training=True,
+                                augment=AugmentConfig(**off, resolution_range=(0.25, 0.25),
+                                                      resolution_probability=0.5, jpeg_quality_range=(10, 30)))
+    xa, ya = next(iter(aug))
+    xa = xa.numpy()[np.argsort(ya.numpy())]
+    xp = plain[0].numpy()
+    changed = np.abs(xa - xp).mean(axis=(1, 2, 3)) > 1.0
+    assert 0.2 < changed.mean() < 0.8  # about half the images, not all, not none
+    # Shrunk to 8 px and back: high frequencies are gone (neighbouring pixels differ less).
+    def edges(x):
+        return np.abs(np.diff(x, axis=2)).mean()
+    assert edges(xa[changed]) < 0.8 * edges(xp[changed])
+    assert xa.min() >= 0 and xa.max() <= 255
+
+
+@pytest.mark.parametrize("override, words", [("augment.resolution_range=[0.5,2]", "resolution_range"),
+                                             ("augment.jpeg_quality_range=[0,50]", "jpeg_quality_range"),
+                                             ("augment.resolution_probability=2", "resolution_probability")])
+def test_resolution_augmentation_settings_are_checked(override, words):
+    from maskclf.config import Config, apply_overrides
+    from maskclf.files import MaskclfError
+    with pytest.raises(MaskclfError, match=words):
+        apply_overrides(Config(), [override])

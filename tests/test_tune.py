@@ -381,31 +381,3 @@ def test_distributed_flags_are_checked():
         T.distributed_env("worker", "127.0.0.1:8000", None)
     assert T.distributed_env("chief", "10.0.0.1:8000") == {
         "KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "10.0.0.1", "KERASTUNER_ORACLE_PORT": "8000"}
-
-
-# ----------------------------------------------------------------------------- compare
-
-def test_compare_trains_each_model_on_the_same_split(tmp_path, shapes, capsys):
-    out = tmp_path / "cmp"
-    argv = ["compare", "--data", str(shapes), "--models", "small_cnn,seed004_cnn", "--epochs", "1", "--out", str(out),
-            "--quiet", "model.filters=[4,8]", "model.convs_per_block=1", "data.val_fraction=0.25",
-            "data.test_fraction=0.2"]
-    assert main(argv) == 0
-    text = capsys.readouterr().out
-    assert "| small_cnn |" in text and "| seed004_cnn |" in text
-    with open(out / "compare.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [r["model"] for r in rows] == ["small_cnn", "seed004_cnn"]
-    for col in ["circle accuracy", "square accuracy", "balanced_accuracy", "parameters", "train_seconds"]:
-        assert all(r[col] != "" for r in rows), col
-    assert [r["image_size"] for r in rows] == ["64", "35"]  # each model at its own size
-    assert rows[0]["parameters"] != rows[1]["parameters"]
-    splits = [(tmp_path / r["run_dir"] / "split.csv").read_text() for r in rows]
-    assert splits[0] == splits[1]  # the same split for every model
-    md = (out / "compare.md").read_text()
-    assert "Balanced accuracy" in md and "circle" in md and md.count("\n| ") == 2
-    assert (out / "compare.png").stat().st_size > 1000
-    # Again: finished runs are reused, nothing is trained twice.
-    before = sorted((out / "runs").iterdir())
-    assert main(argv) == 0
-    assert sorted((out / "runs").iterdir()) == before

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from maskclf import export as _export  # module imports no TensorFlow (checked by tests/test_edge.py)
-from maskclf.files import MaskclfError
+from maskclf.files import MaskclfError, read_labels
 from maskclf.images import crop_face
 
 # Smallest and fastest first: what a device wants when the export folder offers a choice.
@@ -125,6 +125,10 @@ class FaceClassifier:
         except (KeyError, TypeError, ValueError):
             raise MaskclfError(f"{self.model_path}: metadata lacks class_names or input size/crop_margin; "
                                "re-export the run with `maskclf export RUN_DIR`") from None
+        labels = self.model_path.parent / "labels.txt"
+        if labels.is_file() and (names := read_labels(labels)) != self.class_names:
+            raise MaskclfError(f"{labels}: lists {', '.join(names)} but {self.model_path.name} was exported for "
+                               f"{', '.join(self.class_names)}; copy the whole export folder again")
         self.threshold = meta.get("decision_threshold")
         self.metadata = meta
         d = self.interpreter.get_input_details()[0]

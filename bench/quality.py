@@ -1,0 +1,225 @@
+"""Model-quality benchmark (issue: 3-class balanced accuracy under photo-grouped cross-validation).
+
+For each named recipe (a model and config overrides) it runs `maskclf cv` on the 3-class face crops of
+../shared/data/face-mask-detection and tabulates, from each cv.json: the validation balanced accuracy at the
+best epoch (mean over folds: what recipes are chosen on), the test-fold balanced accuracy, the rare class's
+recall, macro F1 and the calibration error, all mean ± sd over folds. With --cross it also measures
+robustness across the two shared sets, both directions:
+  VOC -> chandrikadeb7: each fold's VOC-trained model evaluated on every chandrikadeb7 image;
+  chandrikadeb7 -> VOC: the recipe trained on chandrikadeb7 (2 classes), evaluated on the VOC crops of
+  with_mask / without_mask.
+Writes bench/out/quality-<stamp>.{json,md}; the cv folders stay in bench/out/quality/<recipe>/ and a
+finished fold is never retrained, so an interrupted benchmark resumes.
+
+Usage:  python bench/quality.py [--only seed004_cnn,seed004_sqrt,...] [--folds 5] [--cross] [--calibrate] [--shared ../shared]
+        python bench/quality.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from foundation import machine  # noqa: E402
+
+RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[30,95]"]
+
+# name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
+RECIPES: dict[str, tuple[list[str], str]] = {
+    "default": ([], "package default (small_cnn, 64 px)"),
+    "seed004_cnn": (["--model", "seed004_cnn"], "seed-004 CNN + BN at 35 px, full inverse-frequency weights"),
+    "seed004_sqrt": (["--model", "seed004_cnn", "train.class_weight=sqrt"], "square-root class weights"),
+    "seed004_noweights": (["--model", "seed004_cnn", "train.class_weight=none"], "no class weights"),
+    "seed004_res": (["--model", "seed004_cnn", *RES_AUG], "resolution augmentation (shrink 0.25-1x, JPEG 30-95)"),
+    "seed004_ls": (["--model", "seed004_cnn", "train.label_smoothing=0.1"], "label smoothing 0.1"),
+    "seed004_48": (["--model", "seed004_cnn", "--image-size", "48"], "seed004_cnn at 48 px"),
+    "seed004_margin30": (["--model", "seed004_cnn", "data.crop_margin=0.3"], "crop margin 0.3 (vs 0.15)"),
+    "seed004_nostop": (["--model", "seed004_cnn", "train.patience=40"],
+                       "no early stopping: the whole cosine schedule, best validation epoch kept"),
+    "seed004_both": (["--model", "seed004_cnn", "data.extra_train={chd}"],
+                     "chandrikadeb7's with/without images added to every fold's training split"),
+    "seed004_nostop_sqrt": (["--model", "seed004_cnn", "train.patience=40", "train.class_weight=sqrt"],
+                            "no early stopping + square-root class weights"),
+    "seed004_60ep": (["--model", "seed004_cnn", "--epochs", "60", "train.patience=15"], "60 epochs (cosine)"),
+    "small_cnn_48": (["--image-size", "48"], "small_cnn at 48 px"),
+    "small_cnn_48_res": (["--image-size", "48", *RES_AUG], "small_cnn 48 px + resolution augmentation"),
+}
+
+
+def run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def cv(name: str, args: list[str], voc: str, folds: int, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "maskclf.cli", "cv", "--data", voc, "--folds", str(folds), *args,
+           "--out", str(out / name), "--quiet"]
+    t0 = time.time()
+    run(cmd)
+    s = json.loads((out / name / "cv.json").read_text())
+    s["wall_seconds"] = round(time.time() - t0, 1)
+    s["command"] = "maskclf cv --data " + voc + f" --folds {folds} " + " ".join(args)
+    return s
+
+
+def cross(name: str, args: list[str], summary: dict, voc: str, chd: str, out: Path) -> dict:
+    """Both directions of the cross-dataset check for one recipe."""
+    res: dict = {}
+    # VOC-trained folds on chandrikadeb7 (all 2 classes; "incorrect" calls count as errors).
+    per = []
+    for r in summary["per_fold"]:
+        run([sys.executable, "-m", "maskclf.cli", "evaluate", r["run_dir"], "--data", chd, "--quiet"])
+        m = json.loads((Path(r["run_dir"]) / f"metrics-{Path(chd).name}.json").read_text())
+        per.append({"fold": r["fold"], "balanced_accuracy": m["balanced_accuracy"],
+                    "recall": {c: v["recall"] for c, v in m["per_class"].items() if v["support"]},
+                    "called_incorrect": _called(m, "mask_weared_incorrect")})
+    res["voc_to_chandrikadeb7"] = per
+    # chandrikadeb7-trained (same recipe) on the VOC crops of the shared classes.
+    train_out = out / name / "chandrikadeb7"
+    stdout = run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, *args, "--out", str(train_out),
+                  "--quiet"])
+    run_dir = Path(stdout.split("run directory:", 1)[1].split("\n", 1)[0].strip())
+    m_in = json.loads((run_dir / "metrics.json").read_text())
+    run([sys.executable, "-m", "maskclf.cli", "evaluate", str(run_dir), "--data", voc, "--quiet"])
+    m = json.loads((run_dir / f"metrics-{Path(voc).name}.json").read_text())
+    res["chandrikadeb7_to_voc"] = {"run_dir": str(run_dir), "in_domain_balanced_accuracy": m_in["balanced_accuracy"],
+                                   "balanced_accuracy": m["balanced_accuracy"],
+                                   "recall": {c: v["recall"] for c, v in m["per_class"].items()}}
+    return res
+
+
+def calibrated(name: str, summary: dict, out: Path) -> dict:
+    """The recipe's folds with `maskclf calibrate` (temperature + class bias fitted on each fold's validation
+    split) applied to a copy of each fold's run: the post-hoc lever without retraining."""
+    import shutil
+
+    rows = []
+    for r in summary["per_fold"]:
+        dst = out / name / "calibrated" / f"fold-{r['fold']}"
+        if not (dst / "calibration.json").is_file():
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(r["run_dir"], dst, ignore=shutil.ignore_patterns("tensorboard", "backup*"))
+            run([sys.executable, "-m", "maskclf.cli", "calibrate", str(dst), "--quiet"])
+        m = json.loads((dst / "metrics.json").read_text())
+        c = json.loads((dst / "calibration.json").read_text())
+        rows.append({"fold": r["fold"], "balanced_accuracy": m["balanced_accuracy"], "ece": m["ece"],
+                     "macro_f1": m["macro_f1"], "recall": {k: v["recall"] for k, v in m["per_class"].items()},
+                     "validation_after": c["validation_balanced_accuracy_after"], "temperature": c["temperature"],
+                     "class_bias": c["class_bias"]})
+    return {"per_fold": rows, **{k: _mean_sd([x[k] for x in rows])
+                                 for k in ("balanced_accuracy", "ece", "macro_f1", "validation_after")},
+            "recall": {c: _mean_sd([x["recall"][c] for x in rows]) for c in rows[0]["recall"]}}
+
+
+def _mean_sd(v: list[float]) -> dict:
+    import statistics
+    return {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0}
+
+
+def _called(m: dict, cls: str) -> float | None:
+    """Share of all evaluated images the model called ``cls``."""
+    names = m["class_names"]
+    if cls not in names:
+        return None
+    cm = m["confusion_matrix"]
+    k = names.index(cls)
+    return sum(row[k] for row in cm) / max(1, sum(map(sum, cm)))
+
+
+def pm(s: dict) -> str:
+    return "n/a" if s.get("mean") is None else f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}"
+
+
+def to_markdown(rows: list[dict], rare: str) -> str:
+    lines = ["| recipe | lever | val. bal. acc. (choose on this) | test bal. acc. | recall " + rare
+             + " | macro F1 | ECE | epochs | min/fold |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        s = r["cv"]
+        epochs = sum(f["epochs"] or 0 for f in s["per_fold"]) / max(1, len(s["per_fold"]))
+        lines.append(f"| {r['recipe']} | {r['lever']} | {pm(s['validation_best'])} | **{pm(s['balanced_accuracy'])}** "
+                     f"| {pm(s['recall'][rare])} | {pm(s['macro_f1'])} | {pm(s['ece'])} | {epochs:.0f} "
+                     f"| {(s['train_seconds']['mean'] or 0) / 60:.1f} |")
+    cal = [r for r in rows if "calibrated" in r]
+    if cal:
+        lines += ["", "Post-hoc calibration (`maskclf calibrate`: temperature + class bias fitted on each fold's "
+                  "validation split, same trained weights):", "",
+                  "| recipe | val. bal. acc. after (fitted on it) | test bal. acc. | recall " + rare
+                  + " | macro F1 | ECE |", "|---|---:|---:|---:|---:|---:|"]
+        for r in cal:
+            c = r["calibrated"]
+            lines.append(f"| {r['recipe']} + calibration | {pm(c['validation_after'])} | "
+                         f"**{pm(c['balanced_accuracy'])}** | {pm(c['recall'][rare])} | {pm(c['macro_f1'])} "
+                         f"| {pm(c['ece'])} |")
+    crossed = [r for r in rows if "cross" in r]
+    if crossed:
+        lines += ["", "| recipe | VOC → chandrikadeb7 bal. acc. (folds) | share called incorrect | "
+                  "chandrikadeb7 in-domain | chandrikadeb7 → VOC bal. acc. | recall with / without |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for r in crossed:
+            c = r["cross"]
+            v = [f["balanced_accuracy"] for f in c["voc_to_chandrikadeb7"]]
+            inc = [f["called_incorrect"] or 0 for f in c["voc_to_chandrikadeb7"]]
+            b = c["chandrikadeb7_to_voc"]
+            lines.append(f"| {r['recipe']} | {100 * sum(v) / len(v):.1f} (min {100 * min(v):.1f}) "
+                         f"| {100 * sum(inc) / len(inc):.1f} % | {100 * b['in_domain_balanced_accuracy']:.1f} "
+                         f"| {100 * b['balanced_accuracy']:.1f} "
+                         f"| {b['recall'].get('with_mask', 0):.3f} / {b['recall'].get('without_mask', 0):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", help="comma-separated recipe names (default: all)")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--cross", action="store_true", help="also the cross-dataset checks")
+    ap.add_argument("--shared", default=str(REPO.parent / "shared"))
+    ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--calibrate", action="store_true",
+                    help="also each recipe with post-hoc calibration (on copies of its fold runs)")
+    ap.add_argument("--list", action="store_true", help="list the recipes and exit")
+    a = ap.parse_args()
+    if a.list:
+        for k, (args, lever) in RECIPES.items():
+            print(f"{k:20s} {lever}: {' '.join(args)}")
+        return
+    names = a.only.split(",") if a.only else list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {unknown}; see --list")
+    voc = str(Path(a.shared) / "data" / "face-mask-detection")
+    chd = str(Path(a.shared) / "data" / "chandrikadeb7-face-mask")
+    out = Path(a.out)
+    qdir = out / "quality"
+    rows = []
+    for n in names:
+        args, lever = RECIPES[n]
+        args = [x.replace("{chd}", chd) for x in args]
+        print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
+        row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
+        if a.calibrate:
+            row["calibrated"] = calibrated(n, row["cv"], qdir)
+        if a.cross:
+            row["cross"] = cross(n, args, row["cv"], voc, chd, qdir)
+        rows.append(row)
+    rare = "mask_weared_incorrect"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "folds": a.folds,
+            "command": "python bench/quality.py " + " ".join(sys.argv[1:])}
+    (out / f"quality-{stamp}.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    md = f"{meta['command']}\n\n{meta['machine']}, {meta['date']}\n\n" + to_markdown(rows, rare)
+    (out / f"quality-{stamp}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

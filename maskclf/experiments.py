@@ -1,0 +1,337 @@
+"""Experiments that train several runs on one dataset: model comparison and cross-validation.
+
+``compare`` trains several registry models on the same split (seed report 004's table);
+``cross_validate`` trains one configuration on K photo-grouped, class-stratified folds and
+summarises the spread. Both load and crop the dataset once, and both re-use a finished run made
+from the same configuration, so an interrupted experiment picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from maskclf import datasets
+from maskclf.config import Config
+from maskclf.files import MaskclfError, write_json, write_text
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def compare(data: str | None, models: list[str], epochs: int | None = None, image_size: int | None = None,
+            weights: str | None = None, out=None, overrides: Iterable = (), progress: bool = True) -> Path:
+    """Train several models on the same split and tabulate them like seed report 004.
+
+    Args:
+        data: dataset root (default: the config's ``data.path``).
+        models: registry names.
+        epochs: maximum epochs per model.
+        image_size: input size for every model (default: each model's own).
+        weights: ``imagenet`` for the backbones (models built from scratch ignore it).
+        out: folder for the table and the models' runs (default ``runs/compare``); a model whose
+            run finished with the same configuration is not trained again.
+        overrides: ``key=value`` settings for every model; a ``model.<option>`` goes to the models
+            that have that option.
+        progress: print progress.
+
+    Returns:
+        The folder with ``compare.csv``, ``compare.md``, ``compare.png`` and ``runs/``.
+    """
+    from maskclf import config as C
+    from maskclf.models import get_spec
+    from maskclf.train import find_completed_run, train
+
+    if not models:
+        raise MaskclfError("--models: name at least one model, e.g. small_cnn,vgg19")
+    specs = [get_spec(m) for m in models]
+    if len(set(models)) != len(models):
+        raise MaskclfError(f"--models lists a model twice: {','.join(models)}")
+    general, model_opts = [], {}
+    for o in overrides or []:
+        k, v = C._split_kv(o)
+        if k.startswith("model.") and k.split(".", 1)[1] not in ("name", "weights", "options"):
+            model_opts[k.split(".", 1)[1]] = v
+        else:
+            general.append(o)
+    for opt in model_opts:
+        if not any(opt in s.option_names() for s in specs):
+            raise MaskclfError(f"model.{opt}: none of {', '.join(models)} has this option")
+    base = C.apply_overrides(C.Config(), general)
+    if data is not None:
+        base = C.apply_overrides(base, {"data.path": str(data)})
+    directory = Path(out or Path(base.train.out) / "compare")
+    base = C.apply_overrides(base, {"train.out": str(directory / "runs"), **({"train.epochs": epochs} if epochs else {})})
+    ds = datasets.load_dataset(base.data, progress=progress)
+    splits = datasets.assign_splits(ds, base.data)
+    rows = []
+    for spec in specs:
+        ov = {"model.name": spec.name, "data.image_size": image_size or spec.image_size,
+              "model.weights": weights if spec.backbone else None}
+        ov.update({f"model.{k}": v for k, v in model_opts.items() if k in spec.option_names()})
+        cfg = C.apply_overrides(base, ov)
+        run = find_completed_run(Path(cfg.train.out), cfg.fingerprint())
+        if run is None:
+            if progress:
+                print(f"maskclf compare: training {spec.name} at {cfg.data.image_size} px", file=sys.stderr, flush=True)
+            run = train(cfg, progress=progress, data=(ds, splits))
+        elif progress:
+            print(f"maskclf compare: {spec.name} already trained in {run}", file=sys.stderr, flush=True)
+        m = json.loads((run / "metrics.json").read_text())
+        tr = m.get("training", {})
+        row = {"model": spec.name, "image_size": cfg.data.image_size}
+        row.update({f"{c} accuracy": m["per_class"][c]["recall"] for c in ds.class_names})
+        row.update({"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                    "parameters": tr.get("parameters"), "train_seconds": tr.get("seconds"),
+                    "epochs": tr.get("epochs"), "run_dir": str(run)})
+        rows.append(row)
+    _write_comparison(rows, ds.class_names, directory)
+    return directory
+
+
+def _write_comparison(rows: list[dict], class_names: list[str], directory: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from maskclf.plots import _save
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(directory / "compare.csv", buf.getvalue())
+
+    head = ["Model", "Size"] + class_names + ["Balanced accuracy", "Accuracy", "Parameters", "Training time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in rows:
+        cells = [r["model"], str(r["image_size"])]
+        cells += [f"{100 * r[f'{c} accuracy']:.2f}" for c in class_names]
+        cells += [f"{100 * r['balanced_accuracy']:.2f}", f"{100 * r['accuracy']:.2f}",
+                  f"{r['parameters']:,}" if r["parameters"] is not None else "",
+                  f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("Per-class accuracy is the recall of each class on the test split; balanced accuracy is their mean "
+            "(seed report 004's ACA). Percent.")
+    write_text(directory / "compare.md", "\n".join(lines) + "\n\n" + note + "\n")
+
+    groups = class_names + ["balanced"]
+    x = np.arange(len(groups))
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 0.4 * len(rows)), 4))
+    for i, r in enumerate(rows):
+        vals = [100 * r[f"{c} accuracy"] for c in class_names] + [100 * r["balanced_accuracy"]]
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, vals, width, label=r["model"])
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("Per-class and balanced accuracy by model")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, directory / "compare.png")
+
+
+
+# ----------------------------------------------------------------------------- cross-validation
+
+def kfold_splits(labels: list[int], groups: list[str], folds: int, val_fraction: float, seed: int) -> list[list[str]]:
+    """K photo-grouped, class-stratified folds; per fold a train/validation/test assignment.
+
+    Fold ``f``'s test split is the f-th of K group-disjoint, class-stratified parts (sklearn's
+    StratifiedGroupKFold, seeded); its validation split is a grouped, stratified share of the
+    remaining groups of about ``val_fraction`` of all images. Every image is tested exactly once.
+
+    Returns:
+        ``folds`` lists of ``train``/``validation``/``test``, one entry per image.
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if folds < 2:
+        raise MaskclfError(f"--folds must be at least 2, got {folds}")
+    n_groups = len(set(groups))
+    if n_groups < folds:
+        raise MaskclfError(f"only {n_groups} image groups: too few for {folds} folds; use fewer folds or more images")
+    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "least populated class" warnings for tiny classes
+        parts = [test for _, test in sgkf.split(np.zeros(len(labels)), labels, groups)]
+    out = []
+    share = min(0.5, val_fraction / (1.0 - 1.0 / folds))
+    for test_idx in parts:
+        test = set(test_idx.tolist())
+        rest = [i for i in range(len(labels)) if i not in test]
+        sub = datasets.grouped_split([labels[i] for i in rest], [groups[i] for i in rest], share, 0.0, seed)
+        splits = ["test"] * len(labels)
+        for i, s in zip(rest, sub):
+            splits[i] = s
+        out.append(splits)
+    return out
+
+
+def _mean_sd(values: list[float]) -> dict:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if not len(v):
+        return {"mean": None, "sd": None}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | None = None,
+                   progress: bool = True) -> Path:
+    """Train ``cfg`` on K photo-grouped folds and summarise the test metrics over the folds.
+
+    Args:
+        cfg: the configuration of every fold (its ``data`` section names the dataset; given
+            train/validation/test folders are pooled and re-split into folds).
+        folds: K.
+        out: output folder (default ``<train.out>/cv-<model>-<size>``); fold f's run goes to
+            ``out/fold-<f>-of-<K>/``; a fold already finished with the same configuration is not retrained.
+        only: train only these folds (1-based), e.g. to spread folds over machines; the summary
+            covers the folds finished so far.
+        progress: print progress.
+
+    Returns:
+        The folder with ``cv.json``, ``cv.md`` and ``cv.png``.
+    """
+    from maskclf import config as C
+    from maskclf.train import find_completed_run, train
+
+    directory = Path(out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
+    wanted = set(only) if only else set(range(1, folds + 1))
+    if not wanted <= set(range(1, folds + 1)):
+        raise MaskclfError(f"--fold: fold numbers run from 1 to {folds}, got {sorted(wanted)}")
+    _log(f"reading {cfg.data.path} ...", progress)
+    ds = datasets.load_dataset(cfg.data, progress=progress)
+    fold_splits = kfold_splits(ds.labels, ds.groups, folds, cfg.data.val_fraction, cfg.data.split_seed)
+    rows = []
+    for f, splits in enumerate(fold_splits, start=1):
+        # The folder names the fold and K: the configuration (and so its fingerprint) is the same for all.
+        fcfg = C.apply_overrides(cfg, {"train.out": str(directory / f"fold-{f}-of-{folds}")})
+        run = find_completed_run(Path(fcfg.train.out), fcfg.fingerprint())
+        if run is None and f in wanted:
+            _log(f"maskclf cv: fold {f}/{folds}: {splits.count('train')} train / {splits.count('validation')} "
+                 f"validation / {splits.count('test')} test images", progress)
+            run = train(fcfg, progress=progress, data=(ds, splits))
+        elif run is not None:
+            _log(f"maskclf cv: fold {f}/{folds} already trained in {run}", progress)
+        if run is None:
+            continue
+        m = json.loads((run / "metrics.json").read_text())
+        rows.append({"fold": f, "run_dir": str(run), "validation_best": _best_validation(run, cfg.train.monitor),
+                     **_fold_row(m, ds.class_names)})
+    if not rows:
+        raise MaskclfError(f"{directory}: no fold finished")
+    summary = _summarize_folds(rows, ds.class_names, cfg, folds)
+    write_json(directory / "cv.json", summary)
+    write_text(directory / "cv.md", format_cv(summary))
+    _plot_folds(summary, directory / "cv.png")
+    return directory
+
+
+def _best_validation(run: Path, monitor: str) -> float | None:
+    """The best epoch's validation value of the monitored metric (what recipes are chosen on)."""
+    try:
+        with open(run / "history.csv", newline="") as f:
+            vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "")]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not vals:
+        return None
+    return max(vals) if "loss" not in monitor else min(vals)
+
+
+def _fold_row(m: dict, class_names: list[str]) -> dict:
+    row = {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+           "ece": m.get("ece"), "test_images": m["num_samples"],
+           "recall": {c: m["per_class"][c]["recall"] for c in class_names},
+           "support": {c: m["per_class"][c]["support"] for c in class_names},
+           "confusion_matrix": m["confusion_matrix"],
+           "train_seconds": m.get("training", {}).get("seconds"), "epochs": m.get("training", {}).get("epochs")}
+    return row
+
+
+def _summarize_folds(rows: list[dict], class_names: list[str], cfg: Config, folds: int) -> dict:
+    pooled = np.sum([np.asarray(r["confusion_matrix"]) for r in rows], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled_recall = np.diag(pooled) / pooled.sum(axis=1)
+    return {
+        "folds": folds, "folds_done": len(rows), "data": cfg.data.path, "model": cfg.model.name,
+        "image_size": cfg.data.image_size, "config": cfg.to_dict(),
+        "monitor": cfg.train.monitor,
+        "validation_best": _mean_sd([r["validation_best"] for r in rows]),
+        "balanced_accuracy": _mean_sd([r["balanced_accuracy"] for r in rows]),
+        "accuracy": _mean_sd([r["accuracy"] for r in rows]),
+        "macro_f1": _mean_sd([r["macro_f1"] for r in rows]),
+        "ece": _mean_sd([r["ece"] for r in rows]),
+        "recall": {c: _mean_sd([r["recall"][c] for r in rows]) for c in class_names},
+        "pooled_confusion_matrix": pooled.astype(int).tolist(),
+        "pooled_balanced_accuracy": float(np.nanmean(pooled_recall)),
+        "class_names": class_names,
+        "train_seconds": _mean_sd([r["train_seconds"] for r in rows]),
+        "per_fold": rows,
+    }
+
+
+def _pm(s: dict, scale: float = 100.0) -> str:
+    return "n/a" if s["mean"] is None else f"{scale * s['mean']:.1f} ± {scale * s['sd']:.1f}"
+
+
+def format_cv(summary: dict) -> str:
+    """The cross-validation summary as Markdown: mean ± sd over folds, then one row per fold."""
+    names = summary["class_names"]
+    title = (f"# Cross-validation: {summary['model']} at {summary['image_size']} px, "
+             f"{summary['folds_done']} of {summary['folds']} folds")
+    lines = [title,
+             "", f"Data: `{summary['data']}` (photo-grouped, class-stratified folds; each image tested once).", "",
+             "| metric | mean ± sd over folds (%) |", "|---|---:|",
+             f"| balanced accuracy | **{_pm(summary['balanced_accuracy'])}** |",
+             f"| validation {summary['monitor']} at the best epoch (choose recipes on this) | "
+             f"{_pm(summary['validation_best'])} |",
+             f"| macro F1 | {_pm(summary['macro_f1'])} |",
+             f"| accuracy | {_pm(summary['accuracy'])} |"]
+    lines += [f"| recall {c} | {_pm(summary['recall'][c])} |" for c in names]
+    lines += [f"| expected calibration error | {_pm(summary['ece'])} |",
+              f"| balanced accuracy of the pooled confusion matrix | {100 * summary['pooled_balanced_accuracy']:.1f} |",
+              "", ("| fold | test images | balanced acc. | macro F1 | " + " | ".join(f"recall {c}" for c in names)
+                   + " | ECE | epochs | train s |"),
+              "|---:|---:|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|"]
+    for r in summary["per_fold"]:
+        cells = [str(r["fold"]), str(r["test_images"]), f"{r['balanced_accuracy']:.4f}", f"{r['macro_f1']:.4f}"]
+        cells += [f"{r['recall'][c]:.3f} ({r['support'][c]})" for c in names]
+        cells += ["n/a" if r["ece"] is None else f"{r['ece']:.3f}", str(r["epochs"]),
+                  "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_folds(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskclf.plots import _save
+
+    names = summary["class_names"]
+    keys = ["balanced accuracy"] + [f"recall\n{c}" for c in names]
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 4))
+    for r in summary["per_fold"]:
+        vals = [r["balanced_accuracy"]] + [r["recall"][c] for c in names]
+        ax.plot(range(len(keys)), [100 * v for v in vals], "o", alpha=0.6, label=f"fold {r['fold']}")
+    means = [summary["balanced_accuracy"]["mean"]] + [summary["recall"][c]["mean"] for c in names]
+    ax.plot(range(len(keys)), [100 * v for v in means], "k_", markersize=30, mew=2, label="mean")
+    ax.set_xticks(range(len(keys)), keys)
+    ax.set_ylabel("test fold (%)")
+    ax.set_title(f"{summary['model']} {summary['image_size']} px: {summary['folds_done']}-fold cross-validation")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
