@@ -43,6 +43,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_margin30": (["--model", "seed004_cnn", "data.crop_margin=0.3"], "crop margin 0.3 (vs 0.15)"),
     "seed004_nostop": (["--model", "seed004_cnn", "train.patience=40"],
                        "no early stopping: the whole cosine schedule, best validation epoch kept"),
+    "seed004_nostop_res": (["--model", "seed004_cnn", "train.patience=40", *RES_AUG],
+                           "no early stopping + resolution augmentation"),
     "seed004_both": (["--model", "seed004_cnn", "data.extra_train={chd}"],
                      "chandrikadeb7's with/without images added to every fold's training split"),
     "seed004_nostop_sqrt": (["--model", "seed004_cnn", "train.patience=40", "train.class_weight=sqrt"],
@@ -77,19 +79,25 @@ def cross(name: str, args: list[str], summary: dict, voc: str, chd: str, out: Pa
     # VOC-trained folds on chandrikadeb7 (all 2 classes; "incorrect" calls count as errors).
     per = []
     for r in summary["per_fold"]:
-        run([sys.executable, "-m", "maskclf.cli", "evaluate", r["run_dir"], "--data", chd, "--quiet"])
-        m = json.loads((Path(r["run_dir"]) / f"metrics-{Path(chd).name}.json").read_text())
+        done = Path(r["run_dir"]) / f"metrics-{Path(chd).name}.json"
+        if not done.is_file():  # evaluated by an earlier (interrupted) run of this benchmark
+            run([sys.executable, "-m", "maskclf.cli", "evaluate", r["run_dir"], "--data", chd, "--quiet"])
+        m = json.loads(done.read_text())
         per.append({"fold": r["fold"], "balanced_accuracy": m["balanced_accuracy"],
                     "recall": {c: v["recall"] for c, v in m["per_class"].items() if v["support"]},
                     "called_incorrect": _called(m, "mask_weared_incorrect")})
     res["voc_to_chandrikadeb7"] = per
     # chandrikadeb7-trained (same recipe) on the VOC crops of the shared classes.
     train_out = out / name / "chandrikadeb7"
-    stdout = run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, *args, "--out", str(train_out),
-                  "--quiet"])
-    run_dir = Path(stdout.split("run directory:", 1)[1].split("\n", 1)[0].strip())
+    done = sorted(train_out.glob(f"*/metrics-{Path(voc).name}.json"))
+    if done:
+        run_dir = done[-1].parent
+    else:
+        stdout = run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, *args, "--out", str(train_out),
+                      "--quiet"])
+        run_dir = Path(stdout.split("run directory:", 1)[1].split("\n", 1)[0].strip())
+        run([sys.executable, "-m", "maskclf.cli", "evaluate", str(run_dir), "--data", voc, "--quiet"])
     m_in = json.loads((run_dir / "metrics.json").read_text())
-    run([sys.executable, "-m", "maskclf.cli", "evaluate", str(run_dir), "--data", voc, "--quiet"])
     m = json.loads((run_dir / f"metrics-{Path(voc).name}.json").read_text())
     res["chandrikadeb7_to_voc"] = {"run_dir": str(run_dir), "in_domain_balanced_accuracy": m_in["balanced_accuracy"],
                                    "balanced_accuracy": m["balanced_accuracy"],
@@ -97,18 +105,18 @@ def cross(name: str, args: list[str], summary: dict, voc: str, chd: str, out: Pa
     return res
 
 
-def calibrated(name: str, summary: dict, out: Path) -> dict:
+def calibrated(name: str, summary: dict, out: Path, method: str = "temperature+bias") -> dict:
     """The recipe's folds with `maskclf calibrate` (temperature + class bias fitted on each fold's validation
     split) applied to a copy of each fold's run: the post-hoc lever without retraining."""
     import shutil
 
     rows = []
     for r in summary["per_fold"]:
-        dst = out / name / "calibrated" / f"fold-{r['fold']}"
+        dst = out / name / ("calibrated" if method == "temperature+bias" else f"calibrated-{method}") / f"fold-{r['fold']}"
         if not (dst / "calibration.json").is_file():
             shutil.rmtree(dst, ignore_errors=True)
             shutil.copytree(r["run_dir"], dst, ignore=shutil.ignore_patterns("tensorboard", "backup*"))
-            run([sys.executable, "-m", "maskclf.cli", "calibrate", str(dst), "--quiet"])
+            run([sys.executable, "-m", "maskclf.cli", "calibrate", str(dst), "--method", method, "--quiet"])
         m = json.loads((dst / "metrics.json").read_text())
         c = json.loads((dst / "calibration.json").read_text())
         rows.append({"fold": r["fold"], "balanced_accuracy": m["balanced_accuracy"], "ece": m["ece"],
@@ -156,10 +164,11 @@ def to_markdown(rows: list[dict], rare: str) -> str:
                   "| recipe | val. bal. acc. after (fitted on it) | test bal. acc. | recall " + rare
                   + " | macro F1 | ECE |", "|---|---:|---:|---:|---:|---:|"]
         for r in cal:
-            c = r["calibrated"]
-            lines.append(f"| {r['recipe']} + calibration | {pm(c['validation_after'])} | "
-                         f"**{pm(c['balanced_accuracy'])}** | {pm(c['recall'][rare])} | {pm(c['macro_f1'])} "
-                         f"| {pm(c['ece'])} |")
+            for key, what in (("temperature_only", "temperature"), ("calibrated", "temperature + class bias")):
+                c = r[key]
+                lines.append(f"| {r['recipe']} + {what} | {pm(c['validation_after'])} | "
+                             f"**{pm(c['balanced_accuracy'])}** | {pm(c['recall'][rare])} | {pm(c['macro_f1'])} "
+                             f"| {pm(c['ece'])} |")
     crossed = [r for r in rows if "cross" in r]
     if crossed:
         lines += ["", "| recipe | VOC → chandrikadeb7 bal. acc. (folds) | share called incorrect | "
@@ -208,6 +217,7 @@ def main() -> None:
         row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
         if a.calibrate:
             row["calibrated"] = calibrated(n, row["cv"], qdir)
+            row["temperature_only"] = calibrated(n, row["cv"], qdir, "temperature")
         if a.cross:
             row["cross"] = cross(n, args, row["cv"], voc, chd, qdir)
         rows.append(row)

@@ -124,7 +124,11 @@ class TrainConfig:
         class_weight: ``auto`` (inverse frequency), ``sqrt`` (its square root), ``none``,
             or a mapping ``{class: weight}``.
         monitor: validation metric for early stopping and the best checkpoint.
-        patience: epochs without improvement before stopping.
+        patience: epochs without improvement before early stopping; 0 (the default) trains the whole
+            schedule and keeps the best validation epoch. With the cosine schedule the learning rate only
+            gets small near the end, and the validation metric (about 20 rare faces) is noisy: early stopping
+            cut 2 of 5 cross-validation folds at 16-21 epochs and cost 4 points of balanced accuracy
+            (docs/BENCHMARKS.md, section 6).
         fine_tune_epochs: backbones with pretrained weights: epochs of the second phase.
         fine_tune_layers: backbone layers unfrozen (from the top) in the second phase.
         fine_tune_learning_rate: learning rate of the second phase.
@@ -144,7 +148,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     class_weight: typing.Any = "auto"
     monitor: str = "val_balanced_accuracy"
-    patience: int = 10
+    patience: int = 0
     fine_tune_epochs: int = 0
     fine_tune_layers: int = 20
     fine_tune_learning_rate: float = 1e-5
@@ -254,6 +258,8 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError("config keys data.val_fraction/test_fraction: each in [0, 1) and together below 1")
     if t.optimizer.lower() not in VALID_OPTIMIZERS:
         raise MaskclfError(f"config key train.optimizer: {t.optimizer!r} is not one of {', '.join(VALID_OPTIMIZERS)}")
+    if t.patience < 0:
+        raise MaskclfError(f"config key train.patience: {t.patience} is negative; 0 turns early stopping off")
     if t.epochs < 1 or t.batch_size < 1:
         raise MaskclfError("config keys train.epochs and train.batch_size must be at least 1")
     if not (t.learning_rate > 0):

@@ -152,13 +152,15 @@ def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: s
         ValidationMetrics(val_ds),  # first: adds val_balanced_accuracy to the logs the others read
         AtomicBackupAndRestore(str(run_dir / backup)),  # a kill mid-save leaves no truncated backup
         AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, verbose=progress),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
+    if patience > 0:  # 0: no early stopping (the default; the best epoch is kept anyway)
+        cbs.insert(3, keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                                    restore_best_weights=False))
     if plateau:
         cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.2,
-                                                        patience=max(1, patience // 3), min_lr=1e-6))
+                                                        patience=max(1, (patience or 9) // 3), min_lr=1e-6))
     return cbs
 
 

@@ -513,11 +513,13 @@ class MaskHyperModel(keras_tuner.HyperModel):
         weights = class_weights(self.data.train_labels, self.data.num_classes,
                                 _resolve_named_weights(cfg.train.class_weight, self.data.class_names))
         mode = OBJECTIVES[self.objective]
-        cbs = [ValidationMetrics(val_ds),  # first: the metrics the others monitor
-               keras.callbacks.EarlyStopping(monitor=self.objective, mode=mode, patience=cfg.train.patience)]
+        cbs = [ValidationMetrics(val_ds)]  # first: the metrics the others monitor
+        if cfg.train.patience > 0:
+            cbs.append(keras.callbacks.EarlyStopping(monitor=self.objective, mode=mode, patience=cfg.train.patience))
         if cfg.train.lr_schedule == "plateau":
             cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=self.objective, mode=mode, factor=0.2,
-                                                         patience=max(1, cfg.train.patience // 3), min_lr=1e-6))
+                                                         patience=max(1, (cfg.train.patience or 9) // 3),
+                                                         min_lr=1e-6))
         kwargs.pop("validation_data", None)
         return model.fit(train_ds, validation_data=val_ds, epochs=epochs or cfg.train.epochs,
                          class_weight=weights, callbacks=cbs + list(callbacks or []), verbose=verbose,

@@ -91,3 +91,12 @@ def test_learning_rate_schedules():
     sched = T.learning_rate_for("cosine", 0.01, 10, 5)
     lr = [float(sched(s)) for s in (0, 5, 30, 50)]
     assert lr[0] < lr[1] == pytest.approx(0.01) and lr[1] > lr[2] > lr[3] >= 0  # warm-up, then decay
+
+
+def test_early_stopping_is_off_by_default_and_on_with_a_patience(tmp_path):
+    names = lambda cbs: [type(c).__name__ for c in cbs]  # noqa: E731
+    assert Config().train.patience == 0
+    assert "EarlyStopping" not in names(T.make_callbacks(tmp_path, None, "val_balanced_accuracy", 0))
+    assert "EarlyStopping" in names(T.make_callbacks(tmp_path, None, "val_balanced_accuracy", 3))
+    with pytest.raises(Exception, match="patience"):
+        apply_overrides(Config(), ["train.patience=-1"])
