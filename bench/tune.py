@@ -105,6 +105,9 @@ def main() -> None:
     final = ["--config", str(Path(winner["dir"]) / "best.yaml"), "--data", voc]
     if a.final_epochs:
         final += ["--epochs", str(a.final_epochs)]
+    # The space's train.patience is a search-budget setting (ends weak trials early); the winner trains
+    # the whole schedule like the package default.
+    final += ["train.patience=0"]
     tuned = train(final, tdir / "final")
     default = (metrics_of(Path(a.default_run), f"maskclf train --data {voc}") if a.default_run
                else train(["--data", voc], tdir / "default"))
