@@ -29,6 +29,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from foundation import machine  # noqa: E402
 
+from maskclf.experiments import _mean_sd  # noqa: E402  the same mean ± sd as cv.json
+
 RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[30,95]"]
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
@@ -126,11 +128,6 @@ def calibrated(name: str, summary: dict, out: Path, method: str = "temperature+b
     return {"per_fold": rows, **{k: _mean_sd([x[k] for x in rows])
                                  for k in ("balanced_accuracy", "ece", "macro_f1", "validation_after")},
             "recall": {c: _mean_sd([x["recall"][c] for x in rows]) for c in rows[0]["recall"]}}
-
-
-def _mean_sd(v: list[float]) -> dict:
-    import statistics
-    return {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0}
 
 
 def _called(m: dict, cls: str) -> float | None:

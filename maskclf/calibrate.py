@@ -17,6 +17,7 @@ Both are exact edits of the ``probabilities`` Dense layer (kernel/T, bias/T + b)
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,6 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
         raise MaskclfError(f"{run}/split.csv has no validation images to calibrate on")
     original = run / "uncalibrated.keras"
     if original.is_file():  # calibrate from the trained weights, never on top of an earlier calibration
-        import shutil
         with atomic_path(run / "best.keras") as tmp:
             shutil.copyfile(original, tmp)
     model = load_run_model(run)
@@ -147,7 +147,6 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
             "validation_balanced_accuracy_after": _balanced_accuracy(np.log(np.clip(after, 1e-12, 1)), y, k)}
     if method != "none":
         if not original.is_file():
-            import shutil
             with atomic_path(original) as tmp:
                 shutil.copyfile(run / "best.keras", tmp)
         fold_into_model(model, t, bias)

@@ -286,6 +286,21 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _add_training_options(p: argparse.ArgumentParser, overrides_help: str) -> None:
+    """The options of one training configuration, shared by ``train`` and ``cv`` (read by _build_config)."""
+    p.add_argument("--data", help="dataset root: class folders, split folders or Pascal VOC (default data/sample)")
+    p.add_argument("--model", help="model name (see `maskclf models`; default small_cnn)")
+    p.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
+    p.add_argument("--batch-size", type=int, help="batch size")
+    p.add_argument("--seed", type=int, help="random seed of training")
+    p.add_argument("--config", help="YAML config to start from (a run's config.yaml or a tuner's best.yaml)")
+    p.add_argument("--extra-train", metavar="DIR", help="class folders (e.g. from `maskclf synth`) added to the "
+                                                        "training split only (data.extra_train)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="maskclf",
@@ -299,18 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model; writes a run directory",
                        description="Train a model on a dataset folder and evaluate it on its test split.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--data", help="dataset root: class folders, split folders or Pascal VOC (default data/sample)")
-    t.add_argument("--model", help="model name (see `maskclf models`; default small_cnn)")
-    t.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
-    t.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
-    t.add_argument("--batch-size", type=int, help="batch size")
-    t.add_argument("--seed", type=int, help="random seed")
+    _add_training_options(t, "config overrides, e.g. train.learning_rate=3e-4")
     t.add_argument("--out", help="folder for run directories (default runs/)")
-    t.add_argument("--config", help="YAML config to start from (a run's config.yaml or a tuner's best.yaml)")
-    t.add_argument("--extra-train", metavar="DIR", help="class folders (e.g. from `maskclf synth`) added to the "
-                                                        "training split only (data.extra_train)")
-    t.add_argument("--quiet", action="store_true", help="no progress output")
-    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=3e-4")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a run on its test split or another dataset")
@@ -442,20 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "tested once) and write cv.json, cv.md and cv.png: mean ± sd of balanced "
                                     "accuracy, per-class recall, macro F1 and calibration error. Running the same "
                                     "command again skips finished folds.")
-    cv.add_argument("--data", help="dataset root (default data/sample)")
     cv.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
     cv.add_argument("--fold", type=int, action="append", metavar="F",
                     help="train only fold F (1..K; repeatable), e.g. to share folds between machines")
-    cv.add_argument("--model", help="model name (default small_cnn)")
-    cv.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
-    cv.add_argument("--epochs", type=int, help="maximum epochs per fold")
-    cv.add_argument("--batch-size", type=int, help="batch size")
-    cv.add_argument("--seed", type=int, help="random seed of training")
-    cv.add_argument("--config", help="YAML config to start from")
-    cv.add_argument("--out", dest="cv_out", metavar="DIR",
-                    help="output folder (default runs/cv-<model>-<size>)")
-    cv.add_argument("--quiet", action="store_true", help="no progress output")
-    cv.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every fold")
+    _add_training_options(cv, "config overrides for every fold")
+    cv.add_argument("--out", dest="cv_out", metavar="DIR", help="output folder (default runs/cv-<model>-<size>)")
     cv.set_defaults(func=cmd_cv)
 
     xp = sub.add_parser("explain", help="Grad-CAM / Grad-CAM++ panels: where the model looks",
