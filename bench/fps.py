@@ -4,9 +4,11 @@
 stored BGR like cv2.VideoCapture frames). For every thread count (cv2.setNumThreads and the LiteRT
 interpreter's num_threads) and detector upscale it times:
 
-* detector alone: ``YuNetDetector.detect`` on the RGB frames;
+* detector alone: ``YuNetDetector.detect_bgr`` on the BGR frames (what the camera gives; no conversion);
 * whole pipeline: what ``maskclf detect`` does per camera frame except capture and encoding:
-  BGR→RGB, detect, crop + one batched classify call, draw the boxes (per model precision).
+  ``FaceMaskPipeline.process(frame, bgr=True)`` (detect, crop + one batched classify call) and the boxes
+  drawn in place (per model precision). Each pass gets a fresh copy of the frame, made outside the timer,
+  as a camera hands over a new buffer per frame.
 
 A pass times every frame through the detector and then each pipeline, frame by frame (interleaved, so
 load changes on a shared machine hit both alike); FPS = frames / summed time. Passes are repeated and
@@ -90,7 +92,6 @@ def main() -> None:
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     upscales = [float(u) for u in args.upscales.split(",")]
     frames, names = make_frames(Path(args.data), args.frames)
-    rgbs = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
     print(f"{len(frames)} frames {WIDTH}x{HEIGHT} from {args.data}; {machine()}", file=sys.stderr)
 
     rows = []
@@ -102,27 +103,27 @@ def main() -> None:
             pipes = {p: FaceMaskPipeline(c, det) for p, c in classifiers.items()}
 
             def full(frame, pipe):
-                rgb = np.ascontiguousarray(frame[:, :, ::-1])
-                result = pipe.process(rgb)
-                pipe.annotate(frame, result, bgr=True)
+                result = pipe.process(frame, bgr=True)
+                pipe.annotate(frame, result, bgr=True, copy=False)
                 return result
 
-            for f in rgbs[:args.warmup]:
-                det.detect(f)
+            for f in frames[:args.warmup]:
+                det.detect_bgr(f)
             for pipe in pipes.values():
                 for f in frames[:args.warmup]:
-                    full(f, pipe)
+                    full(f.copy(), pipe)
             det_fps, pipe_fps = [], {p: [] for p in pipes}
             for _ in range(args.repeats):
                 # Interleaved frame by frame: a load change on a shared machine hits detector and pipelines alike.
                 det_s, pipe_s = 0.0, {p: 0.0 for p in pipes}
-                for rgb, frame in zip(rgbs, frames):
+                for frame in frames:
                     t = time.perf_counter()
-                    det.detect(rgb)
+                    det.detect_bgr(frame)
                     det_s += time.perf_counter() - t
                     for p, pipe in pipes.items():
+                        fresh = frame.copy()
                         t = time.perf_counter()
-                        full(frame, pipe)
+                        full(fresh, pipe)
                         pipe_s[p] += time.perf_counter() - t
                 det_fps.append(len(frames) / det_s)
                 for p in pipes:
@@ -131,7 +132,7 @@ def main() -> None:
             for p, pipe in pipes.items():
                 faces, stages = [], {"detect": [], "classify": [], "draw": []}
                 for f in frames:
-                    r = full(f, pipe)
+                    r = full(f.copy(), pipe)
                     faces.append(len(r.faces))
                     for k in stages:
                         stages[k].append(r.timings_ms.get(k, 0.0))
@@ -154,7 +155,7 @@ def main() -> None:
     md = [f"### Frames per second, {WIDTH}×{HEIGHT} frames ({meta['date']})", "",
           f"{meta['machine']}; OpenCV {cv2.__version__}; load average at the end {meta['load_average']}; "
           f"{len(frames)} frames letterboxed from `{Path(args.data).name}` photos, median of {args.repeats} "
-          f"passes. Detector: YuNet. Pipeline: BGR→RGB, detect, crop + one batched classify call, draw.", "",
+          f"passes. Detector: YuNet on the BGR frames. Pipeline: detect, crop + one batched classify call, draw in place.", "",
           "| threads | upscale | model | detector FPS | pipeline FPS | pipeline / detector | faces/frame "
           "| detect ms | classify ms | draw ms |",
           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]

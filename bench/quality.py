@@ -52,6 +52,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_nostop_sqrt": (["--model", "seed004_cnn", "train.patience=40", "train.class_weight=sqrt"],
                             "no early stopping + square-root class weights"),
     "seed004_60ep": (["--model", "seed004_cnn", "--epochs", "60", "train.patience=15"], "60 epochs (cosine)"),
+    "tiramisu_32": (["--model", "tiramisu", "--image-size", "32"],
+                    "seed-000 Tiramisu encoder at 32 px (best of the 32 px compare table), whole schedule"),
     "small_cnn_48": (["--image-size", "48"], "small_cnn at 48 px"),
     "small_cnn_48_res": (["--image-size", "48", *RES_AUG], "small_cnn 48 px + resolution augmentation"),
 }

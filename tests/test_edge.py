@@ -22,6 +22,7 @@ from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
 from maskclf.datasets import read_split_csv  # noqa: E402
 from maskclf.edge import draw  # noqa: E402
+from maskclf.edge.app import FaceMaskPipeline  # noqa: E402
 from maskclf.edge.classifier import Face, FaceClassifier  # noqa: E402
 from maskclf.edge.detector import HaarDetector, YuNetDetector, create_detector, iou, nms  # noqa: E402
 from maskclf.edge.evaluation import average_precision, GroundTruth, voc_ap  # noqa: E402
@@ -181,9 +182,43 @@ def test_classifier_reads_the_export_and_crops_like_training(run_dir, export_dir
     assert rows
     for r in rows:
         obj = ann.objects[int(Path(r["path"]).stem)]
-        crops, kept = clf.crops(img, [clip_box(obj, img.width, img.height)])
+        box = clip_box(obj, img.width, img.height)
+        crops, kept = clf.crops(img, [box])
         assert kept == [0]
         np.testing.assert_array_equal(crops[0], images.load_array(r["path"], 32))
+        # From a NumPy frame, RGB or OpenCV's BGR (sliced, not converted whole): the same pixels.
+        rgb = np.asarray(img)
+        np.testing.assert_array_equal(clf.crops(rgb, [box])[0][0], crops[0])
+        np.testing.assert_array_equal(clf.crops(np.ascontiguousarray(rgb[:, :, ::-1]), [box], bgr=True)[0][0],
+                                      crops[0])
+
+
+def test_bgr_frames_give_the_same_faces_without_converting_the_frame(export_dir, monkeypatch):
+    """The video path hands OpenCV's BGR frames straight to the detector and cuts the crops from them."""
+    rgb, _ = _photo("maksssksksss111.jpg")
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    det = create_detector("yunet")
+    assert det.detect_bgr(bgr) == det.detect(rgb)
+    pipe = FaceMaskPipeline(FaceClassifier(export_dir), det)
+    want = [f.to_json() for f in pipe.process(rgb).faces]
+    assert want
+    converted = []
+    real = det.detect
+    monkeypatch.setattr(det, "detect", lambda img: converted.append(1) or real(img))
+    assert [f.to_json() for f in pipe.process(bgr, bgr=True).faces] == want
+    assert not converted  # detect_bgr was used
+    # A detector without detect_bgr (any object with detect(rgb)) gets the frame converted once.
+    class RgbOnly:
+        name = "rgb-only"
+
+        def detect(self, img):
+            return det.detect(img)
+
+    pipe2 = FaceMaskPipeline(pipe.classifier, RgbOnly())
+    assert [f.to_json() for f in pipe2.process(bgr, bgr=True).faces] == want and converted
+    # Drawing in place changes the frame itself and returns it.
+    res = pipe.process(bgr, bgr=True)
+    assert pipe.annotate(bgr, res, bgr=True, copy=False) is bgr
 
 
 def test_classifier_batches_equal_one_by_one(export_dir):

@@ -56,19 +56,30 @@ class FaceMaskPipeline:
         self.classifier = classifier
         self.detector = detector if detector is not None else create_detector("yunet")
 
-    def process(self, rgb: np.ndarray) -> FrameResult:
-        """Detect and classify the faces of an RGB uint8 frame (H, W, 3)."""
+    def process(self, frame: np.ndarray, bgr: bool = False) -> FrameResult:
+        """Detect and classify the faces of an RGB uint8 frame (H, W, 3); ``bgr=True`` for OpenCV's frames.
+
+        A BGR frame is never converted whole when the detector offers ``detect_bgr`` (YuNet and Haar do):
+        the detector takes it as it is and only the face crops are turned to RGB.
+        """
         t0 = time.perf_counter()
-        boxes = self.detector.detect(rgb)
+        if not bgr:
+            boxes = self.detector.detect(frame)
+        elif hasattr(self.detector, "detect_bgr"):
+            boxes = self.detector.detect_bgr(frame)
+        else:
+            import cv2
+
+            boxes = self.detector.detect(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2RGB))
         t1 = time.perf_counter()
-        faces = self.classifier.classify(rgb, boxes)
+        faces = self.classifier.classify(frame, boxes, bgr=bgr)
         t2 = time.perf_counter()
         return FrameResult(faces, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3})
 
-    def annotate(self, frame: np.ndarray, result: FrameResult, bgr: bool = False) -> np.ndarray:
-        """Draw ``result`` on a copy of ``frame`` and add the draw time to its timings."""
+    def annotate(self, frame: np.ndarray, result: FrameResult, bgr: bool = False, copy: bool = True) -> np.ndarray:
+        """Draw ``result`` on a copy of ``frame`` (or on ``frame`` itself) and add the draw time to its timings."""
         t = time.perf_counter()
-        out = draw_faces(frame, result.faces, self.classifier.class_names, bgr=bgr)
+        out = draw_faces(frame, result.faces, self.classifier.class_names, bgr=bgr, copy=copy)
         result.timings_ms["draw"] = (time.perf_counter() - t) * 1e3
         return out
 
@@ -236,9 +247,9 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
             try:
                 for i, frame in enumerate(_frames(cap, source, max_frames)):
-                    rgb = np.ascontiguousarray(frame[:, :, ::-1])
-                    result = pipeline.process(rgb)
-                    annotated = pipeline.annotate(frame, result, bgr=True)
+                    # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
+                    result = pipeline.process(frame, bgr=True)
+                    annotated = pipeline.annotate(frame, result, bgr=True, copy=False)
                     fps = meter.tick()
                     if i:
                         fps_values.append(fps)

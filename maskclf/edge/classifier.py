@@ -1,6 +1,6 @@
 """Classify detected faces with an exported .tflite model (ai-edge-litert; no TensorFlow).
 
-Crops match training: :func:`maskclf.images.crop_face` with the run's ``crop_margin`` (from
+Crops match training: :func:`maskclf.images.square_box` (what ``crop_face`` cuts) with the run's ``crop_margin`` (from
 metadata.json), resized bilinearly to the model's size by Pillow like ``images.load_array``. All faces
 of a frame go through the interpreter in one call.
 """
@@ -18,7 +18,7 @@ from PIL import Image
 
 from maskclf import export as _export  # module imports no TensorFlow (checked by tests/test_edge.py)
 from maskclf.files import MaskclfError, read_labels
-from maskclf.images import crop_face
+from maskclf.images import square_box
 
 # Smallest and fastest first: what a device wants when the export folder offers a choice.
 PRECISION_PREFERENCE = ("int8", "dynamic", "float16", "float32")
@@ -145,14 +145,29 @@ class FaceClassifier:
         self.dynamic_batch = int(d["shape_signature"][0]) == -1
         self.precision = (meta.get("model") or {}).get("precision") or self.model_path.stem.removeprefix("model_")
 
-    def crops(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]]) -> tuple[np.ndarray, list[int]]:
-        """Model-ready crops (N, S, S, 3) uint8 of the boxes that lie in the image, and their indices."""
-        img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    def crops(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]],
+              bgr: bool = False) -> tuple[np.ndarray, list[int]]:
+        """Model-ready RGB crops (N, S, S, 3) uint8 of the boxes that lie in the image, and their indices.
+
+        A NumPy frame is cut by slicing (only the face pixels are copied, and only they are converted
+        when ``bgr``): the same pixels as Pillow's crop of the whole frame, without converting the frame.
+        """
         out, kept = [], []
+        if isinstance(image, Image.Image):
+            w, h = image.size
+        else:
+            image = np.asarray(image, np.uint8)
+            h, w = image.shape[:2]
         for i, b in enumerate(boxes):
-            crop = crop_face(img, tuple(b[:4]), self.crop_margin)
-            if crop is None:
+            sq = square_box(tuple(b[:4]), self.crop_margin, w, h)
+            if sq is None:
                 continue
+            if isinstance(image, Image.Image):
+                crop = image.crop(sq)
+            else:
+                x1, y1, x2, y2 = sq
+                part = image[y1:y2, x1:x2]
+                crop = Image.fromarray(np.ascontiguousarray(part[:, :, ::-1] if bgr else part))
             out.append(np.asarray(crop.resize((self.size, self.size), Image.BILINEAR), np.uint8))
             kept.append(i)
         arr = np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)
@@ -172,17 +187,19 @@ class FaceClassifier:
             k = int(np.argmax(probs))
         return k, float(probs[k])
 
-    def classify(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]]) -> list[Face]:
+    def classify(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]],
+                 bgr: bool = False) -> list[Face]:
         """Classify every face box of an RGB image in one batch.
 
         Args:
             image: the whole frame, RGB (PIL image or uint8 array).
             boxes: ``(x1, y1, x2, y2[, detector_score])`` per face.
+            bgr: ``image`` is a BGR uint8 array (an OpenCV frame).
 
         Returns:
             One :class:`Face` per box lying in the image, in the order given.
         """
-        crops, kept = self.crops(image, boxes)
+        crops, kept = self.crops(image, boxes, bgr=bgr)
         probs = self.predict(crops)
         faces = []
         for i, p in zip(kept, probs):
