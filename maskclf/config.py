@@ -133,6 +133,8 @@ class TrainConfig:
         fine_tune_layers: backbone layers unfrozen (from the top) in the second phase.
         fine_tune_learning_rate: learning rate of the second phase.
         label_smoothing: label smoothing of the cross-entropy.
+        focal_gamma: 0 (default) for plain cross-entropy; above 0, focal loss (Lin et al. 2017) with this
+            focusing power, which down-weights the easy faces; class weights still balance the classes.
         calibration: after training, fitted on the validation split and folded into the model's
             last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
             ``temperature+bias`` (also per-class logit offsets maximising validation balanced
@@ -153,6 +155,7 @@ class TrainConfig:
     fine_tune_layers: int = 20
     fine_tune_learning_rate: float = 1e-5
     label_smoothing: float = 0.0
+    focal_gamma: float = 0.0
     calibration: str = "none"
     seed: int = 0
     out: str = "runs"
@@ -184,7 +187,7 @@ class Config:
 
 
 LATE_FIELDS = (("data", "extra_train"), ("augment", "resolution_range"), ("augment", "resolution_probability"),
-               ("augment", "jpeg_quality_range"), ("train", "calibration"))
+               ("augment", "jpeg_quality_range"), ("train", "calibration"), ("train", "focal_gamma"))
 
 
 def _default(section: str, key: str):
@@ -260,6 +263,8 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError(f"config key train.optimizer: {t.optimizer!r} is not one of {', '.join(VALID_OPTIMIZERS)}")
     if t.patience < 0:
         raise MaskclfError(f"config key train.patience: {t.patience} is negative; 0 turns early stopping off")
+    if not 0 <= t.focal_gamma <= 10 or not 0 <= t.label_smoothing < 1:
+        raise MaskclfError("config keys train.focal_gamma (0..10) and train.label_smoothing ([0, 1)) are out of range")
     if t.epochs < 1 or t.batch_size < 1:
         raise MaskclfError("config keys train.epochs and train.batch_size must be at least 1")
     if not (t.learning_rate > 0):

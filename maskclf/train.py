@@ -129,11 +129,21 @@ def learning_rate_for(schedule: str, lr: float, epochs: int, steps_per_epoch: in
         warmup_target=lr if warm else None, warmup_steps=warm)
 
 
-def compile_model(model, optimizer: str, learning_rate, label_smoothing: float = 0.0) -> None:
-    """Compile with sparse labels (one-hot only when smoothing, which needs it)."""
+def needs_one_hot(t) -> bool:
+    """Whether the loss of a TrainConfig takes one-hot labels (smoothing and focal loss need them)."""
+    return bool(t.label_smoothing or t.focal_gamma)
+
+
+def compile_model(model, optimizer: str, learning_rate, label_smoothing: float = 0.0,
+                  focal_gamma: float = 0.0) -> None:
+    """Compile with sparse labels (one-hot only when smoothing or focal loss, which need it)."""
     import keras
 
-    if label_smoothing:
+    if focal_gamma:
+        # alpha 1: the class weights balance the classes; gamma focuses on the hard faces.
+        loss = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=focal_gamma,
+                                                         label_smoothing=label_smoothing)
+    elif label_smoothing:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
@@ -239,13 +249,13 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
 
     k = len(ds.class_names)
     bs = cfg.train.batch_size
-    smoothing = cfg.train.label_smoothing
+    smoothing, gamma = cfg.train.label_smoothing, cfg.train.focal_gamma
     train_paths, train_labels = take("train")
     val_paths, val_labels = take("validation")
     train_ds = pipeline.make_dataset(train_paths, train_labels, image_size, bs, training=True,
                                      augment=cfg.augment, seed=cfg.train.seed)
     val_ds = pipeline.make_dataset(val_paths, val_labels, image_size, bs)
-    if smoothing:
+    if needs_one_hot(cfg.train):
         train_ds = train_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
         fit_val = val_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
     else:
@@ -257,7 +267,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
     lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                            pipeline.steps(len(train_paths), bs))
-    compile_model(model, cfg.train.optimizer, lr, smoothing)
+    compile_model(model, cfg.train.optimizer, lr, smoothing, gamma)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
@@ -269,7 +279,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         # Phase 2: continue from the best frozen-backbone weights, top layers unfrozen, lower rate.
         model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
         _set_backbone_for_fine_tuning(model, cfg.train.fine_tune_layers)
-        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, smoothing)
+        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, smoothing, gamma)
         _log(f"fine-tuning the top {cfg.train.fine_tune_layers} backbone layers", progress)
         model.fit(train_ds, validation_data=fit_val, initial_epoch=epochs_done,
                   epochs=epochs_done + cfg.train.fine_tune_epochs, class_weight=weights, shuffle=False,

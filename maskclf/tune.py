@@ -449,16 +449,17 @@ class SearchData:
         return self._decoded[size]
 
     def datasets(self, cfg: Config):
-        """(train, validation) batched datasets for a trial's config (labels one-hot when smoothing)."""
+        """(train, validation) batched datasets for a trial's config (labels one-hot for smoothing or focal loss)."""
         import tensorflow as tf
 
         from maskclf import pipeline
+        from maskclf.train import needs_one_hot
 
         train, val = self._cached(cfg.data.image_size)
         seed = cfg.train.seed
         ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
         ds = pipeline.batch_and_augment(ds, cfg.train.batch_size, cfg.augment, seed)
-        if cfg.train.label_smoothing:
+        if needs_one_hot(cfg.train):
             k = self.num_classes
             ds = ds.map(lambda x, y: (x, tf.one_hot(y, k)))
             val = val.map(lambda x, y: (x, tf.one_hot(y, k)))
@@ -501,7 +502,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
                              **cfg.model.options)
         lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
-        compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing)
+        compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing, cfg.train.focal_gamma)
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):

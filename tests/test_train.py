@@ -100,3 +100,19 @@ def test_early_stopping_is_off_by_default_and_on_with_a_patience(tmp_path):
     assert "EarlyStopping" in names(T.make_callbacks(tmp_path, None, "val_balanced_accuracy", 3))
     with pytest.raises(Exception, match="patience"):
         apply_overrides(Config(), ["train.patience=-1"])
+
+
+@pytest.mark.parametrize("extra, loss", [(["train.focal_gamma=2"], "CategoricalFocalCrossentropy"),
+                                         (["train.label_smoothing=0.1"], "CategoricalCrossentropy")])
+def test_focal_loss_and_label_smoothing_train_on_one_hot_labels(tmp_path, monkeypatch, extra, loss):
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 15)
+    seen = []
+    real = T.compile_model
+    monkeypatch.setattr(T, "compile_model", lambda m, *a, **k: (real(m, *a, **k), seen.append(m.loss))[0])
+    run = T.train(cfg_for(data, tmp_path / "runs", "epochs=2", *extra), progress=False)
+    assert type(seen[0]).__name__ == loss
+    assert json.loads((run / "metrics.json").read_text())["balanced_accuracy"] >= 0.0
+    with pytest.raises(Exception, match="focal_gamma"):
+        apply_overrides(Config(), ["train.focal_gamma=-1"])
+    # A default-valued new field leaves old runs' fingerprints (resume, compare, cv) unchanged.
+    assert apply_overrides(Config(), ["train.focal_gamma=0"]).fingerprint() == Config().fingerprint()
