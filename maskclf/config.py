@@ -44,7 +44,7 @@ class DataConfig:
 
     path: str = "data/sample"
     layout: str = "auto"
-    image_size: int = 64
+    image_size: int = 35  # the default model's (seed004_cnn); `--model X` alone switches to X's size
     crop_margin: float = 0.15
     min_face_size: int = 8
     class_map: dict = field(default_factory=dict)
@@ -99,13 +99,16 @@ class ModelConfig:
     """Which model family to build and its options.
 
     Attributes:
-        name: a registry name (``maskclf.models.available_models()``).
+        name: a registry name (``maskclf.models.available_models()``); default ``seed004_cnn`` (35 px),
+            the best recipe under photo-grouped cross-validation that also runs in 0.07 ms per face as
+            int8 with no loss (docs/BENCHMARKS.md, sections 2 and 6).
         weights: ``imagenet`` for pretrained backbones (downloaded by Keras), or null.
         options: builder options (e.g. small_cnn ``filters``, ``blocks``, ``dropout``); set them
             with ``model.<option>=value``.
     """
 
-    name: str = "small_cnn"
+    # The cross-validated winner (docs/BENCHMARKS.md section 6): seed report 004's CNN at 35 px.
+    name: str = "seed004_cnn"
     weights: typing.Optional[str] = None
     options: dict = field(default_factory=dict)
 

@@ -272,9 +272,29 @@ def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1):
         it = Interpreter(num_threads=num_threads, **kwargs)
         it.allocate_tensors()
     except Exception as e:  # flatbuffer verification and op resolution errors are ValueError/RuntimeError
+        text = str(e)
+        if "XNNPACK" not in text and "Delegate" not in text:
+            msg = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
+            raise MaskclfError(f"{where}: corrupt or unsupported TFLite model ({msg}); copy it again or "
+                               "re-export it with `maskclf export RUN_DIR`") from None
+        # XNNPACK refuses some valid int8 graphs, e.g. a layer whose calibrated output range is empty (all
+        # ReLUs dead on the representative images gives a scale of ~1e-8): TFLite's own kernels run them.
+        it = _interpreter_without_xnnpack(where, num_threads, kwargs)
+    return it
+
+
+def _interpreter_without_xnnpack(where: str, num_threads: int, kwargs: dict):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        it = Interpreter(num_threads=num_threads,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kwargs)
+        it.allocate_tensors()
+    except Exception as e:
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise MaskclfError(f"{where}: corrupt or unsupported TFLite model ({msg}); copy it again or "
                            "re-export it with `maskclf export RUN_DIR`") from None
+    it.maskclf_without_xnnpack = True  # slower kernels: callers may say so
     return it
 
 
@@ -472,7 +492,11 @@ def _convert_and_check(model, spec: QuantizationSpec, reps: np.ndarray | None, c
         _log(f"{spec.name}: the batch dimension cannot stay dynamic; exporting with batch 1", progress)
         data = convert(model, spec, reps, batch_size=1)
         it = load_interpreter(data)
+    if getattr(it, "maskclf_without_xnnpack", False):
+        _log(f"{spec.name}: XNNPACK refuses this graph (a layer's calibrated range is empty?); it runs on "
+             "TFLite's built-in kernels, slower", progress)
     info = {"file": f"model_{spec.name}.tflite", "precision": spec.name, "dynamic_batch": dynamic,
+            "xnnpack": not getattr(it, "maskclf_without_xnnpack", False),
             "batch_size": None if dynamic else 1, **_io_details(it), "convert_seconds": round(time.time() - t0, 2)}
     if spec.integer_only:
         info["representative_images"] = len(reps)

@@ -172,7 +172,7 @@ def build_small_cnn(num_classes: int, image_size: int, weights=None, filters=(32
 
 
 register(ModelSpec("small_cnn", build_small_cnn, 64, "unit",
-                   description="maskclf's default: 3 conv blocks with batch-norm, global pooling (~0.3 M parameters)"))
+                   description="3 conv blocks of 2 convolutions with batch-norm, global pooling (~0.3 M parameters)"))
 register(ModelSpec("seed003_cnn", build_small_cnn, 64, "unit",
                    defaults=dict(filters=[96], convs_per_block=1, batch_norm=False, pooling="flatten",
                                  dense_units=[128], dropout=0.3),
@@ -180,7 +180,8 @@ register(ModelSpec("seed003_cnn", build_small_cnn, 64, "unit",
 register(ModelSpec("seed004_cnn", build_small_cnn, 35, "unit",
                    defaults=dict(filters=[32, 64, 128], convs_per_block=1, batch_norm=True, pooling="flatten",
                                  dense_units=[256], dropout=0.5),
-                   description="seed report 004 style: custom CNN, ReLU + batch-norm, 35x35 input, Flatten head"))
+                   description="maskclf's default; seed report 004 style: custom CNN, ReLU + batch-norm, 35x35 "
+                               "input, Flatten head"))
 
 
 # ----------------------------------------------------------------------------- Tiramisu (FC-DenseNet) encoder

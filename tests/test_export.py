@@ -78,7 +78,7 @@ def test_export_writes_every_precision_labels_metadata_and_report(run_dir, expor
         assert hashlib.sha256(data).hexdigest() == want["sha256"] and len(data) == want["size_bytes"], f
     assert set(meta["files"]) >= {f"model_{p}.tflite" for p in PRECISIONS} | {"labels.txt", "report.json"}
     run_metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert meta["class_names"] == ["circle", "square"] and meta["model_name"] == "small_cnn"
+    assert meta["class_names"] == ["circle", "square"] and meta["model_name"] == "seed004_cnn"
     assert meta["decision_threshold"] == run_metrics["threshold"]
     assert meta["input"]["height"] == 32 and meta["input"]["value_range"] == [0, 255]
     assert meta["input"]["crop_margin"] == 0.15 and meta["source_run"] == str(run_dir.resolve())
@@ -248,3 +248,35 @@ def test_every_registry_family_converts_to_float32_and_int8(name):
     p8 = E.predict_tflite(i8, x)
     assert p8.shape == (1, 2) and np.all(np.isfinite(p8)) and np.abs(p8 - ref).max() < 0.1
     keras.backend.clear_session()
+
+
+def test_int8_graph_xnnpack_refuses_still_loads_and_runs(monkeypatch):
+    """XNNPACK refuses some valid int8 graphs (seen: a 2-epoch model whose hidden layer's ReLUs were all dead on
+    the calibration images, scale ~1e-8, 'Node number 10 (TfLiteXNNPackDelegate) failed to prepare'). The
+    interpreter then falls back to TFLite's own kernels instead of calling a valid model corrupt."""
+    import ai_edge_litert.interpreter as li
+
+    model = create_model("small_cnn", 2, 16, filters=[4], convs_per_block=1, dense_units=[8])
+    reps = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8)
+    data = E.convert(model, E.QuantizationSpec.for_int8(8), reps)
+    want = E.predict_tflite(E.load_interpreter(data), reps[:3])
+    real = li.Interpreter
+
+    class XnnpackRefuses(real):
+        def allocate_tensors(self):
+            if not self.__dict__.get("_without"):
+                raise RuntimeError("failed to create XNNPACK runtimeNode number 10 (TfLiteXNNPackDelegate) "
+                                   "failed to prepare.")
+            return super().allocate_tensors()
+
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self._without = k.get("experimental_op_resolver_type") is not None
+
+    monkeypatch.setattr(li, "Interpreter", XnnpackRefuses)
+    it = E.load_interpreter(data)
+    assert getattr(it, "maskclf_without_xnnpack", False)
+    np.testing.assert_allclose(E.predict_tflite(it, reps[:3]), want, atol=1e-6)
+    # Any other failure is still the one-line "corrupt" error, not retried.
+    with pytest.raises(MaskclfError, match="corrupt or unsupported"):
+        E.load_interpreter(data[:8] + b"\0" * (len(data) - 8))

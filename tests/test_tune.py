@@ -62,7 +62,11 @@ def test_shipped_spaces_load_and_cover_seed_report_003():
     spaces = {f: T.load_space(REPO / "tuning" / f"{f}.yaml") for f in ("small_cnn", "vgg19", "efficientnet", "mobilenet")}
     assert {s.model for s in spaces.values()} == {"small_cnn", "vgg19", "efficientnet_b0", "mobilenet_v2"}
     p = {x.key: x for x in spaces["small_cnn"].params}
-    assert p["model.filters"].values == (24, 64, 96)
+    assert p["model.filters"].values == (24, 32, 64, 96)
+    # The first trial is the package default recipe (seed004_cnn at 35 px).
+    centre = {k: x.default for k, x in p.items() if x.default is not None}
+    assert centre["model.filters"] == 32 and centre["data.image_size"] == 35 and centre["model.pooling"] == "flatten"
+    assert centre["model.dense_units"] == [256] and centre["model.dropout"] == 0.5
     assert p["train.batch_size"].values == (23, 32, 46)
     assert (p["model.dropout"].low, p["model.dropout"].high) == (0.2, 0.5)
     assert [64, 32] in p["model.dense_units"].values and [128] in p["model.dense_units"].values
