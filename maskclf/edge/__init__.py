@@ -8,6 +8,7 @@ never imports TensorFlow. Names load lazily, so ``import maskclf.edge`` costs no
     pipe = FaceMaskPipeline(FaceClassifier("runs/RUN/export"), create_detector("yunet", upscale=2))
     for face in pipe.process(rgb_uint8).faces:
         print(face.box, face.label, face.score)
+    result = pipe.process(bgr_frame, bgr=True)   # OpenCV frames as they are: no whole-frame conversion
 """
 
 from __future__ import annotations
