@@ -17,7 +17,6 @@ Usage:  python bench/posthoc.py --recipes seed004_nostop,seed004_nostop_res,seed
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import sys
@@ -33,15 +32,11 @@ from foundation import machine  # noqa: E402
 
 
 def fold_runs(quality: Path, recipe: str) -> dict[int, Path]:
-    """fold number -> the finished run directory (one with best.keras and metrics.json)."""
-    runs = {}
-    for d in sorted((quality / recipe).glob("fold-*-of-*")):
-        done = [r for r in d.iterdir() if (r / "best.keras").is_file() and (r / "metrics.json").is_file()]
-        if done:
-            runs[int(d.name.split("-")[1])] = done[-1]
-    if not runs:
-        raise SystemExit(f"{quality / recipe}: no finished folds; run `python bench/quality.py --only {recipe}`")
-    return runs
+    """fold number -> run directory, as `maskclf cv` recorded them in the recipe's cv.json."""
+    summary = quality / recipe / "cv.json"
+    if not summary.is_file():
+        raise SystemExit(f"{summary}: missing; run `python bench/quality.py --only {recipe}` first")
+    return {int(f["fold"]): Path(f["run_dir"]) for f in json.loads(summary.read_text())["per_fold"]}
 
 
 def predict_run(run: Path) -> dict:
@@ -49,13 +44,14 @@ def predict_run(run: Path) -> dict:
     import tensorflow as tf
 
     from maskclf import pipeline
+    from maskclf.datasets import read_split_csv
     from maskclf.evaluate import load_run_model
+    from maskclf.files import read_labels
 
     model = load_run_model(run)
     size = int(model.input_shape[1])
-    names = (run / "labels.txt").read_text().split()
-    with open(run / "split.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    names = read_labels(run / "labels.txt")
+    rows = read_split_csv(run / "split.csv")
     out = {}
     for split in ("validation", "test"):
         chosen = [r for r in rows if r["split"] == split]

@@ -35,7 +35,7 @@ RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[3
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
 RECIPES: dict[str, tuple[list[str], str]] = {
-    "default": ([], "package default (small_cnn, 64 px)"),
+    "default": ([], "package default (seed004_cnn, 35 px, whole schedule)"),
     "seed004_cnn": (["--model", "seed004_cnn"], "seed-004 CNN + BN at 35 px, full inverse-frequency weights"),
     "seed004_sqrt": (["--model", "seed004_cnn", "train.class_weight=sqrt"], "square-root class weights"),
     "seed004_noweights": (["--model", "seed004_cnn", "train.class_weight=none"], "no class weights"),
@@ -56,8 +56,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                       "focal loss (gamma 2) with the class weights, whole schedule"),
     "tiramisu_32": (["--model", "tiramisu", "--image-size", "32"],
                     "seed-000 Tiramisu encoder at 32 px (best of the 32 px compare table), whole schedule"),
-    "small_cnn_48": (["--image-size", "48"], "small_cnn at 48 px"),
-    "small_cnn_48_res": (["--image-size", "48", *RES_AUG], "small_cnn 48 px + resolution augmentation"),
+    "small_cnn_48": (["--model", "small_cnn", "--image-size", "48"], "small_cnn at 48 px"),
+    "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
+                         "small_cnn 48 px + resolution augmentation"),
 }
 
 

@@ -268,34 +268,24 @@ def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1):
         with open(p, "rb") as f:
             _check_flatbuffer(p, f.read(8))
         kwargs = {"model_path": str(p)}
-    try:
-        it = Interpreter(num_threads=num_threads, **kwargs)
-        it.allocate_tensors()
-    except Exception as e:  # flatbuffer verification and op resolution errors are ValueError/RuntimeError
-        text = str(e)
-        if "XNNPACK" not in text and "Delegate" not in text:
-            msg = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
+    from ai_edge_litert.interpreter import OpResolverType
+
+    # XNNPACK (the default delegate) refuses some valid int8 graphs, e.g. a layer whose calibrated range is
+    # empty (all ReLUs dead on the representative images: a scale of ~1e-8); TFLite's own kernels run them.
+    for resolver in (None, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+        try:
+            extra = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+            it = Interpreter(num_threads=num_threads, **kwargs, **extra)
+            it.allocate_tensors()
+        except Exception as e:  # flatbuffer verification and op resolution errors are ValueError/RuntimeError
+            text = str(e).strip()
+            if resolver is None and ("XNNPACK" in text or "Delegate" in text):
+                continue
+            msg = text.splitlines()[0][:160] if text else type(e).__name__
             raise MaskclfError(f"{where}: corrupt or unsupported TFLite model ({msg}); copy it again or "
                                "re-export it with `maskclf export RUN_DIR`") from None
-        # XNNPACK refuses some valid int8 graphs, e.g. a layer whose calibrated output range is empty (all
-        # ReLUs dead on the representative images gives a scale of ~1e-8): TFLite's own kernels run them.
-        it = _interpreter_without_xnnpack(where, num_threads, kwargs)
-    return it
-
-
-def _interpreter_without_xnnpack(where: str, num_threads: int, kwargs: dict):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    try:
-        it = Interpreter(num_threads=num_threads,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kwargs)
-        it.allocate_tensors()
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise MaskclfError(f"{where}: corrupt or unsupported TFLite model ({msg}); copy it again or "
-                           "re-export it with `maskclf export RUN_DIR`") from None
-    it.maskclf_without_xnnpack = True  # slower kernels: callers may say so
-    return it
+        it.maskclf_without_xnnpack = resolver is not None  # slower kernels: callers may say so
+        return it
 
 
 def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
@@ -492,11 +482,11 @@ def _convert_and_check(model, spec: QuantizationSpec, reps: np.ndarray | None, c
         _log(f"{spec.name}: the batch dimension cannot stay dynamic; exporting with batch 1", progress)
         data = convert(model, spec, reps, batch_size=1)
         it = load_interpreter(data)
-    if getattr(it, "maskclf_without_xnnpack", False):
+    if it.maskclf_without_xnnpack:
         _log(f"{spec.name}: XNNPACK refuses this graph (a layer's calibrated range is empty?); it runs on "
              "TFLite's built-in kernels, slower", progress)
     info = {"file": f"model_{spec.name}.tflite", "precision": spec.name, "dynamic_batch": dynamic,
-            "xnnpack": not getattr(it, "maskclf_without_xnnpack", False),
+            "xnnpack": not it.maskclf_without_xnnpack,
             "batch_size": None if dynamic else 1, **_io_details(it), "convert_seconds": round(time.time() - t0, 2)}
     if spec.integer_only:
         info["representative_images"] = len(reps)

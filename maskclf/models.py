@@ -287,8 +287,11 @@ def _application(app_name: str, mode: str, extra: dict | None = None):
                                "connect to the internet once (Keras caches them in ~/.keras/models) "
                                "or pass model.weights=null to train from scratch") from None
         base.name = "backbone"
-        momentum = (0.9 if weights is None else None) if bn_momentum is None else float(bn_momentum)
+        momentum = bn_momentum
+        if momentum is None and weights is None:
+            momentum = 0.9  # from scratch; pretrained backbones keep their own
         if momentum is not None:
+            momentum = float(momentum)
             if not 0.0 <= momentum < 1.0:
                 raise MaskclfError(f"model.bn_momentum must lie in [0, 1), got {momentum}")
             for layer in base.layers:

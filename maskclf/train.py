@@ -129,9 +129,29 @@ def learning_rate_for(schedule: str, lr: float, epochs: int, steps_per_epoch: in
         warmup_target=lr if warm else None, warmup_steps=warm)
 
 
-def needs_one_hot(t) -> bool:
-    """Whether the loss of a TrainConfig takes one-hot labels (smoothing and focal loss need them)."""
-    return bool(t.label_smoothing or t.focal_gamma)
+def labels_for_loss(t, num_classes: int, *datasets) -> tuple:
+    """The (x, y) datasets with one-hot labels when the TrainConfig's loss needs them (label smoothing,
+    focal loss), else unchanged (sparse labels)."""
+    if not (t.label_smoothing or t.focal_gamma):
+        return datasets
+    import tensorflow as tf
+
+    return tuple(d.map(lambda x, y: (x, tf.one_hot(y, num_classes))) for d in datasets)
+
+
+def schedule_callbacks(monitor: str, mode: str, patience: int, plateau: bool) -> list:
+    """Early stopping when ``patience`` > 0 (0 trains the whole schedule) and, for the plateau schedule,
+    learning-rate reduction: the callbacks ``train`` and the tuner's trials share."""
+    import keras
+
+    cbs = []
+    if plateau:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.2,
+                                                     patience=max(1, (patience or 9) // 3), min_lr=1e-6))
+    if patience > 0:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                                 restore_best_weights=False))
+    return cbs
 
 
 def compile_model(model, optimizer: str, learning_rate, label_smoothing: float = 0.0,
@@ -158,20 +178,14 @@ def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: s
     from maskclf.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, ValidationMetrics
 
     mode = "min" if monitor.endswith("loss") else "max"
-    cbs = [
+    return [
         ValidationMetrics(val_ds),  # first: adds val_balanced_accuracy to the logs the others read
+        *schedule_callbacks(monitor, mode, patience, plateau),
         AtomicBackupAndRestore(str(run_dir / backup)),  # a kill mid-save leaves no truncated backup
         AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, verbose=progress),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
-    if patience > 0:  # 0: no early stopping (the default; the best epoch is kept anyway)
-        cbs.insert(3, keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
-                                                    restore_best_weights=False))
-    if plateau:
-        cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.2,
-                                                        patience=max(1, (patience or 9) // 3), min_lr=1e-6))
-    return cbs
 
 
 def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
@@ -205,7 +219,6 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         The run directory.
     """
     import keras
-    import tensorflow as tf
 
     from maskclf import evaluate, pipeline
     from maskclf.models import create_model, get_spec
@@ -255,11 +268,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     train_ds = pipeline.make_dataset(train_paths, train_labels, image_size, bs, training=True,
                                      augment=cfg.augment, seed=cfg.train.seed)
     val_ds = pipeline.make_dataset(val_paths, val_labels, image_size, bs)
-    if needs_one_hot(cfg.train):
-        train_ds = train_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
-        fit_val = val_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
-    else:
-        fit_val = val_ds
+    train_ds, fit_val = labels_for_loss(cfg.train, k, train_ds, val_ds)
     weights = class_weights(train_labels, k, _resolve_named_weights(cfg.train.class_weight, ds.class_names))
     if weights:
         _log("class weights: " + ", ".join(f"{ds.class_names[c]}={w:.2f}" for c, w in weights.items()), progress)

@@ -449,20 +449,17 @@ class SearchData:
         return self._decoded[size]
 
     def datasets(self, cfg: Config):
-        """(train, validation) batched datasets for a trial's config (labels one-hot for smoothing or focal loss)."""
+        """(train, validation) batched datasets for a trial's config (labels as its loss needs them)."""
         import tensorflow as tf
 
         from maskclf import pipeline
-        from maskclf.train import needs_one_hot
+        from maskclf.train import labels_for_loss
 
         train, val = self._cached(cfg.data.image_size)
         seed = cfg.train.seed
         ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
         ds = pipeline.batch_and_augment(ds, cfg.train.batch_size, cfg.augment, seed)
-        if needs_one_hot(cfg.train):
-            k = self.num_classes
-            ds = ds.map(lambda x, y: (x, tf.one_hot(y, k)))
-            val = val.map(lambda x, y: (x, tf.one_hot(y, k)))
+        ds, val = labels_for_loss(cfg.train, self.num_classes, ds, val)
         return ds.prefetch(tf.data.AUTOTUNE), val
 
 
@@ -507,20 +504,15 @@ class MaskHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
         from maskclf.callbacks import ValidationMetrics
-        from maskclf.train import _resolve_named_weights, class_weights
+        from maskclf.train import _resolve_named_weights, class_weights, schedule_callbacks
 
         cfg = self.trial_config(hp)
         train_ds, val_ds = self.data.datasets(cfg)
         weights = class_weights(self.data.train_labels, self.data.num_classes,
                                 _resolve_named_weights(cfg.train.class_weight, self.data.class_names))
         mode = OBJECTIVES[self.objective]
-        cbs = [ValidationMetrics(val_ds)]  # first: the metrics the others monitor
-        if cfg.train.patience > 0:
-            cbs.append(keras.callbacks.EarlyStopping(monitor=self.objective, mode=mode, patience=cfg.train.patience))
-        if cfg.train.lr_schedule == "plateau":
-            cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=self.objective, mode=mode, factor=0.2,
-                                                         patience=max(1, (cfg.train.patience or 9) // 3),
-                                                         min_lr=1e-6))
+        cbs = [ValidationMetrics(val_ds),  # first: the metrics the others monitor
+               *schedule_callbacks(self.objective, mode, cfg.train.patience, cfg.train.lr_schedule == "plateau")]
         kwargs.pop("validation_data", None)
         return model.fit(train_ds, validation_data=val_ds, epochs=epochs or cfg.train.epochs,
                          class_weight=weights, callbacks=cbs + list(callbacks or []), verbose=verbose,

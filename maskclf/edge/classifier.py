@@ -153,21 +153,15 @@ class FaceClassifier:
         when ``bgr``): the same pixels as Pillow's crop of the whole frame, without converting the frame.
         """
         out, kept = [], []
-        if isinstance(image, Image.Image):
-            w, h = image.size
-        else:
-            image = np.asarray(image, np.uint8)
-            h, w = image.shape[:2]
+        frame = np.asarray(image, np.uint8)  # no copy for a uint8 array; one for a Pillow image
+        h, w = frame.shape[:2]
         for i, b in enumerate(boxes):
             sq = square_box(tuple(b[:4]), self.crop_margin, w, h)
             if sq is None:
                 continue
-            if isinstance(image, Image.Image):
-                crop = image.crop(sq)
-            else:
-                x1, y1, x2, y2 = sq
-                part = image[y1:y2, x1:x2]
-                crop = Image.fromarray(np.ascontiguousarray(part[:, :, ::-1] if bgr else part))
+            x1, y1, x2, y2 = sq
+            part = frame[y1:y2, x1:x2]
+            crop = Image.fromarray(np.ascontiguousarray(part[:, :, ::-1] if bgr else part))
             out.append(np.asarray(crop.resize((self.size, self.size), Image.BILINEAR), np.uint8))
             kept.append(i)
         arr = np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)

@@ -53,7 +53,7 @@ class FaceDetector(Protocol):
 def _check_frame(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise MaskclfError(f"detect expects an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        raise MaskclfError(f"detect expects an RGB uint8 image (H, W, 3; BGR for detect_bgr), got {image.dtype} {image.shape}")
     return image
 
 
