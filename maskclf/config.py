@@ -77,6 +77,11 @@ class AugmentConfig:
         resolution_probability: share of training images that get the resolution augmentation.
         jpeg_quality_range: JPEG re-compression at a random quality in ``[lo, hi]`` (1..100),
             applied with ``resolution_probability``; empty for none.
+        mixup_alpha: mixup (Zhang et al. 2018): a training image becomes ``lam * a + (1 - lam) * b`` of two
+            images of the batch, its label the same mix, ``lam ~ Beta(alpha, alpha)``; 0 for none.
+        cutmix_alpha: CutMix (Yun et al. 2019): a box of image b pasted into image a, labels mixed by area,
+            ``lam ~ Beta(alpha, alpha)``; 0 for none. With both on, each mixed image gets one of the two.
+        mix_probability: share of training images that are mixed (mixup/CutMix); the rest stay whole.
     """
 
     rotation_range: float = 15.0
@@ -92,6 +97,9 @@ class AugmentConfig:
     resolution_range: tuple = ()
     resolution_probability: float = 0.5
     jpeg_quality_range: tuple = ()
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_probability: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,10 @@ class TrainConfig:
         label_smoothing: label smoothing of the cross-entropy.
         focal_gamma: 0 (default) for plain cross-entropy; above 0, focal loss (Lin et al. 2017) with this
             focusing power, which down-weights the easy faces; class weights still balance the classes.
+        sampling: ``shuffle`` (each epoch sees every training image once) or ``balanced`` (each batch
+            draws the classes equally often, rare images repeated; an epoch has as many steps as with
+            ``shuffle``). With ``balanced``, ``class_weight: auto`` is not applied (the sampler already
+            balances); ``sqrt`` or a mapping still are.
         calibration: after training, fitted on the validation split and folded into the model's
             last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
             ``temperature+bias`` (also per-class logit offsets maximising validation balanced
@@ -160,6 +172,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     focal_gamma: float = 0.0
     calibration: str = "none"
+    sampling: str = "shuffle"
     seed: int = 0
     out: str = "runs"
 
@@ -190,7 +203,9 @@ class Config:
 
 
 LATE_FIELDS = (("data", "extra_train"), ("augment", "resolution_range"), ("augment", "resolution_probability"),
-               ("augment", "jpeg_quality_range"), ("train", "calibration"), ("train", "focal_gamma"))
+               ("augment", "jpeg_quality_range"), ("train", "calibration"), ("train", "focal_gamma"),
+               ("augment", "mixup_alpha"), ("augment", "cutmix_alpha"), ("augment", "mix_probability"),
+               ("train", "sampling"))
 
 
 def _default(section: str, key: str):
@@ -291,6 +306,12 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError(f"config key augment.jpeg_quality_range: expected integers [lo, hi] in 1..100, got {list(q)}")
     if not 0 <= cfg.augment.resolution_probability <= 1:
         raise MaskclfError("config key augment.resolution_probability must be in [0, 1]")
+    a = cfg.augment
+    if not (0 <= a.mixup_alpha <= 10 and 0 <= a.cutmix_alpha <= 10 and 0 <= a.mix_probability <= 1):
+        raise MaskclfError("config keys augment.mixup_alpha and augment.cutmix_alpha (0..10, 0 = off) and "
+                           "augment.mix_probability ([0, 1]) are out of range")
+    if t.sampling not in ("shuffle", "balanced"):
+        raise MaskclfError(f"config key train.sampling: {t.sampling!r} is not shuffle or balanced")
     if cfg.augment.fill_mode not in ("reflect", "wrap", "nearest", "constant"):
         raise MaskclfError(f"config key augment.fill_mode: {cfg.augment.fill_mode!r} is not reflect, wrap, nearest or constant")
 

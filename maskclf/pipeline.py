@@ -95,7 +95,7 @@ def decode_images(paths: Sequence[str], image_size: int) -> tf.data.Dataset:
 
 def make_dataset(paths: Sequence[str], labels: Sequence[int] | None, image_size: int, batch_size: int,
                  training: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
-                 cache: bool = True) -> tf.data.Dataset:
+                 cache: bool = True, balanced: bool = False) -> tf.data.Dataset:
     """Batched (images float32 [0, 255], labels int32) dataset.
 
     Args:
@@ -107,15 +107,19 @@ def make_dataset(paths: Sequence[str], labels: Sequence[int] | None, image_size:
         augment: augmentation knobs (used only when training).
         seed: shuffle and augmentation seed.
         cache: keep decoded images in memory after the first epoch.
+        balanced: training only: draw the classes equally often (``balanced_stream``) instead of
+            shuffling each image once per epoch.
     """
     ds = decode_images(paths, image_size)
-    if labels is not None:
+    if training and balanced and labels is not None:
+        ds = balanced_stream(np.stack(list(ds.as_numpy_iterator())), labels, seed)
+    elif labels is not None:
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))))
     else:
         ds = ds.map(lambda x: (x,))
-    if cache:
+    if cache and not (training and balanced):
         ds = ds.cache()
-    if training:
+    if training and not balanced:
         ds = ds.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
     ds = batch_and_augment(ds, batch_size, augment if training else None, seed)
     if labels is None:
@@ -150,6 +154,82 @@ def batch_and_augment(ds: tf.data.Dataset, batch_size: int, augment: AugmentConf
         if bright is not None:
             x = bright(x)
         return (x, *y)
+
+    return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def balanced_stream(images: np.ndarray, labels: Sequence[int], seed: int = 0) -> tf.data.Dataset:
+    """Unbatched (uint8 image, label) pairs drawing every class with equal probability, ``len(labels)`` per
+    epoch (so an epoch has the usual number of steps); a rare class's images repeat, a common class's
+    are sampled. ``images`` are the decoded training images, kept in memory (small at face-crop sizes)."""
+    labels = np.asarray(labels, dtype=np.int32)
+    parts = []
+    for c in np.unique(labels):
+        sel = np.flatnonzero(labels == c)
+        d = tf.data.Dataset.from_tensor_slices((images[sel], labels[sel]))
+        parts.append(d.shuffle(len(sel), seed=seed + int(c) + 1, reshuffle_each_iteration=True).repeat())
+    mixed = tf.data.Dataset.sample_from_datasets(parts, weights=[1.0 / len(parts)] * len(parts), seed=seed,
+                                                 rerandomize_each_iteration=True)
+    return mixed.take(len(labels))
+
+
+def mixing(augment: AugmentConfig | None) -> bool:
+    """Whether ``augment`` asks for mixup or CutMix (which turn the labels into class mixtures)."""
+    return bool(augment is not None and (augment.mixup_alpha or augment.cutmix_alpha) and augment.mix_probability > 0)
+
+
+def mix(ds: tf.data.Dataset, num_classes: int, augment: AugmentConfig, class_weights: Sequence[float] | None = None,
+        seed: int = 0) -> tf.data.Dataset:
+    """mixup / CutMix on a batched (images float32, int labels) dataset.
+
+    Each image is paired with another of its batch (a random permutation); with ``mix_probability`` it
+    is mixed by mixup or CutMix (one of the two, at random, when both alphas are set). Labels become
+    the same mixture of one-hot vectors. With ``class_weights`` (one per class) a third element, the
+    per-image sample weight ``sum(label * weights)``, carries class weighting through the mix
+    (Keras' ``class_weight`` would weight a mixed image by its larger share only).
+    """
+    gen = tf.random.Generator.from_seed(seed + 11)
+    ma, ca, prob = float(augment.mixup_alpha), float(augment.cutmix_alpha), float(augment.mix_probability)
+    w = tf.constant(list(class_weights), tf.float32) if class_weights is not None else None
+
+    def beta(n, alpha):
+        s = gen.make_seeds(2)
+        g1 = tf.random.stateless_gamma([n], s[:, 0], alpha)
+        g2 = tf.random.stateless_gamma([n], s[:, 1], alpha)
+        return g1 / tf.maximum(g1 + g2, 1e-12)
+
+    def apply(x, y):
+        n, h, wd = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        y1 = tf.one_hot(y, num_classes)
+        other = tf.argsort(gen.uniform([n]))
+        x2, y2 = tf.gather(x, other), tf.gather(y1, other)
+        candidates = []
+        if ma:
+            lam = beta(n, ma)
+            candidates.append((lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x2, lam))
+        if ca:
+            cut = tf.sqrt(1.0 - beta(n, ca))  # side fraction of the pasted box
+            hf, wf = tf.cast(h, tf.float32), tf.cast(wd, tf.float32)
+            cy, cx = gen.uniform([n]) * hf, gen.uniform([n]) * wf
+            rows = tf.range(hf) + 0.5
+            cols = tf.range(wf) + 0.5
+            in_r = tf.abs(rows[None, :] - cy[:, None]) < (cut * hf / 2)[:, None]
+            in_c = tf.abs(cols[None, :] - cx[:, None]) < (cut * wf / 2)[:, None]
+            box = tf.logical_and(in_r[:, :, None], in_c[:, None, :])  # (n, h, w): pixels taken from x2
+            lam = 1.0 - tf.reduce_mean(tf.cast(box, tf.float32), axis=[1, 2])
+            candidates.append((tf.where(box[..., None], x2, x), lam))
+        xm, lam = candidates[0]
+        if len(candidates) == 2:
+            pick_cut = gen.uniform([n]) < 0.5
+            xm = tf.where(pick_cut[:, None, None, None], candidates[1][0], xm)
+            lam = tf.where(pick_cut, candidates[1][1], lam)
+        keep = gen.uniform([n]) >= prob
+        xm = tf.where(keep[:, None, None, None], x, xm)
+        lam = tf.where(keep, tf.ones_like(lam), lam)
+        ym = lam[:, None] * y1 + (1 - lam[:, None]) * y2
+        if w is None:
+            return xm, ym
+        return xm, ym, tf.linalg.matvec(ym, w)
 
     return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -129,14 +129,38 @@ def learning_rate_for(schedule: str, lr: float, epochs: int, steps_per_epoch: in
         warmup_target=lr if warm else None, warmup_steps=warm)
 
 
-def labels_for_loss(t, num_classes: int, *datasets) -> tuple:
-    """The (x, y) datasets with one-hot labels when the TrainConfig's loss needs them (label smoothing,
-    focal loss), else unchanged (sparse labels)."""
-    if not (t.label_smoothing or t.focal_gamma):
-        return datasets
+def one_hot_labels(cfg: Config) -> bool:
+    """Whether the loss needs one-hot (or mixed) labels: label smoothing, focal loss, mixup/CutMix."""
+    from maskclf.pipeline import mixing
+
+    return bool(cfg.train.label_smoothing or cfg.train.focal_gamma or mixing(cfg.augment))
+
+
+def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], train_ds, val_ds) -> tuple:
+    """What ``model.fit`` gets, shared by ``train`` and the tuner's trials: ``(train, validation,
+    class_weight)``.
+
+    Class weights follow ``train.class_weight`` (``auto`` is skipped under balanced sampling, which
+    already balances the classes). Labels become one-hot when the loss needs them; with mixup/CutMix the
+    training batches are mixed here and the class weights travel as per-image sample weights (so the
+    returned ``class_weight`` is None).
+    """
     import tensorflow as tf
 
-    return tuple(d.map(lambda x, y: (x, tf.one_hot(y, num_classes))) for d in datasets)
+    from maskclf import pipeline
+
+    t, k = cfg.train, len(class_names)
+    mode = _resolve_named_weights(t.class_weight, class_names)
+    if t.sampling == "balanced" and mode == "auto":
+        mode = "none"
+    weights = class_weights(train_labels, k, mode)
+    if not one_hot_labels(cfg):
+        return train_ds, val_ds, weights
+    val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
+    if pipeline.mixing(cfg.augment):
+        per_class = [weights.get(c, 0.0) for c in range(k)] if weights else None
+        return pipeline.mix(train_ds, k, cfg.augment, per_class, t.seed), val_ds, None
+    return train_ds.map(lambda x, y: (x, tf.one_hot(y, k))), val_ds, weights
 
 
 def schedule_callbacks(monitor: str, mode: str, patience: int, plateau: bool) -> list:
@@ -155,15 +179,16 @@ def schedule_callbacks(monitor: str, mode: str, patience: int, plateau: bool) ->
 
 
 def compile_model(model, optimizer: str, learning_rate, label_smoothing: float = 0.0,
-                  focal_gamma: float = 0.0) -> None:
-    """Compile with sparse labels (one-hot only when smoothing or focal loss, which need it)."""
+                  focal_gamma: float = 0.0, one_hot: bool = False) -> None:
+    """Compile with sparse labels, or one-hot ones when ``one_hot`` (mixup/CutMix) or the loss needs them
+    (smoothing, focal loss)."""
     import keras
 
     if focal_gamma:
         # alpha 1: the class weights balance the classes; gamma focuses on the hard faces.
         loss = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=focal_gamma,
                                                          label_smoothing=label_smoothing)
-    elif label_smoothing:
+    elif label_smoothing or one_hot:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
@@ -266,17 +291,20 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     train_paths, train_labels = take("train")
     val_paths, val_labels = take("validation")
     train_ds = pipeline.make_dataset(train_paths, train_labels, image_size, bs, training=True,
-                                     augment=cfg.augment, seed=cfg.train.seed)
+                                     augment=cfg.augment, seed=cfg.train.seed,
+                                     balanced=cfg.train.sampling == "balanced")
     val_ds = pipeline.make_dataset(val_paths, val_labels, image_size, bs)
-    train_ds, fit_val = labels_for_loss(cfg.train, k, train_ds, val_ds)
-    weights = class_weights(train_labels, k, _resolve_named_weights(cfg.train.class_weight, ds.class_names))
+    train_ds, fit_val, weights = fit_inputs(cfg, ds.class_names, train_labels, train_ds, val_ds)
     if weights:
         _log("class weights: " + ", ".join(f"{ds.class_names[c]}={w:.2f}" for c, w in weights.items()), progress)
+    if pipeline.mixing(cfg.augment):
+        _log(f"mixup alpha {cfg.augment.mixup_alpha}, CutMix alpha {cfg.augment.cutmix_alpha} on "
+             f"{cfg.augment.mix_probability:.0%} of the training images", progress)
 
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
     lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                            pipeline.steps(len(train_paths), bs))
-    compile_model(model, cfg.train.optimizer, lr, smoothing, gamma)
+    compile_model(model, cfg.train.optimizer, lr, smoothing, gamma, one_hot_labels(cfg))
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
@@ -288,7 +316,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         # Phase 2: continue from the best frozen-backbone weights, top layers unfrozen, lower rate.
         model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
         _set_backbone_for_fine_tuning(model, cfg.train.fine_tune_layers)
-        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, smoothing, gamma)
+        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, smoothing, gamma,
+                      one_hot_labels(cfg))
         _log(f"fine-tuning the top {cfg.train.fine_tune_layers} backbone layers", progress)
         model.fit(train_ds, validation_data=fit_val, initial_epoch=epochs_done,
                   epochs=epochs_done + cfg.train.fine_tune_epochs, class_weight=weights, shuffle=False,

@@ -449,18 +449,25 @@ class SearchData:
         return self._decoded[size]
 
     def datasets(self, cfg: Config):
-        """(train, validation) batched datasets for a trial's config (labels as its loss needs them)."""
+        """(train, validation, class_weight) for a trial's config: batched datasets with labels as its loss
+        needs them (``train.fit_inputs``)."""
         import tensorflow as tf
 
+        import numpy as np
+
         from maskclf import pipeline
-        from maskclf.train import labels_for_loss
+        from maskclf.train import fit_inputs
 
         train, val = self._cached(cfg.data.image_size)
         seed = cfg.train.seed
-        ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
+        if cfg.train.sampling == "balanced":
+            images = np.stack([x for x, _ in train.as_numpy_iterator()])
+            ds = pipeline.balanced_stream(images, self.train_labels, seed)
+        else:
+            ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
         ds = pipeline.batch_and_augment(ds, cfg.train.batch_size, cfg.augment, seed)
-        ds, val = labels_for_loss(cfg.train, self.num_classes, ds, val)
-        return ds.prefetch(tf.data.AUTOTUNE), val
+        ds, val, weights = fit_inputs(cfg, self.class_names, self.train_labels, ds, val)
+        return ds.prefetch(tf.data.AUTOTUNE), val, weights
 
 
 # ============================================================================= the HyperModel
@@ -491,7 +498,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         from maskclf import pipeline
         from maskclf.models import create_model
-        from maskclf.train import compile_model, learning_rate_for
+        from maskclf.train import compile_model, learning_rate_for, one_hot_labels
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
@@ -499,17 +506,16 @@ class MaskHyperModel(keras_tuner.HyperModel):
                              **cfg.model.options)
         lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
-        compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing, cfg.train.focal_gamma)
+        compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing, cfg.train.focal_gamma,
+                      one_hot_labels(cfg))
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
         from maskclf.callbacks import ValidationMetrics
-        from maskclf.train import _resolve_named_weights, class_weights, schedule_callbacks
+        from maskclf.train import schedule_callbacks
 
         cfg = self.trial_config(hp)
-        train_ds, val_ds = self.data.datasets(cfg)
-        weights = class_weights(self.data.train_labels, self.data.num_classes,
-                                _resolve_named_weights(cfg.train.class_weight, self.data.class_names))
+        train_ds, val_ds, weights = self.data.datasets(cfg)
         mode = OBJECTIVES[self.objective]
         cbs = [ValidationMetrics(val_ds),  # first: the metrics the others monitor
                *schedule_callbacks(self.objective, mode, cfg.train.patience, cfg.train.lr_schedule == "plateau")]

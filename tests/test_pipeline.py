@@ -85,3 +85,34 @@ def test_resolution_augmentation_settings_are_checked(override, words):
     from maskclf.files import MaskclfError
     with pytest.raises(MaskclfError, match=words):
         apply_overrides(Config(), [override])
+
+
+@pytest.mark.parametrize("aug", [AugmentConfig(mixup_alpha=0.4), AugmentConfig(cutmix_alpha=1.0),
+                                 AugmentConfig(mixup_alpha=0.4, cutmix_alpha=1.0, mix_probability=0.5)])
+def test_mixed_labels_match_the_mixed_pixels(aug):
+    # Black images are class 0, white class 1: the share of class 1 in a mixed label must equal the
+    # share of white in the mixed image, for mixup (blend) and CutMix (pasted box) alike.
+    n = 64
+    x = np.zeros((n, 12, 12, 3), np.float32)
+    x[n // 2:] = 255.0
+    y = np.array([0] * (n // 2) + [1] * (n // 2), np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(n)
+    xm, ym, sw = next(iter(pipeline.mix(ds, 2, aug, [1.0, 3.0], seed=3)))
+    xm, ym, sw = xm.numpy(), ym.numpy(), sw.numpy()
+    np.testing.assert_allclose(ym.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(ym[:, 1], xm.mean(axis=(1, 2, 3)) / 255.0, atol=1e-4)
+    np.testing.assert_allclose(sw, ym @ np.array([1.0, 3.0]), rtol=1e-5)
+    mixed = (ym.max(1) < 0.999).mean()
+    assert 0.15 < mixed <= 0.75  # about half the pairs cross classes; fewer with mix_probability 0.5
+
+
+def test_balanced_stream_draws_classes_equally_and_keeps_the_epoch_length():
+    labels = [0] * 90 + [1] * 10
+    images = np.arange(100, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    ds = pipeline.balanced_stream(images, labels, seed=0)
+    epochs = [[(int(a[0, 0, 0]), int(b)) for a, b in ds.as_numpy_iterator()] for _ in range(2)]
+    for got in epochs:
+        assert len(got) == 100
+        assert all((img >= 90) == (lab == 1) for img, lab in got)  # images keep their labels
+        assert 35 <= sum(lab for _, lab in got) <= 65  # the 10 % class is drawn about half the time
+    assert epochs[0] != epochs[1]  # a new order each epoch

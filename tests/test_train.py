@@ -116,3 +116,39 @@ def test_focal_loss_and_label_smoothing_train_on_one_hot_labels(tmp_path, monkey
         apply_overrides(Config(), ["train.focal_gamma=-1"])
     # A default-valued new field leaves old runs' fingerprints (resume, compare, cv) unchanged.
     assert apply_overrides(Config(), ["train.focal_gamma=0"]).fingerprint() == Config().fingerprint()
+
+
+def test_mixup_cutmix_and_balanced_sampling_train(tmp_path, monkeypatch):
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 15)
+    seen = []
+    real = T.compile_model
+    monkeypatch.setattr(T, "compile_model", lambda m, *a, **k: (real(m, *a, **k), seen.append(m.loss))[0])
+    run = T.train(cfg_for(data, tmp_path / "runs", "epochs=2", "augment.mixup_alpha=0.4", "augment.cutmix_alpha=1",
+                          "train.sampling=balanced"), progress=False)
+    assert type(seen[0]).__name__ == "CategoricalCrossentropy"  # mixed labels need a categorical loss
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    for bad in ["augment.mixup_alpha=-1", "augment.mix_probability=2", "train.sampling=oversample"]:
+        with pytest.raises(Exception, match=bad.split("=")[0].split(".")[1]):
+            apply_overrides(Config(), [bad])
+    assert apply_overrides(Config(), ["augment.mixup_alpha=0", "train.sampling=shuffle"]).fingerprint() \
+        == Config().fingerprint()
+
+
+def test_fit_inputs_carry_class_weights_through_the_mix_and_skip_auto_under_balanced_sampling():
+    import numpy as np
+    import tensorflow as tf
+
+    x = np.zeros((4, 8, 8, 3), np.float32)
+    y = np.array([0, 0, 0, 1], np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    cfg = apply_overrides(Config(), ["augment.mixup_alpha=0.4"])
+    tr, val, cw = T.fit_inputs(cfg, ["a", "b"], list(y), ds, ds)
+    assert cw is None  # weights travel as sample weights
+    xb, yb, sw = next(iter(tr))
+    np.testing.assert_allclose(sw.numpy(), yb.numpy() @ np.array([4 / 6, 4 / 2]), rtol=1e-5)
+    assert next(iter(val))[1].shape == (4, 2)  # one-hot validation labels for the categorical loss
+    _, _, cw = T.fit_inputs(apply_overrides(Config(), ["train.sampling=balanced"]), ["a", "b"], list(y), ds, ds)
+    assert cw is None
+    _, _, cw = T.fit_inputs(apply_overrides(Config(), ["train.sampling=balanced", "train.class_weight=sqrt"]),
+                            ["a", "b"], list(y), ds, ds)
+    assert cw[1] == pytest.approx(2 ** 0.5)
