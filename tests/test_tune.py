@@ -253,6 +253,18 @@ def test_grid_search_with_val_loss_objective(tmp_path, shapes):
     assert load_config(out / "best.yaml").model.options["filters"] == int(best["model.filters"])
 
 
+def test_trials_can_search_balanced_sampling_with_mixup(tmp_path, shapes):
+    hps = {k: v for k, v in TINY.items() if not isinstance(v, dict)}
+    space = write_space(tmp_path / "grid.yaml", {**hps, "model.filters": 4, "augment.mixup_alpha": 0.2,
+                                                 "train.sampling": {"choice": ["shuffle", "balanced"]}})
+    out = T.tune(space, data=shapes, tuner="grid", max_epochs=1, out=tmp_path / "g", tensorboard=False,
+                 progress=False)
+    rows = read_trials(out)
+    assert sorted(r["train.sampling"] for r in rows) == ["balanced", "shuffle"]
+    assert all(0 <= float(r["val_balanced_accuracy"]) <= 1 for r in rows)
+    assert load_config(out / "best.yaml").augment.mixup_alpha == 0.2
+
+
 # ----------------------------------------------------------------------------- distributed
 
 def _free_port() -> int:
