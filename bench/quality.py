@@ -64,6 +64,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                        "CutMix (alpha 1) on half the training images"),
     "seed004_balanced": (["--model", "seed004_cnn", "train.sampling=balanced"],
                          "balanced sampling (classes drawn equally, no class weights) instead of weights"),
+    "seed004_ema": (["--model", "seed004_cnn", "train.weight_average=0.995"],
+                    "exponential moving average of the weights (decay 0.995) for validation and the saved model"),
     "small_cnn_48": (["--model", "small_cnn", "--image-size", "48"], "small_cnn at 48 px"),
     "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
                          "small_cnn 48 px + resolution augmentation"),

@@ -102,3 +102,66 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
             tmp.write_text(repr(v))
         if self.verbose:
             print(f"  epoch {epoch + 1}: {self.monitor} improved to {v:.4f}, saved {self.path.name}", flush=True)
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Exponential moving average of the model's float variables (weights and BatchNorm statistics),
+    Polyak averaging as in timm's ``ModelEma``: ``avg = decay * avg + (1 - decay) * w`` after every step.
+
+    At each epoch's end the averaged weights are swapped in, so the callbacks after this one (validation
+    metrics, the best checkpoint, the CSV log) see the averaged model; ``restore`` (placed after them) puts
+    the raw weights back and training continues from them. After training the model keeps the average.
+    Keras' own ``val_loss``/``val_accuracy`` are computed before any callback, on the raw weights.
+    """
+
+    def __init__(self, decay: float):
+        super().__init__()
+        self.decay = float(decay)
+        self._vars = self._shadow = self._raw = None
+        outer = self
+
+        class _Restore(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                outer._put_back()
+
+        self.restore = _Restore()
+
+    def _start(self):
+        # At the first step, not on_train_begin: a resumed run's weights are restored after that.
+        import tensorflow as tf
+
+        self._vars = [v for v in self.model.weights if v.dtype in ("float16", "float32", "float64", "bfloat16")]
+        self._shadow = [tf.Variable(v.value, trainable=False) for v in self._vars]
+        d = self.decay
+
+        @tf.function
+        def update():
+            for s, v in zip(self._shadow, self._vars):
+                s.assign(d * s + (1.0 - d) * v.value)
+
+        self._update = update
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._shadow is None:
+            self._start()
+        self._update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._shadow is None:
+            return
+        self._raw = [v.numpy() for v in self._vars]
+        for v, s in zip(self._vars, self._shadow):
+            v.assign(s.numpy())
+
+    def _put_back(self):
+        if self._raw is not None:
+            for v, r in zip(self._vars, self._raw):
+                v.assign(r)
+            self._raw = None
+
+    def on_train_end(self, logs=None):
+        self._put_back()
+        if self._shadow is None:
+            return
+        for v, s in zip(self._vars, self._shadow):
+            v.assign(s.numpy())

@@ -150,6 +150,10 @@ class TrainConfig:
             draws the classes equally often, rare images repeated; an epoch has as many steps as with
             ``shuffle``). With ``balanced``, ``class_weight: auto`` is not applied (the sampler already
             balances); ``sqrt`` or a mapping still are.
+        weight_average: 0 (default) for none; else the decay of an exponential moving average of the
+            weights (Polyak averaging, e.g. 0.995 = a horizon of ~200 steps): the averaged model is what
+            validation, the best checkpoint and the saved model use. It smooths the step-to-step noise that
+            makes a small face set's validation metric jump between epochs.
         calibration: after training, fitted on the validation split and folded into the model's
             last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
             ``temperature+bias`` (also per-class logit offsets maximising validation balanced
@@ -173,6 +177,7 @@ class TrainConfig:
     focal_gamma: float = 0.0
     calibration: str = "none"
     sampling: str = "shuffle"
+    weight_average: float = 0.0
     seed: int = 0
     out: str = "runs"
 
@@ -205,7 +210,7 @@ class Config:
 LATE_FIELDS = (("data", "extra_train"), ("augment", "resolution_range"), ("augment", "resolution_probability"),
                ("augment", "jpeg_quality_range"), ("train", "calibration"), ("train", "focal_gamma"),
                ("augment", "mixup_alpha"), ("augment", "cutmix_alpha"), ("augment", "mix_probability"),
-               ("train", "sampling"))
+               ("train", "sampling"), ("train", "weight_average"))
 
 
 def _default(section: str, key: str):
@@ -310,6 +315,8 @@ def _check_values(cfg: Config) -> None:
     if not (0 <= a.mixup_alpha <= 10 and 0 <= a.cutmix_alpha <= 10 and 0 <= a.mix_probability <= 1):
         raise MaskclfError("config keys augment.mixup_alpha and augment.cutmix_alpha (0..10, 0 = off) and "
                            "augment.mix_probability ([0, 1]) are out of range")
+    if not 0 <= t.weight_average < 1:
+        raise MaskclfError(f"config key train.weight_average: {t.weight_average} is not in [0, 1) (0 = off)")
     if t.sampling not in ("shuffle", "balanced"):
         raise MaskclfError(f"config key train.sampling: {t.sampling!r} is not shuffle or balanced")
     if cfg.augment.fill_mode not in ("reflect", "wrap", "nearest", "constant"):

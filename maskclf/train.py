@@ -196,21 +196,34 @@ def compile_model(model, optimizer: str, learning_rate, label_smoothing: float =
 
 
 def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: str = "backup",
-                   progress: bool = True, plateau: bool = False) -> list:
+                   progress: bool = True, plateau: bool = False, weight_average: float = 0.0) -> list:
     """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup."""
     import keras
 
     from maskclf.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, ValidationMetrics
 
     mode = "min" if monitor.endswith("loss") else "max"
+    first, last = averaging_callbacks(weight_average)
     return [
-        ValidationMetrics(val_ds),  # first: adds val_balanced_accuracy to the logs the others read
+        *first,  # swaps the averaged weights in for what follows
+        ValidationMetrics(val_ds),  # adds val_balanced_accuracy to the logs the others read
         *schedule_callbacks(monitor, mode, patience, plateau),
-        AtomicBackupAndRestore(str(run_dir / backup)),  # a kill mid-save leaves no truncated backup
         AtomicBestCheckpoint(run_dir / "best.keras", monitor=monitor, mode=mode, verbose=progress),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False, profile_batch=0),
+        *last,  # raw weights back before the backup, which must hold the training state
+        AtomicBackupAndRestore(str(run_dir / backup)),  # a kill mid-save leaves no truncated backup
     ]
+
+
+def averaging_callbacks(decay: float) -> tuple[list, list]:
+    """``train.weight_average``: the callbacks that go first and last in the list (none when 0)."""
+    if not decay:
+        return [], []
+    from maskclf.callbacks import WeightAverage
+
+    avg = WeightAverage(decay)
+    return [avg], [avg.restore]
 
 
 def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
@@ -309,7 +322,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
               callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience, progress=progress,
-                                       plateau=cfg.train.lr_schedule == "plateau"),
+                                       plateau=cfg.train.lr_schedule == "plateau",
+                                       weight_average=cfg.train.weight_average),
               verbose=2 if progress else 0)
     epochs_done = _history_rows(run_dir / "history.csv")
     if spec.backbone and cfg.model.weights and cfg.train.fine_tune_epochs > 0:

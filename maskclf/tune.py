@@ -512,16 +512,17 @@ class MaskHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
         from maskclf.callbacks import ValidationMetrics
-        from maskclf.train import schedule_callbacks
+        from maskclf.train import averaging_callbacks, schedule_callbacks
 
         cfg = self.trial_config(hp)
         train_ds, val_ds, weights = self.data.datasets(cfg)
         mode = OBJECTIVES[self.objective]
-        cbs = [ValidationMetrics(val_ds),  # first: the metrics the others monitor
+        first, last = averaging_callbacks(cfg.train.weight_average)
+        cbs = [*first, ValidationMetrics(val_ds),  # the metrics the others monitor
                *schedule_callbacks(self.objective, mode, cfg.train.patience, cfg.train.lr_schedule == "plateau")]
         kwargs.pop("validation_data", None)
         return model.fit(train_ds, validation_data=val_ds, epochs=epochs or cfg.train.epochs,
-                         class_weight=weights, callbacks=cbs + list(callbacks or []), verbose=verbose,
+                         class_weight=weights, callbacks=cbs + list(callbacks or []) + last, verbose=verbose,
                          shuffle=False, **kwargs)
 
 

@@ -152,3 +152,37 @@ def test_fit_inputs_carry_class_weights_through_the_mix_and_skip_auto_under_bala
     _, _, cw = T.fit_inputs(apply_overrides(Config(), ["train.sampling=balanced", "train.class_weight=sqrt"]),
                             ["a", "b"], list(y), ds, ds)
     assert cw[1] == pytest.approx(2 ** 0.5)
+
+
+def test_weight_average_is_what_validation_and_the_checkpoint_see(tmp_path):
+    import numpy as np
+
+    from maskclf.callbacks import WeightAverage
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0]], "float32")
+    avg = WeightAverage(0.5)
+    seen, raw = [], []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raw.append(model.get_weights()[0].copy())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(model.get_weights()[0].copy())
+
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False, callbacks=[avg, Spy(), avg.restore])
+    # The EMA of the per-step weights (the first step's weights start it), by hand:
+    ema = raw[0]
+    for w in raw[1:]:
+        ema = 0.5 * ema + 0.5 * w
+    np.testing.assert_allclose(seen[-1], ema, rtol=1e-5)  # callbacks between the two saw the average
+    np.testing.assert_allclose(model.get_weights()[0], ema, rtol=1e-5)  # and the model ends with it
+    with pytest.raises(Exception, match="weight_average"):
+        apply_overrides(Config(), ["train.weight_average=1"])
+    run = T.train(cfg_for(make_class_folders(tmp_path / "shapes", ("circle", "square"), 15), tmp_path / "runs",
+                          "epochs=2", "train.weight_average=0.9"), progress=False)
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
