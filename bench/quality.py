@@ -66,10 +66,25 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                          "balanced sampling (classes drawn equally, no class weights) instead of weights"),
     "seed004_ema": (["--model", "seed004_cnn", "train.weight_average=0.995"],
                     "exponential moving average of the weights (decay 0.995) for validation and the saved model"),
+    "seed004_pretrained": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}"],
+                           "started from seed004_cnn trained on chandrikadeb7's 4,093 faces (2 classes, resolution "
+                           "augmentation), then trained on each fold as usual"),
     "small_cnn_48": (["--model", "small_cnn", "--image-size", "48"], "small_cnn at 48 px"),
     "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
                          "small_cnn 48 px + resolution augmentation"),
 }
+
+
+def pretrained_on_chd(chd: str, qdir: Path) -> str:
+    """A seed004_cnn run trained on all of chandrikadeb7 (never on VOC, so no fold leaks), made once and
+    reused: the starting point of the ``{chd_pretrained}`` recipes."""
+    out = qdir / "_pretrained_chd"
+    done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
+    if not done:
+        run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, "--model", "seed004_cnn", *RES_AUG,
+             "--out", str(out), "--quiet"])
+        done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
+    return str(done[-1].parent)
 
 
 def run(cmd: list[str]) -> str:
@@ -225,6 +240,9 @@ def main() -> None:
     for n in names:
         args, lever = RECIPES[n]
         args = [x.replace("{chd}", chd) for x in args]
+        if any("{chd_pretrained}" in x for x in args):
+            pre = pretrained_on_chd(chd, qdir)
+            args = [x.replace("{chd_pretrained}", pre) for x in args]
         print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
         row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
         if a.calibrate:

@@ -113,12 +113,16 @@ class ModelConfig:
         weights: ``imagenet`` for pretrained backbones (downloaded by Keras), or null.
         options: builder options (e.g. small_cnn ``filters``, ``blocks``, ``dropout``); set them
             with ``model.<option>=value``.
+        init_from: a ``.keras`` file or run directory to start from (layers with the same name and shapes
+            take its weights; a different class count leaves the classifier fresh): fine-tune an earlier
+            run on new photos, or pretrain on a larger set. Empty (default): random initialisation.
     """
 
     # The cross-validated winner (docs/BENCHMARKS.md section 6): seed report 004's CNN at 35 px.
     name: str = "seed004_cnn"
     weights: typing.Optional[str] = None
     options: dict = field(default_factory=dict)
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,7 +214,8 @@ class Config:
 LATE_FIELDS = (("data", "extra_train"), ("augment", "resolution_range"), ("augment", "resolution_probability"),
                ("augment", "jpeg_quality_range"), ("train", "calibration"), ("train", "focal_gamma"),
                ("augment", "mixup_alpha"), ("augment", "cutmix_alpha"), ("augment", "mix_probability"),
-               ("train", "sampling"), ("train", "weight_average"))
+               ("train", "sampling"), ("train", "weight_average"),
+               ("model", "init_from"))
 
 
 def _default(section: str, key: str):

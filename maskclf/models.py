@@ -350,6 +350,50 @@ def create_model(name: str, num_classes: int, image_size: int | None = None, wei
     return model
 
 
+def init_from(model: keras.Model, source) -> tuple[int, int]:
+    """Start ``model`` from another trained model: every layer whose name and weight shapes match
+    takes the source's weights (a different class count leaves the classifier layer fresh).
+
+    Args:
+        model: the freshly built model.
+        source: a ``.keras`` file or a run directory (its ``best.keras``).
+
+    Returns:
+        (layers copied, layers with weights in ``model``).
+    """
+    from pathlib import Path
+
+    path = Path(source)
+    if path.is_dir():
+        path = path / "best.keras"
+    if not path.is_file():
+        raise MaskclfError(f"{source}: no such model file or run directory (model.init_from wants a .keras file "
+                           "or a run directory with best.keras)")
+    try:
+        src = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # noqa: BLE001  a wrong or damaged file
+        raise MaskclfError(f"{path}: not a loadable Keras model ({type(e).__name__}); point model.init_from at a "
+                           "maskclf run's best.keras") from None
+    theirs = {layer.name: layer for layer in src.layers}
+    copied = total = 0
+    for layer in model.layers:
+        w = layer.get_weights()
+        if not w:
+            continue
+        total += 1
+        other = theirs.get(layer.name)
+        if other is None:
+            continue
+        ow = other.get_weights()
+        if len(ow) == len(w) and all(a.shape == b.shape for a, b in zip(ow, w)):
+            layer.set_weights(ow)
+            copied += 1
+    if not copied:
+        raise MaskclfError(f"{path}: shares no layer (same name and shapes) with model {model.name}; "
+                           "model.init_from needs the same model family and options")
+    return copied, total
+
+
 def backbone_of(model: keras.Model) -> keras.Model | None:
     """The nested keras.applications sub-model, if any."""
     try:

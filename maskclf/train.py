@@ -259,7 +259,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     import keras
 
     from maskclf import evaluate, pipeline
-    from maskclf.models import create_model, get_spec
+    from maskclf.models import create_model, get_spec, init_from
 
     spec = get_spec(cfg.model.name)
     image_size = cfg.data.image_size
@@ -315,6 +315,9 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
              f"{cfg.augment.mix_probability:.0%} of the training images", progress)
 
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
+    if cfg.model.init_from:
+        copied, total = init_from(model, cfg.model.init_from)
+        _log(f"started {copied} of {total} layers from {cfg.model.init_from}", progress)
     lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                            pipeline.steps(len(train_paths), bs))
     compile_model(model, cfg.train.optimizer, lr, smoothing, gamma, one_hot_labels(cfg))

@@ -187,3 +187,21 @@ def test_backbones_from_scratch_get_fast_batchnorm_statistics():
     assert momenta(models.create_model("mobilenet_v2", 3, 32, bn_momentum=0.99)) == {0.99}
     with pytest.raises(MaskclfError, match="bn_momentum"):
         models.create_model("mobilenet_v2", 3, 32, bn_momentum=1.5)
+
+
+def test_init_from_copies_matching_layers_and_leaves_a_new_head_fresh(tmp_path):
+    src = models.create_model("seed004_cnn", 2, 35)
+    src.save(tmp_path / "best.keras")
+    dst = models.create_model("seed004_cnn", 3, 35)  # 3 classes: the classifier cannot be copied
+    copied, total = models.init_from(dst, tmp_path)  # a run directory means its best.keras
+    assert copied == total - 1
+    np.testing.assert_array_equal(dst.get_layer("block1_conv1").get_weights()[0],
+                                  src.get_layer("block1_conv1").get_weights()[0])
+    with pytest.raises(MaskclfError, match="no such model file"):
+        models.init_from(dst, tmp_path / "nothing")
+    (tmp_path / "junk.keras").write_text("not a model")
+    with pytest.raises(MaskclfError, match="not a loadable Keras model"):
+        models.init_from(dst, tmp_path / "junk.keras")
+    other = models.create_model("tiramisu", 3, 32)
+    with pytest.raises(MaskclfError, match="shares no layer"):
+        models.init_from(other, tmp_path)
