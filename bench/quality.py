@@ -69,6 +69,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_pretrained": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}"],
                            "started from seed004_cnn trained on chandrikadeb7's 4,093 faces (2 classes, resolution "
                            "augmentation), then trained on each fold as usual"),
+    "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
+                         "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
+                         "export)"),
     "small_cnn_48": (["--model", "small_cnn", "--image-size", "48"], "small_cnn at 48 px"),
     "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
                          "small_cnn 48 px + resolution augmentation"),

@@ -188,7 +188,7 @@ register(ModelSpec("seed004_cnn", build_small_cnn, 35, "unit",
 
 def build_tiramisu(num_classes: int, image_size: int, weights=None, growth_rate: int = 12, block_layers=(2, 3, 4, 5),
                    blocks: int | None = None, first_filters: int = 16, dropout: float = 0.0,
-                   head_dropout: float = 0.3, bn_momentum: float = 0.9) -> keras.Model:
+                   head_dropout: float = 0.3, bn_momentum: float = 0.9, preact: bool = True) -> keras.Model:
     """The down-sampling path of the "One Hundred Layers Tiramisu" (FC-DenseNet, Jégou et al. 2017), seed report 000.
 
     A 3x3 convolution, then dense blocks; each block is followed by a transition down
@@ -208,6 +208,9 @@ def build_tiramisu(num_classes: int, image_size: int, weights=None, growth_rate:
             accuracy at 0.42 after 20 epochs against 0.70 after 7 without, hence 0 by default.
         head_dropout: dropout before the classifier.
         bn_momentum: BatchNorm momentum (0.9, as small_cnn, for small datasets).
+        preact: the paper's pre-activation order, BN-ReLU-Conv (default). False: Conv-BN-ReLU, so every
+            BatchNorm follows a convolution and folds into it on export; the pre-activation BatchNorms sit
+            after concatenations, stay separate multiply-adds in an int8 graph and cost agreement.
     """
     if weights not in (None, "none"):
         raise MaskclfError("tiramisu has no pretrained weights; set model.weights=null")
@@ -226,23 +229,32 @@ def build_tiramisu(num_classes: int, image_size: int, weights=None, growth_rate:
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
         return layers.Activation("relu", name=f"{name}_relu")(x)
 
+    def conv(x, filters, k, name):  # BN-ReLU-Conv (paper) or Conv-BN-ReLU (folds into the conv on export)
+        if preact:
+            return layers.Conv2D(filters, k, padding="same", use_bias=False, name=f"{name}_conv")(bn_relu(x, name))
+        return bn_relu(layers.Conv2D(filters, k, padding="same", use_bias=False, name=f"{name}_conv")(x), name)
+
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = Preprocess("unit", name="preprocess")(inputs)
     x = layers.Conv2D(first_filters, 3, padding="same", use_bias=False, name="first_conv")(x)
+    if not preact:
+        x = bn_relu(x, "first")
     for b, n in enumerate(sizes, 1):
         for i in range(1, n + 1):
             name = f"db{b}_l{i}"
-            y = layers.Conv2D(growth_rate, 3, padding="same", use_bias=False, name=f"{name}_conv")(bn_relu(x, name))
+            y = conv(x, growth_rate, 3, name)
             if dropout:
                 y = layers.Dropout(dropout, name=f"{name}_drop")(y)
             x = layers.Concatenate(name=f"{name}_concat")([x, y])
         if b < len(sizes):  # the last block (the paper's bottleneck) feeds the head
-            y = bn_relu(x, f"td{b}")
-            x = layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"td{b}_conv")(y)
+            x = conv(x, x.shape[-1], 1, f"td{b}")
             if dropout:
                 x = layers.Dropout(dropout, name=f"td{b}_drop")(x)
             x = layers.MaxPooling2D(2, name=f"td{b}_pool")(x)
-    x = bn_relu(x, "final")
+    if preact:
+        x = bn_relu(x, "final")
+    else:  # the Grad-CAM map keeps its name
+        x = layers.Activation("linear", name="final_relu")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if head_dropout:
         x = layers.Dropout(head_dropout, name="head_drop")(x)

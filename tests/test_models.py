@@ -205,3 +205,15 @@ def test_init_from_copies_matching_layers_and_leaves_a_new_head_fresh(tmp_path):
     other = models.create_model("tiramisu", 3, 32)
     with pytest.raises(MaskclfError, match="shares no layer"):
         models.init_from(other, tmp_path)
+
+
+def test_tiramisu_post_activation_puts_every_batchnorm_after_a_convolution():
+    m = models.create_model("tiramisu", 3, 32, preact=False)
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            src = layer.input._keras_history.operation
+            assert isinstance(src, keras.layers.Conv2D), (layer.name, src.name)
+    assert m.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 3)
+    pre = models.create_model("tiramisu", 3, 32)  # the paper's order stays the default
+    assert any(isinstance(layer.input._keras_history.operation, keras.layers.Concatenate)
+               for layer in pre.layers if isinstance(layer, keras.layers.BatchNormalization))
