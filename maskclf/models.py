@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import keras
@@ -362,6 +363,17 @@ def create_model(name: str, num_classes: int, image_size: int | None = None, wei
     return model
 
 
+def init_source(source) -> Path:
+    """The model file ``model.init_from`` names (a run directory means its best.keras), or a clear error."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "best.keras"
+    if not path.is_file():
+        raise MaskclfError(f"{source}: no such model file or run directory (model.init_from wants a .keras file "
+                           "or a run directory with best.keras)")
+    return path
+
+
 def init_from(model: keras.Model, source) -> tuple[int, int]:
     """Start ``model`` from another trained model: every layer whose name and weight shapes match
     takes the source's weights (a different class count leaves the classifier layer fresh).
@@ -373,14 +385,7 @@ def init_from(model: keras.Model, source) -> tuple[int, int]:
     Returns:
         (layers copied, layers with weights in ``model``).
     """
-    from pathlib import Path
-
-    path = Path(source)
-    if path.is_dir():
-        path = path / "best.keras"
-    if not path.is_file():
-        raise MaskclfError(f"{source}: no such model file or run directory (model.init_from wants a .keras file "
-                           "or a run directory with best.keras)")
+    path = init_source(source)
     try:
         src = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # noqa: BLE001  a wrong or damaged file

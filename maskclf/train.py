@@ -259,10 +259,12 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     import keras
 
     from maskclf import evaluate, pipeline
-    from maskclf.models import create_model, get_spec, init_from
+    from maskclf.models import create_model, get_spec, init_from, init_source
 
     spec = get_spec(cfg.model.name)
     image_size = cfg.data.image_size
+    if cfg.model.init_from:
+        init_source(cfg.model.init_from)  # a wrong path fails before any data is read or run dir made
     keras.utils.set_random_seed(cfg.train.seed)
 
     if data is None:
