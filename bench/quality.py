@@ -69,6 +69,10 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_pretrained": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}"],
                            "started from seed004_cnn trained on chandrikadeb7's 4,093 faces (2 classes, resolution "
                            "augmentation), then trained on each fold as usual"),
+    "seed004_bal_pre": (["--model", "seed004_cnn", "train.sampling=balanced", "model.init_from={chd_pretrained}"],
+                        "balanced sampling + started from the chandrikadeb7-trained seed004_cnn"),
+    "seed004_bal_ema": (["--model", "seed004_cnn", "train.sampling=balanced", "train.weight_average=0.995"],
+                        "balanced sampling + weight averaging (decay 0.995)"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
