@@ -203,25 +203,21 @@ class Config:
         """Short hash of everything that changes the result (not the output folder)."""
         d = self.to_dict()
         d["train"].pop("out", None)
-        # Fields added after the first release leave the fingerprint alone at their defaults, so runs
-        # made before they existed still resume and are still found by compare/cv.
-        for section, key in LATE_FIELDS:
-            if d[section].get(key) == _default(section, key):
+        # Fields added after the first release leave the fingerprint alone at the value that behaves as
+        # before they existed, so older runs still resume and are still found by compare/cv; if such a
+        # field's default changes later, runs made with the new default get a new fingerprint.
+        for (section, key), legacy in LATE_FIELDS.items():
+            if d[section].get(key) == legacy:
                 d[section].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-LATE_FIELDS = (("data", "extra_train"), ("augment", "resolution_range"), ("augment", "resolution_probability"),
-               ("augment", "jpeg_quality_range"), ("train", "calibration"), ("train", "focal_gamma"),
-               ("augment", "mixup_alpha"), ("augment", "cutmix_alpha"), ("augment", "mix_probability"),
-               ("train", "sampling"), ("train", "weight_average"),
-               ("model", "init_from"))
-
-
-def _default(section: str, key: str):
-    f = {x.name: x for x in fields(SECTIONS[section])}[key]
-    v = f.default_factory() if f.default is dataclasses.MISSING else f.default
-    return list(v) if isinstance(v, tuple) else v
+# (section, key) of fields added after the first release -> the value that behaves as before they existed.
+LATE_FIELDS = {("data", "extra_train"): "", ("augment", "resolution_range"): [],
+               ("augment", "resolution_probability"): 0.5, ("augment", "jpeg_quality_range"): [],
+               ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0,
+               ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
+               ("train", "sampling"): "shuffle", ("train", "weight_average"): 0.0, ("model", "init_from"): ""}
 
 
 SECTIONS = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}

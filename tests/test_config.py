@@ -59,3 +59,13 @@ def test_config_file_with_unknown_key_or_section(tmp_path):
         C.load_config(p)
     with pytest.raises(MaskclfError, match="not found"):
         C.load_config(tmp_path / "missing.yaml")
+
+
+def test_late_fields_keep_old_fingerprints_at_their_legacy_value():
+    # 49d8e5d45180: the default configuration's fingerprint before mixup, sampling, weight averaging and
+    # init_from existed (session 3). Those fields at their legacy values must keep it, so older runs are
+    # still resumed and found by compare/cv, whatever the new defaults become.
+    legacy = [f"{s}.{k}={v}" for (s, k), v in C.LATE_FIELDS.items() if k in
+              ("mixup_alpha", "cutmix_alpha", "mix_probability", "sampling", "weight_average")]
+    assert C.apply_overrides(C.Config(), legacy).fingerprint() == "49d8e5d45180"
+    assert C.apply_overrides(C.Config(), ["train.weight_average=0.99"]).fingerprint() != "49d8e5d45180"
