@@ -83,13 +83,14 @@ RECIPES: dict[str, tuple[list[str], str]] = {
 
 
 def pretrained_on_chd(chd: str, qdir: Path) -> str:
-    """A seed004_cnn run trained on all of chandrikadeb7 (never on VOC, so no fold leaks), made once and
-    reused: the starting point of the ``{chd_pretrained}`` recipes."""
+    """A seed004_cnn run trained on chandrikadeb7 (its training split; never on VOC, so no fold leaks), made
+    once and reused: the starting point of the ``{chd_pretrained}`` recipes, and what maskclf ships as
+    maskclf/weights/seed004_cnn-35-chandrikadeb7.keras."""
     out = qdir / "_pretrained_chd"
     done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     if not done:
         run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, "--model", "seed004_cnn", *RES_AUG,
-             "--out", str(out), "--quiet"])
+             "train.sampling=shuffle", "model.init_from=none", "--out", str(out), "--quiet"])
         done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     return str(done[-1].parent)
 

@@ -363,24 +363,40 @@ def create_model(name: str, num_classes: int, image_size: int | None = None, wei
     return model
 
 
-def init_source(source) -> Path:
-    """The model file ``model.init_from`` names (a run directory means its best.keras), or a clear error."""
+# Starting weights maskclf ships (``model.init_from=bundled``), per model name: see maskclf/weights/README.md.
+BUNDLED = {"seed004_cnn": "seed004_cnn-35-chandrikadeb7.keras"}
+
+
+def init_source(source, model_name: str | None = None) -> Path | None:
+    """The model file ``model.init_from`` names, or None for a random start.
+
+    ``""``/``none``: random initialisation. ``bundled``: the start maskclf ships for ``model_name``
+    (None when it ships none for that model). Otherwise a ``.keras`` file or a run directory (its
+    best.keras); a missing one is a clear error.
+    """
+    if source in ("", None, "none"):
+        return None
+    if source == "bundled":
+        name = BUNDLED.get(model_name or "")
+        return Path(__file__).resolve().parent / "weights" / name if name else None
     path = Path(source)
     if path.is_dir():
         path = path / "best.keras"
     if not path.is_file():
-        raise MaskclfError(f"{source}: no such model file or run directory (model.init_from wants a .keras file "
-                           "or a run directory with best.keras)")
+        raise MaskclfError(f"{source}: no such model file or run directory (model.init_from wants a .keras file, "
+                           "a run directory with best.keras, bundled or none)")
     return path
 
 
-def init_from(model: keras.Model, source) -> tuple[int, int]:
+def init_from(model: keras.Model, source, required: bool = True) -> tuple[int, int]:
     """Start ``model`` from another trained model: every layer whose name and weight shapes match
     takes the source's weights (a different class count leaves the classifier layer fresh).
 
     Args:
         model: the freshly built model.
         source: a ``.keras`` file or a run directory (its ``best.keras``).
+        required: no matching layer is an error (an explicit source); False just copies nothing
+            (the bundled start offered to a model built with other options).
 
     Returns:
         (layers copied, layers with weights in ``model``).
@@ -405,7 +421,7 @@ def init_from(model: keras.Model, source) -> tuple[int, int]:
         if len(ow) == len(w) and all(a.shape == b.shape for a, b in zip(ow, w)):
             layer.set_weights(ow)
             copied += 1
-    if not copied:
+    if not copied and required:
         raise MaskclfError(f"{path}: shares no layer (same name and shapes) with model {model.name}; "
                            "model.init_from needs the same model family and options")
     return copied, total

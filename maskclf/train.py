@@ -263,8 +263,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
 
     spec = get_spec(cfg.model.name)
     image_size = cfg.data.image_size
-    if cfg.model.init_from:
-        init_source(cfg.model.init_from)  # a wrong path fails before any data is read or run dir made
+    start = init_source(cfg.model.init_from, cfg.model.name)  # a wrong path fails before any data is read
     keras.utils.set_random_seed(cfg.train.seed)
 
     if data is None:
@@ -317,9 +316,11 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
              f"{cfg.augment.mix_probability:.0%} of the training images", progress)
 
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
-    if cfg.model.init_from:
-        copied, total = init_from(model, cfg.model.init_from)
-        _log(f"started {copied} of {total} layers from {cfg.model.init_from}", progress)
+    if start is not None:
+        copied, total = init_from(model, start, required=cfg.model.init_from != "bundled")
+        _log(f"started {copied} of {total} layers from {start.name} (model.init_from={cfg.model.init_from}; "
+             "none for a random start)" if copied else
+             f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)
     lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                            pipeline.steps(len(train_paths), bs))
     compile_model(model, cfg.train.optimizer, lr, smoothing, gamma, one_hot_labels(cfg))

@@ -497,15 +497,16 @@ class MaskHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         from maskclf import pipeline
-        from maskclf.models import create_model, init_from
+        from maskclf.models import create_model, init_from, init_source
         from maskclf.train import compile_model, learning_rate_for, one_hot_labels
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
         model = create_model(cfg.model.name, self.data.num_classes, cfg.data.image_size, cfg.model.weights,
                              **cfg.model.options)
-        if cfg.model.init_from:
-            init_from(model, cfg.model.init_from)
+        start = init_source(cfg.model.init_from, cfg.model.name)
+        if start is not None:
+            init_from(model, start, required=cfg.model.init_from != "bundled")
         lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
         compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing, cfg.train.focal_gamma,

@@ -199,6 +199,8 @@ def test_init_from_copies_matching_layers_and_leaves_a_new_head_fresh(tmp_path):
                                   src.get_layer("block1_conv1").get_weights()[0])
     with pytest.raises(MaskclfError, match="no such model file"):
         models.init_from(dst, tmp_path / "nothing")
+    assert models.init_source("none") is None and models.init_source("") is None
+    assert models.init_source("bundled", "small_cnn") is None  # no bundled start for that model
     (tmp_path / "junk.keras").write_text("not a model")
     with pytest.raises(MaskclfError, match="not a loadable Keras model"):
         models.init_from(dst, tmp_path / "junk.keras")
@@ -217,3 +219,15 @@ def test_tiramisu_post_activation_puts_every_batchnorm_after_a_convolution():
     pre = models.create_model("tiramisu", 3, 32)  # the paper's order stays the default
     assert any(isinstance(layer.input._keras_history.operation, keras.layers.Concatenate)
                for layer in pre.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+
+def test_the_bundled_start_fits_the_default_model_but_its_classifier():
+    start = models.init_source("bundled", "seed004_cnn")
+    assert start.is_file() and start.parent.name == "weights"
+    m = models.create_model("seed004_cnn", 3, 35)
+    copied, total = models.init_from(m, start, required=False)
+    assert (copied, total) == (7, 8)  # 3 convolutions, 3 batch norms and the dense layer; not the 3-class head
+    # Another size changes the Flatten width: the convolutions still start from it, the dense layers do not.
+    copied, _ = models.init_from(models.create_model("seed004_cnn", 3, 48), start, required=False)
+    assert copied >= 3
+    assert models.init_from(models.create_model("seed004_cnn", 3, 35, filters=[8, 16]), start, required=False)[0] == 0
