@@ -67,5 +67,8 @@ def test_late_fields_keep_old_fingerprints_at_their_legacy_value():
     # still resumed and found by compare/cv, whatever the new defaults become.
     legacy = [f"{s}.{k}={v}" for (s, k), v in C.LATE_FIELDS.items() if k in
               ("mixup_alpha", "cutmix_alpha", "mix_probability", "sampling", "weight_average")]
-    assert C.apply_overrides(C.Config(), legacy).fingerprint() == "49d8e5d45180"
+    for start in ("none", ""):  # both spell the random start older runs had
+        assert C.apply_overrides(C.Config(), [*legacy, f"model.init_from={start}"]).fingerprint() == "49d8e5d45180"
+    # The bundled start (the default since session 4) is a different configuration from those runs.
+    assert C.Config().fingerprint() != "49d8e5d45180"
     assert C.apply_overrides(C.Config(), ["train.weight_average=0.99"]).fingerprint() != "49d8e5d45180"
