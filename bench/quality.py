@@ -73,6 +73,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                         "balanced sampling + started from the chandrikadeb7-trained seed004_cnn"),
     "seed004_bal_ema": (["--model", "seed004_cnn", "train.sampling=balanced", "train.weight_average=0.995"],
                         "balanced sampling + weight averaging (decay 0.995)"),
+    "seed004_pre_res": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", *RES_AUG],
+                        "the chandrikadeb7 start + resolution augmentation (shrink 0.25-1x, JPEG 30-95)"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
