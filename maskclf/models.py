@@ -427,6 +427,16 @@ def init_from(model: keras.Model, source, required: bool = True) -> tuple[int, i
     return copied, total
 
 
+def start_model(model: keras.Model, init: str, model_name: str) -> tuple[Path, int, int] | None:
+    """Apply ``model.init_from`` to a freshly built model (``train`` and the tuner's trials alike):
+    None for a random start, else (source file, layers copied, layers with weights). The bundled start
+    may fit no layer (a model built with other options); an explicit source must fit one."""
+    start = init_source(init, model_name)
+    if start is None:
+        return None
+    return (start, *init_from(model, start, required=init != "bundled"))
+
+
 def backbone_of(model: keras.Model) -> keras.Model | None:
     """The nested keras.applications sub-model, if any."""
     try:

@@ -259,11 +259,11 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     import keras
 
     from maskclf import evaluate, pipeline
-    from maskclf.models import create_model, get_spec, init_from, init_source
+    from maskclf.models import create_model, get_spec, init_source, start_model
 
     spec = get_spec(cfg.model.name)
     image_size = cfg.data.image_size
-    start = init_source(cfg.model.init_from, cfg.model.name)  # a wrong path fails before any data is read
+    init_source(cfg.model.init_from, cfg.model.name)  # a wrong path fails before any data is read
     keras.utils.set_random_seed(cfg.train.seed)
 
     if data is None:
@@ -316,8 +316,9 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
              f"{cfg.augment.mix_probability:.0%} of the training images", progress)
 
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
-    if start is not None:
-        copied, total = init_from(model, start, required=cfg.model.init_from != "bundled")
+    started = start_model(model, cfg.model.init_from, cfg.model.name)
+    if started is not None:
+        start, copied, total = started
         _log(f"started {copied} of {total} layers from {start.name} (model.init_from={cfg.model.init_from}; "
              "none for a random start)" if copied else
              f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)

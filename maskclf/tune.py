@@ -427,6 +427,7 @@ class SearchData:
         self.val_paths = [ds.paths[i] for i in pick["validation"]]
         self.val_labels = [ds.labels[i] for i in pick["validation"]]
         self._decoded: dict[int, tuple] = {}
+        self._arrays: dict = {}  # image size -> decoded training images as one array (balanced sampling)
 
     @property
     def num_classes(self) -> int:
@@ -460,9 +461,11 @@ class SearchData:
 
         train, val = self._cached(cfg.data.image_size)
         seed = cfg.train.seed
-        if cfg.train.sampling == "balanced":
-            images = np.stack([x for x, _ in train.as_numpy_iterator()])
-            ds = pipeline.balanced_stream(images, self.train_labels, seed)
+        if cfg.train.sampling == "balanced":  # the decoded images as one array, made once per size
+            size = cfg.data.image_size
+            if size not in self._arrays:
+                self._arrays[size] = np.stack([x for x, _ in train.as_numpy_iterator()])
+            ds = pipeline.balanced_stream(self._arrays[size], self.train_labels, seed)
         else:
             ds = train.shuffle(len(self.train_paths), seed=seed, reshuffle_each_iteration=True)
         ds = pipeline.batch_and_augment(ds, cfg.train.batch_size, cfg.augment, seed)
@@ -497,16 +500,14 @@ class MaskHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         from maskclf import pipeline
-        from maskclf.models import create_model, init_from, init_source
+        from maskclf.models import create_model, start_model
         from maskclf.train import compile_model, learning_rate_for, one_hot_labels
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
         model = create_model(cfg.model.name, self.data.num_classes, cfg.data.image_size, cfg.model.weights,
                              **cfg.model.options)
-        start = init_source(cfg.model.init_from, cfg.model.name)
-        if start is not None:
-            init_from(model, start, required=cfg.model.init_from != "bundled")
+        start_model(model, cfg.model.init_from, cfg.model.name)
         lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
         compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing, cfg.train.focal_gamma,
