@@ -75,6 +75,12 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                         "balanced sampling + weight averaging (decay 0.995)"),
     "seed004_pre_res": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", *RES_AUG],
                         "the chandrikadeb7 start + resolution augmentation (shrink 0.25-1x, JPEG 30-95)"),
+    "seed004_pre_margin30": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "data.crop_margin=0.3"],
+                             "the chandrikadeb7 start + crop margin 0.3 of the face's side (vs 0.15)"),
+    "seed004_pre_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "train.seed=1"],
+                          "the default recipe with training seed 1 (seed noise; an ensemble member)"),
+    "seed004_pre_la": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "train.logit_adjust=1"],
+                       "the chandrikadeb7 start + logit-adjusted loss (tau 1) instead of class weights"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),

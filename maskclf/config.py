@@ -153,6 +153,11 @@ class TrainConfig:
         label_smoothing: label smoothing of the cross-entropy.
         focal_gamma: 0 (default) for plain cross-entropy; above 0, focal loss (Lin et al. 2017) with this
             focusing power, which down-weights the easy faces; class weights still balance the classes.
+        logit_adjust: 0 (default) for none; above 0, logit-adjusted cross-entropy (Menon et al. 2021) with
+            this strength tau (1 = the theory's value): the training labels' log class frequencies, times
+            tau, are added to the logits inside the loss, so the trained model's argmax targets balanced
+            error without class weights (``class_weight: auto`` is then not applied; ``sqrt`` or a mapping
+            still are). Not with focal loss or balanced sampling.
         sampling: ``shuffle`` (each epoch sees every training image once) or ``balanced`` (each batch
             draws the classes equally often, rare images repeated; an epoch has as many steps as with
             ``shuffle``). With ``balanced``, ``class_weight: auto`` is not applied (the sampler already
@@ -185,6 +190,7 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-5
     label_smoothing: float = 0.0
     focal_gamma: float = 0.0
+    logit_adjust: float = 0.0
     calibration: str = "none"
     sampling: str = "shuffle"
     weight_average: float = 0.0
@@ -223,7 +229,7 @@ class Config:
 # a new fingerprint (model.init_from: default bundled since session 4; older runs started at random).
 LATE_FIELDS = {("data", "extra_train"): "", ("augment", "resolution_range"): [],
                ("augment", "resolution_probability"): 0.5, ("augment", "jpeg_quality_range"): [],
-               ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0,
+               ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0, ("train", "logit_adjust"): 0.0,
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
                ("train", "sampling"): "shuffle", ("train", "weight_average"): 0.0,
                ("model", "init_from"): ("", "none")}  # a tuple: several spellings of the legacy behaviour
@@ -298,6 +304,11 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError(f"config key train.patience: {t.patience} is negative; 0 turns early stopping off")
     if not 0 <= t.focal_gamma <= 10 or not 0 <= t.label_smoothing < 1:
         raise MaskclfError("config keys train.focal_gamma (0..10) and train.label_smoothing ([0, 1)) are out of range")
+    if not 0 <= t.logit_adjust <= 5:
+        raise MaskclfError(f"config key train.logit_adjust: {t.logit_adjust} is outside 0..5 (1 is the usual value)")
+    if t.logit_adjust and (t.focal_gamma or t.sampling == "balanced"):
+        raise MaskclfError("config key train.logit_adjust cannot be combined with train.focal_gamma or "
+                           "train.sampling=balanced (each already balances the classes); set one of them")
     if t.epochs < 1 or t.batch_size < 1:
         raise MaskclfError("config keys train.epochs and train.batch_size must be at least 1")
     if not (t.learning_rate > 0):

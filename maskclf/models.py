@@ -14,6 +14,7 @@ from typing import Callable
 import keras
 from keras import layers, ops
 
+from maskclf import losses  # noqa: F401  registers maskclf's losses, so saved models load
 from maskclf.files import MaskclfError
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)

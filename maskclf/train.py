@@ -141,9 +141,9 @@ def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], tra
     class_weight)``.
 
     Class weights follow ``train.class_weight`` (``auto`` is skipped under balanced sampling, which
-    already balances the classes). Labels become one-hot when the loss needs them; with mixup/CutMix the
-    training batches are mixed here and the class weights travel as per-image sample weights (so the
-    returned ``class_weight`` is None).
+    already balances the classes, and under logit adjustment, which balances the loss). Labels become
+    one-hot when the loss needs them; with mixup/CutMix the training batches are mixed here and the class
+    weights travel as per-image sample weights (so the returned ``class_weight`` is None).
     """
     import tensorflow as tf
 
@@ -151,7 +151,7 @@ def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], tra
 
     t, k = cfg.train, len(class_names)
     mode = _resolve_named_weights(t.class_weight, class_names)
-    if t.sampling == "balanced" and mode == "auto":
+    if (t.sampling == "balanced" or t.logit_adjust) and mode == "auto":
         mode = "none"
     weights = class_weights(train_labels, k, mode)
     if not one_hot_labels(cfg):
@@ -178,21 +178,34 @@ def schedule_callbacks(monitor: str, mode: str, patience: int, plateau: bool) ->
     return cbs
 
 
-def compile_model(model, optimizer: str, learning_rate, label_smoothing: float = 0.0,
-                  focal_gamma: float = 0.0, one_hot: bool = False) -> None:
-    """Compile with sparse labels, or one-hot ones when ``one_hot`` (mixup/CutMix) or the loss needs them
-    (smoothing, focal loss)."""
+def make_loss(cfg: Config, train_labels: list[int], num_classes: int):
+    """The training loss ``cfg`` asks for: cross-entropy on class indices, or on one-hot (or mixed) labels
+    when the loss or mixup/CutMix needs them; label smoothing; focal loss; logit adjustment (``train.
+    logit_adjust``: the training labels' class frequencies shift the logits)."""
     import keras
 
-    if focal_gamma:
+    from maskclf.losses import LogitAdjustedCrossentropy, log_prior
+
+    t, one_hot = cfg.train, one_hot_labels(cfg)
+    if t.logit_adjust:
+        return LogitAdjustedCrossentropy(log_prior(train_labels, num_classes), t.logit_adjust, sparse=not one_hot,
+                                         label_smoothing=t.label_smoothing)
+    if t.focal_gamma:
         # alpha 1: the class weights balance the classes; gamma focuses on the hard faces.
-        loss = keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=focal_gamma,
-                                                         label_smoothing=label_smoothing)
-    elif label_smoothing or one_hot:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=_optimizer(optimizer, learning_rate), loss=loss, metrics=["accuracy"])
+        return keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=t.focal_gamma,
+                                                         label_smoothing=t.label_smoothing)
+    if one_hot:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def compile_model(model, optimizer: str, learning_rate, loss=None) -> None:
+    """Compile with ``loss`` (``make_loss``; default: cross-entropy on class indices) and accuracy."""
+    import keras
+
+    model.compile(optimizer=_optimizer(optimizer, learning_rate),
+                  loss=loss if loss is not None else keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"])
 
 
 def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: str = "backup",
@@ -301,7 +314,6 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
 
     k = len(ds.class_names)
     bs = cfg.train.batch_size
-    smoothing, gamma = cfg.train.label_smoothing, cfg.train.focal_gamma
     train_paths, train_labels = take("train")
     val_paths, val_labels = take("validation")
     train_ds = pipeline.make_dataset(train_paths, train_labels, image_size, bs, training=True,
@@ -324,7 +336,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
              f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)
     lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                            pipeline.steps(len(train_paths), bs))
-    compile_model(model, cfg.train.optimizer, lr, smoothing, gamma, one_hot_labels(cfg))
+    loss = make_loss(cfg, train_labels, k)
+    compile_model(model, cfg.train.optimizer, lr, loss)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
@@ -337,8 +350,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         # Phase 2: continue from the best frozen-backbone weights, top layers unfrozen, lower rate.
         model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
         _set_backbone_for_fine_tuning(model, cfg.train.fine_tune_layers)
-        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, smoothing, gamma,
-                      one_hot_labels(cfg))
+        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, loss)
         _log(f"fine-tuning the top {cfg.train.fine_tune_layers} backbone layers", progress)
         model.fit(train_ds, validation_data=fit_val, initial_epoch=epochs_done,
                   epochs=epochs_done + cfg.train.fine_tune_epochs, class_weight=weights, shuffle=False,

@@ -501,7 +501,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         from maskclf import pipeline
         from maskclf.models import create_model, start_model
-        from maskclf.train import compile_model, learning_rate_for, one_hot_labels
+        from maskclf.train import compile_model, learning_rate_for, make_loss
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
@@ -510,8 +510,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
         start_model(model, cfg.model.init_from, cfg.model.name)
         lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
-        compile_model(model, cfg.train.optimizer, lr, cfg.train.label_smoothing, cfg.train.focal_gamma,
-                      one_hot_labels(cfg))
+        compile_model(model, cfg.train.optimizer, lr, make_loss(cfg, self.data.train_labels, self.data.num_classes))
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):

@@ -186,3 +186,52 @@ def test_weight_average_is_what_validation_and_the_checkpoint_see(tmp_path):
     run = T.train(cfg_for(make_class_folders(tmp_path / "shapes", ("circle", "square"), 15), tmp_path / "runs",
                           "epochs=2", "train.weight_average=0.9"), progress=False)
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
+
+
+def test_logit_adjusted_loss_matches_its_definition():
+    import keras
+    import numpy as np
+
+    from maskclf.losses import LogitAdjustedCrossentropy, log_prior
+
+    prior = log_prior([0] * 10 + [1] * 80 + [2] * 10, 3)
+    assert np.allclose(np.exp(prior), [0.1, 0.8, 0.1])
+    p = np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]], "float32")
+    y = np.array([0, 2])
+    # -log of the softmax of log(p) + tau * log(prior), at the true class
+    z = np.log(p) + 1.0 * np.array(prior)
+    want = -(z[np.arange(2), y] - np.log(np.exp(z).sum(1)))
+    la = LogitAdjustedCrossentropy(prior, tau=1.0)
+    got = keras.ops.convert_to_numpy(la.call(y, p))
+    assert np.allclose(got, want, atol=1e-5)
+    one_hot = LogitAdjustedCrossentropy(prior, tau=1.0, sparse=False)
+    assert np.allclose(keras.ops.convert_to_numpy(one_hot.call(np.eye(3)[y], p)), want, atol=1e-5)
+    # tau 0 is plain cross-entropy; the rare class's loss is larger than without adjustment
+    plain = keras.ops.convert_to_numpy(LogitAdjustedCrossentropy(prior, tau=0.0).call(y, p))
+    assert np.allclose(plain, -np.log(p[np.arange(2), y]), atol=1e-5)
+    assert (got > plain).all()
+    again = LogitAdjustedCrossentropy.from_config(la.get_config())
+    assert again.log_prior == la.log_prior and again.tau == 1.0
+
+
+def test_logit_adjustment_trains_without_class_weights_and_its_model_loads(tmp_path, monkeypatch):
+    import keras
+
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 15)
+    for f in sorted((data / "square").iterdir())[5:]:
+        f.unlink()  # 15 circles, 5 squares
+    seen = []
+    real = T.fit_inputs
+    monkeypatch.setattr(T, "fit_inputs", lambda *a: (lambda r: (seen.append(r[2]), r)[1])(real(*a)))
+    run = T.train(cfg_for(data, tmp_path / "runs", "epochs=2", "train.logit_adjust=1"), progress=False)
+    assert seen == [None]  # class_weight auto is not applied on top of the adjusted loss
+    model = keras.saving.load_model(run / "best.keras", safe_mode=True)  # the custom loss is registered
+    assert type(model.loss).__name__ == "LogitAdjustedCrossentropy" and model.loss.tau == 1.0
+    assert model.loss.log_prior[0] > model.loss.log_prior[1]  # circles are the common class
+    for bad in ["train.logit_adjust=-1", "train.logit_adjust=9"]:
+        with pytest.raises(Exception, match="logit_adjust"):
+            apply_overrides(Config(), [bad])
+    for clash in (["train.logit_adjust=1", "train.focal_gamma=2"], ["train.logit_adjust=1", "train.sampling=balanced"]):
+        with pytest.raises(Exception, match="cannot be combined"):
+            apply_overrides(Config(), clash)
+    assert apply_overrides(Config(), ["train.logit_adjust=0"]).fingerprint() == Config().fingerprint()
