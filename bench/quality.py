@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -81,6 +82,11 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                           "the default recipe with training seed 1 (seed noise; an ensemble member)"),
     "seed004_pre_la": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "train.logit_adjust=1"],
                        "the chandrikadeb7 start + logit-adjusted loss (tau 1) instead of class weights"),
+    "seed004_pre_wide": (["--model", "seed004_cnn", "model.filters=[64,128,256]",
+                          "model.init_from={chd_pretrained:wide}"],
+                         "twice the filters (64-128-256), started from that net trained on chandrikadeb7"),
+    "seed004_pre_48": (["--model", "seed004_cnn", "--image-size", "48", "model.init_from={chd_pretrained:48}"],
+                       "48 px input, started from the 48 px net trained on chandrikadeb7"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
@@ -96,17 +102,32 @@ for _name, (_args, _lever) in RECIPES.items():
         _args.append("model.init_from=none")
 
 
-def pretrained_on_chd(chd: str, qdir: Path) -> str:
-    """A seed004_cnn run trained on chandrikadeb7 (its training split; never on VOC, so no fold leaks), made
-    once and reused: the starting point of the ``{chd_pretrained}`` recipes, and what maskclf ships as
-    maskclf/weights/seed004_cnn-35-chandrikadeb7.keras."""
-    out = qdir / "_pretrained_chd"
+# {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
+PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"]}
+
+
+def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
+    """A seed004_cnn run (with the variant's options) trained on chandrikadeb7 (its training split; never on
+    VOC, so no fold leaks), made once and reused: the starting point of the ``{chd_pretrained}`` recipes;
+    the default variant is what maskclf ships as maskclf/weights/seed004_cnn-35-chandrikadeb7.keras."""
+    out = qdir / ("_pretrained_chd" + (f"_{variant}" if variant else ""))
     done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     if not done:
         run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, "--model", "seed004_cnn", *RES_AUG,
-             "train.sampling=shuffle", "model.init_from=none", "--out", str(out), "--quiet"])
+             *PRETRAIN_VARIANTS[variant], "train.sampling=shuffle", "model.init_from=none", "--out", str(out),
+             "--quiet"])
         done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     return str(done[-1].parent)
+
+
+def fill_pretrained(args: list[str], chd: str, qdir: Path) -> list[str]:
+    """Replace each {chd_pretrained[:VARIANT]} with that pretraining run's folder (trained on first use)."""
+    out = []
+    for x in args:
+        for m in re.finditer(r"\{chd_pretrained(?::(\w+))?\}", x):
+            x = x.replace(m.group(0), pretrained_on_chd(chd, qdir, m.group(1) or ""))
+        out.append(x)
+    return out
 
 
 def run(cmd: list[str]) -> str:
@@ -285,9 +306,7 @@ def main() -> None:
     for n in names:
         args, lever = RECIPES[n]
         args = [x.replace("{chd}", chd) for x in args]
-        if any("{chd_pretrained}" in x for x in args):
-            pre = pretrained_on_chd(chd, qdir)
-            args = [x.replace("{chd_pretrained}", pre) for x in args]
+        args = fill_pretrained(args, chd, qdir)
         print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
         row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
         if a.calibrate:
