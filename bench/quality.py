@@ -87,6 +87,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                          "twice the filters (64-128-256), started from that net trained on chandrikadeb7"),
     "seed004_pre_48": (["--model", "seed004_cnn", "--image-size", "48", "model.init_from={chd_pretrained:48}"],
                        "48 px input, started from the 48 px net trained on chandrikadeb7"),
+    "seed004_pre_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"],
+                          "started from seed004_cnn trained on 3 classes: chandrikadeb7's faces plus its bare faces "
+                          "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
@@ -103,17 +106,63 @@ for _name, (_args, _lever) in RECIPES.items():
 
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
-PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"]}
+PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": []}
+
+
+def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
+    """A 3-class pretraining set from chandrikadeb7's *training split* only (the split of the default
+    pretraining run, so its held-out test faces stay unseen): the real with/without-mask images, and each
+    bare face painted once as ``mask_weared_incorrect`` (60 % nose out, 40 % on the chin) and, for half of
+    them, once as ``with_mask`` (maskclf.paintmask). Real files are symlinked; made once."""
+    import numpy as np
+
+    from maskclf.datasets import read_split_csv
+    from maskclf.images import load_rgb
+    from maskclf.paintmask import LandmarkFinder, paint_mask
+
+    dst = qdir / "_painted_chd"
+    if (dst / "report.json").is_file():
+        return dst
+    base = Path(pretrained_on_chd(chd, qdir))
+    rows = [r for r in read_split_csv(base / "split.csv") if r["split"] == "train"]
+    rng = np.random.default_rng(seed)
+    finder = LandmarkFinder()
+    report = {"real": {}, "painted": {"with_mask": 0, "mask_weared_incorrect": 0}, "no_face": 0}
+    for c in ("with_mask", "without_mask", "mask_weared_incorrect"):
+        (dst / c).mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        src = Path(r["path"])
+        link = dst / r["label"] / src.name
+        if not link.exists():
+            link.symlink_to(src)
+        report["real"][r["label"]] = report["real"].get(r["label"], 0) + 1
+        if r["label"] != "without_mask":
+            continue
+        img = load_rgb(src)
+        found = finder(np.asarray(img))
+        if found is None or np.linalg.norm(found[1][1] - found[1][0]) < 8:
+            report["no_face"] += 1
+            continue
+        todo = [("nose_out" if rng.random() < 0.6 else "chin", "mask_weared_incorrect")]
+        if rng.random() < 0.5:
+            todo.append(("correct", "with_mask"))
+        for style, cls in todo:
+            paint_mask(img, found[1], style, rng).save(dst / cls / f"painted-{src.stem}-{style}.png")
+            report["painted"][cls] += 1
+    (dst / "report.json").write_text(json.dumps(report, indent=1))
+    return dst
 
 
 def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
     """A seed004_cnn run (with the variant's options) trained on chandrikadeb7 (its training split; never on
     VOC, so no fold leaks), made once and reused: the starting point of the ``{chd_pretrained}`` recipes;
-    the default variant is what maskclf ships as maskclf/weights/seed004_cnn-35-chandrikadeb7.keras."""
+    the default variant is what maskclf ships as maskclf/weights/seed004_cnn-35-chandrikadeb7.keras.
+    Variant ``paint``: 3 classes, on ``painted_chd``."""
     out = qdir / ("_pretrained_chd" + (f"_{variant}" if variant else ""))
     done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     if not done:
-        run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, "--model", "seed004_cnn", *RES_AUG,
+        data = str(painted_chd(chd, qdir)) if variant == "paint" else chd
+        run([sys.executable, "-m", "maskclf.cli", "train", "--data", data, "--model", "seed004_cnn", *RES_AUG,
              *PRETRAIN_VARIANTS[variant], "train.sampling=shuffle", "model.init_from=none", "--out", str(out),
              "--quiet"])
         done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
