@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("cv2")
+
+from maskclf.files import MaskclfError  # noqa: E402
+from maskclf.images import load_rgb  # noqa: E402
+from maskclf.paintmask import LandmarkFinder, mask_polygon, paint_folder, paint_mask  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "images"
+
+
+@pytest.fixture(scope="module")
+def face(tmp_path_factory) -> Path:
+    """A 170 px face of the shipped sample (mask worn below the nose), cropped to its VOC box."""
+    src = next(SAMPLE.glob("maksssksksss272.*"))
+    path = tmp_path_factory.mktemp("face") / "face.png"
+    load_rgb(src).crop((48, 107, 218, 304)).save(path)
+    return path
+
+
+def test_landmarks_are_found_in_face_order(face):
+    box, marks = LandmarkFinder()(np.asarray(load_rgb(face)))
+    w, h = load_rgb(face).size
+    assert marks.shape == (5, 2) and (marks >= -2).all() and (marks[:, 0] <= w + 2).all() and (marks[:, 1] <= h + 2).all()
+    eyes_y, nose_y, mouth_y = marks[:2, 1].mean(), marks[2, 1], marks[3:, 1].mean()
+    assert eyes_y < nose_y < mouth_y
+    assert LandmarkFinder()(np.full((120, 120, 3), 128, np.uint8)) is None  # no face: None, not an error
+
+
+def test_mask_styles_sit_lower_in_order_and_paint_only_the_lower_face():
+    # an upright face: eyes at y 40, nose tip 60, mouth corners 75 (eye distance 40 px)
+    marks = np.array([[40, 40], [80, 40], [60, 60], [47, 75], [73, 75]], np.float32)
+    tops = {s: mask_polygon(marks, s, np.random.default_rng(0))[:, 1].min() for s in ("correct", "nose_out", "chin")}
+    assert tops["correct"] < 60 < tops["nose_out"] < 75 < tops["chin"]  # over / under the nose tip / under the lips
+    img = Image.fromarray(np.full((128, 120, 3), 200, np.uint8))
+    out = np.asarray(paint_mask(img, marks, "correct", np.random.default_rng(1)), np.float32)
+    diff = np.abs(out - 200).sum(-1)
+    assert diff[:30].max() < 1 and diff[65:90, 45:75].mean() > 10  # forehead untouched, mouth covered
+    with pytest.raises(MaskclfError, match="mask style"):
+        mask_polygon(marks, "sideways", np.random.default_rng(0))
+
+
+def test_paint_folder_writes_each_style_and_counts_what_it_skips(face, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (100, 100), (90, 90, 90)).save(blank)
+    styles = {"correct": "with_mask", "nose_out": "mask_weared_incorrect"}
+    report = paint_folder([face, blank], tmp_path / "out", styles, seed=0)
+    assert report["no_face"] == 1 and report["written"] == {"with_mask": 1, "mask_weared_incorrect": 1}
+    files = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
+    assert files == ["face-correct.png", "face-nose_out.png"]  # no temporary file left behind
+    painted = load_rgb(tmp_path / "out" / "with_mask" / "face-correct.png")
+    assert painted.size == load_rgb(face).size
