@@ -90,6 +90,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_pre_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"],
                           "started from seed004_cnn trained on 3 classes: chandrikadeb7's faces plus its bare faces "
                           "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
+    "seed004_pre_paint_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.seed=1"],
+                                "seed004_pre_paint with training seed 1"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
