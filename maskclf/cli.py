@@ -286,6 +286,29 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_paint(args) -> int:
+    from pathlib import Path
+
+    from maskclf.images import collect_images
+    from maskclf.paintmask import paint_folder, parse_styles
+
+    styles = parse_styles(args.styles)
+    sources = collect_images(args.faces)
+    report = paint_folder(sources, Path(args.out), styles, seed=args.seed)
+    written = ", ".join(f"{c} {n}" for c, n in report["written"].items())
+    skipped = (f"; skipped: {report['no_face']} without a detected face, {report['too_small']} too small, "
+               f"{len(report['unreadable'])} unreadable")
+    print(f"painted {written} from {report['sources']} photos into {args.out}{skipped}")
+    for line in report["unreadable"][:5]:
+        print(f"  {line}")
+    if not any(report["written"].values()):
+        raise MaskclfError(f"{', '.join(args.faces)}: no face found to paint (photos of single bare faces, eyes at "
+                           "least 8 px apart)")
+    print(f"look at {Path(args.out) / 'contact_sheet.png'}; train with: maskclf train --data DATA --extra-train "
+          f"{args.out}")
+    return 0
+
+
 def _add_training_options(p: argparse.ArgumentParser, overrides_help: str) -> None:
     """The options of one training configuration, shared by ``train`` and ``cv`` (read by _build_config)."""
     p.add_argument("--data", help="dataset root: class folders, split folders or Pascal VOC (default data/sample)")
@@ -492,6 +515,19 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("overrides", nargs="*", metavar="key=value", help="data settings for a dataset root, "
                                                                       "e.g. data.class_map=...")
     sy.set_defaults(func=cmd_synth)
+
+    pa = sub.add_parser("paint", help="paint worn / below-the-nose / chin masks on photos of bare faces",
+                        description="Find each photo's face and its landmarks (YuNet), paint a face mask in each "
+                                    "style and write DIR/<class>/<photo>-<style>.png, contact_sheet.png and "
+                                    "paint.json. Rare-class faces for --extra-train or for pretraining "
+                                    "(docs/BENCHMARKS.md section 6). Needs OpenCV (maskclf[edge]).")
+    pa.add_argument("faces", nargs="+", metavar="FACES", help="image files or folders of bare (unmasked) faces")
+    pa.add_argument("--out", required=True, metavar="DIR", help="output folder (class folders inside)")
+    pa.add_argument("--styles", default="nose_out=mask_weared_incorrect,chin=mask_weared_incorrect",
+                    help="STYLE=CLASS pairs, STYLE one of correct, nose_out, chin (default: "
+                         "nose_out=mask_weared_incorrect,chin=mask_weared_incorrect)")
+    pa.add_argument("--seed", type=int, default=0, help="random seed of colours and shapes (default 0)")
+    pa.set_defaults(func=cmd_paint)
     return p
 
 

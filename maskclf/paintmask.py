@@ -144,20 +144,42 @@ def paint_mask(image: Image.Image, marks: np.ndarray, style: str, rng: np.random
     return result
 
 
+def parse_styles(text: str) -> dict[str, str]:
+    """``"correct=with_mask,nose_out=mask_weared_incorrect"`` -> ``{style: class folder}``."""
+    styles = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        style, sep, cls = part.partition("=")
+        style, cls = style.strip(), cls.strip()
+        if not sep or style not in STYLES or not cls or "/" in cls or cls.startswith("."):
+            raise MaskclfError(f"--styles {text!r}: expected STYLE=CLASS pairs with STYLE one of {', '.join(STYLES)} "
+                               "and CLASS a folder name")
+        styles[style] = cls
+    if not styles:
+        raise MaskclfError("--styles is empty: give at least one STYLE=CLASS pair")
+    return styles
+
+
 def paint_folder(sources: list[Path], out: Path, styles: dict[str, str], seed: int = 0,
-                 min_eye_distance: float = 8.0) -> dict:
+                 min_eye_distance: float = 8.0, sheet: bool = True) -> dict:
     """For each source photo of a bare face and each ``style -> class folder`` in ``styles``, write
-    ``out/<class>/<stem>-<style>.png``. Faces not found, or with eyes under ``min_eye_distance`` px apart,
-    are skipped (counted in the returned report). Files are written under a temporary name, then renamed."""
+    ``out/<class>/<stem>-<style>.png`` (and ``out/contact_sheet.png``: sources beside their painted copies;
+    ``out/paint.json``: the counts). Faces not found, faces with eyes under ``min_eye_distance`` px apart and
+    unreadable files are skipped and counted. Each image is written under a temporary name, then renamed."""
     from maskclf.images import load_rgb
 
     finder = LandmarkFinder()
     rng = np.random.default_rng(seed)
-    report = {"sources": len(sources), "no_face": 0, "too_small": 0, "written": {c: 0 for c in styles.values()}}
+    report = {"sources": len(sources), "no_face": 0, "too_small": 0, "unreadable": [],
+              "written": {c: 0 for c in styles.values()}, "styles": styles, "seed": seed}
     for c in styles.values():
         (out / c).mkdir(parents=True, exist_ok=True)
+    examples, used = [], set()
     for path in sources:
-        img = load_rgb(path)
+        try:
+            img = load_rgb(path)
+        except MaskclfError as e:
+            report["unreadable"].append(str(e))
+            continue
         found = finder(np.asarray(img))
         if found is None:
             report["no_face"] += 1
@@ -166,10 +188,30 @@ def paint_folder(sources: list[Path], out: Path, styles: dict[str, str], seed: i
         if np.linalg.norm(marks[1] - marks[0]) < min_eye_distance:
             report["too_small"] += 1
             continue
+        row, stem = [img], Path(path).stem
+        while stem in used:  # the same file name in two source folders
+            stem += "_"
+        used.add(stem)
         for style, cls in styles.items():
-            dst = out / cls / f"{Path(path).stem}-{style}.png"
+            dst = out / cls / f"{stem}-{style}.png"
             tmp = dst.with_name(dst.name + ".tmp.png")
-            paint_mask(img, marks, style, rng).save(tmp)
+            painted = paint_mask(img, marks, style, rng)
+            painted.save(tmp)
             tmp.replace(dst)
             report["written"][cls] += 1
+            row.append(painted)
+        if len(examples) < 8:
+            examples.append(row)
+    if sheet and examples:
+        cell = 128
+        grid = Image.new("RGB", (cell * len(examples[0]), cell * len(examples)), (255, 255, 255))
+        for i, row in enumerate(examples):
+            for j, im in enumerate(row):
+                grid.paste(im.resize((cell, cell)), (j * cell, i * cell))
+        tmp = out / "contact_sheet.tmp.png"
+        grid.save(tmp)
+        tmp.replace(out / "contact_sheet.png")
+    from maskclf.files import write_json
+
+    write_json(out / "paint.json", report)
     return report

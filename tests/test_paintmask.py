@@ -48,9 +48,35 @@ def test_paint_folder_writes_each_style_and_counts_what_it_skips(face, tmp_path)
     blank = tmp_path / "blank.png"
     Image.new("RGB", (100, 100), (90, 90, 90)).save(blank)
     styles = {"correct": "with_mask", "nose_out": "mask_weared_incorrect"}
-    report = paint_folder([face, blank], tmp_path / "out", styles, seed=0)
+    report = paint_folder([face, blank], tmp_path / "out", styles, seed=0, sheet=False)
     assert report["no_face"] == 1 and report["written"] == {"with_mask": 1, "mask_weared_incorrect": 1}
     files = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
     assert files == ["face-correct.png", "face-nose_out.png"]  # no temporary file left behind
     painted = load_rgb(tmp_path / "out" / "with_mask" / "face-correct.png")
     assert painted.size == load_rgb(face).size
+
+
+def test_paint_command_writes_classes_sheet_and_report(face, tmp_path, capsys):
+    import json
+
+    from maskclf.cli import main
+
+    faces = tmp_path / "faces"
+    for sub in ("a", "b"):  # the same file name in two folders: both kept
+        (faces / sub).mkdir(parents=True)
+        (faces / sub / "face.png").write_bytes(face.read_bytes())
+    (faces / "a" / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "painted"
+    assert main(["paint", str(faces), "--out", str(out), "--styles", "correct=with_mask,chin=mask_weared_incorrect"]) == 0
+    said = capsys.readouterr().out
+    assert "painted with_mask 2, mask_weared_incorrect 2 from 3 photos" in said and "broken.jpg" in said
+    assert sorted(p.name for p in (out / "mask_weared_incorrect").iterdir()) == ["face-chin.png", "face_-chin.png"]
+    assert (out / "contact_sheet.png").is_file()
+    assert len(json.loads((out / "paint.json").read_text())["unreadable"]) == 1
+    assert main(["paint", str(faces), "--out", str(out), "--styles", "sideways=x"]) == 2
+    assert "STYLE=CLASS" in capsys.readouterr().err
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    Image.new("RGB", (90, 90), (50, 50, 50)).save(blank / "wall.png")
+    assert main(["paint", str(blank), "--out", str(tmp_path / "none")]) == 2
+    assert "no face found" in capsys.readouterr().err
