@@ -221,6 +221,9 @@ class Config:
         for (section, key), legacy in LATE_FIELDS.items():
             if d[section].get(key) in (legacy if isinstance(legacy, tuple) else (legacy,)):
                 d[section].pop(key, None)
+        shipped = BUNDLED.get(d["model"]["name"])
+        if d["model"].get("init_from") == "bundled" and shipped and shipped not in FIRST_BUNDLED:
+            d["model"]["init_from"] = f"bundled:{shipped}"  # new shipped weights: new runs, not old ones resumed
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -233,6 +236,12 @@ LATE_FIELDS = {("data", "extra_train"): "", ("augment", "resolution_range"): [],
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
                ("train", "sampling"): "shuffle", ("train", "weight_average"): 0.0,
                ("model", "init_from"): ("", "none")}  # a tuple: several spellings of the legacy behaviour
+
+
+# Starting weights maskclf ships in maskclf/weights (``model.init_from=bundled``), per model name; runs made
+# with the first shipped file keep the plain "bundled" fingerprint, later files are named in it.
+BUNDLED = {"seed004_cnn": "seed004_cnn-35-chandrikadeb7.keras"}
+FIRST_BUNDLED = {"seed004_cnn-35-chandrikadeb7.keras"}
 
 
 SECTIONS = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}

@@ -16,6 +16,7 @@ from keras import layers, ops
 
 from maskclf import losses  # noqa: F401  registers maskclf's losses, so saved models load
 from maskclf.files import MaskclfError
+from maskclf.config import BUNDLED
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -364,8 +365,7 @@ def create_model(name: str, num_classes: int, image_size: int | None = None, wei
     return model
 
 
-# Starting weights maskclf ships (``model.init_from=bundled``), per model name: see maskclf/weights/README.md.
-BUNDLED = {"seed004_cnn": "seed004_cnn-35-chandrikadeb7.keras"}
+# Starting weights maskclf ships (``model.init_from=bundled``): maskclf.config.BUNDLED, maskclf/weights/README.md.
 
 
 def init_source(source, model_name: str | None = None) -> Path | None:

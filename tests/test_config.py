@@ -72,3 +72,14 @@ def test_late_fields_keep_old_fingerprints_at_their_legacy_value():
     # The bundled start (the default since session 4) is a different configuration from those runs.
     assert C.Config().fingerprint() != "49d8e5d45180"
     assert C.apply_overrides(C.Config(), ["train.weight_average=0.99"]).fingerprint() != "49d8e5d45180"
+
+
+def test_new_bundled_weights_give_new_fingerprints(monkeypatch):
+    # 7693cb7e8516: the default configuration with the first shipped start (session 4). Shipping another file
+    # for the default model must not let new runs resume or stand in for runs made from the first one.
+    first = C.Config().fingerprint()
+    if C.BUNDLED["seed004_cnn"] in C.FIRST_BUNDLED:
+        assert first == "7693cb7e8516"
+    monkeypatch.setitem(C.BUNDLED, "seed004_cnn", "seed004_cnn-35-something-else.keras")
+    assert C.Config().fingerprint() not in (first, "7693cb7e8516")
+    assert C.apply_overrides(C.Config(), ["model.init_from=none"]).fingerprint() != C.Config().fingerprint()
