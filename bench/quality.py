@@ -36,7 +36,8 @@ RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[3
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
 RECIPES: dict[str, tuple[list[str], str]] = {
-    "default": ([], "package default (seed004_cnn, 35 px, bundled chandrikadeb7 start, whole schedule)"),
+    "default": ([], "package default (seed004_cnn, 35 px, bundled start: chandrikadeb7 + painted masks, whole "
+                    "schedule)"),
     "seed004_cnn": (["--model", "seed004_cnn"], "seed-004 CNN + BN at 35 px, full inverse-frequency weights"),
     "seed004_sqrt": (["--model", "seed004_cnn", "train.class_weight=sqrt"], "square-root class weights"),
     "seed004_noweights": (["--model", "seed004_cnn", "train.class_weight=none"], "no class weights"),
@@ -92,6 +93,10 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                           "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
     "seed004_pre_paint_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.seed=1"],
                                 "seed004_pre_paint with training seed 1"),
+    "seed004_pre_paint_seed2": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.seed=2"],
+                                "seed004_pre_paint with training seed 2"),
+    "seed004_bal_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.sampling=balanced"],
+                          "the painted start + balanced sampling instead of class weights"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
@@ -158,8 +163,9 @@ def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
 def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
     """A seed004_cnn run (with the variant's options) trained on chandrikadeb7 (its training split; never on
     VOC, so no fold leaks), made once and reused: the starting point of the ``{chd_pretrained}`` recipes;
-    the default variant is what maskclf ships as maskclf/weights/seed004_cnn-35-chandrikadeb7.keras.
-    Variant ``paint``: 3 classes, on ``painted_chd``."""
+    the default variant is what maskclf shipped in session 4 (seed004_cnn-35-chandrikadeb7.keras). Variant
+    ``paint``: 3 classes, on ``painted_chd``; what maskclf ships since session 5
+    (maskclf/weights/seed004_cnn-35-chd-painted.keras)."""
     out = qdir / ("_pretrained_chd" + (f"_{variant}" if variant else ""))
     done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     if not done:

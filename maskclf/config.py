@@ -114,8 +114,9 @@ class ModelConfig:
         options: builder options (e.g. small_cnn ``filters``, ``blocks``, ``dropout``); set them
             with ``model.<option>=value``.
         init_from: where the weights start. ``bundled`` (default): the start maskclf ships for the model,
-            if any (seed004_cnn: trained on chandrikadeb7's 4,093 faces, maskclf/weights/README.md; +2.1
-            points of validation balanced accuracy under cross-validation, docs/BENCHMARKS.md section 6);
+            if any (seed004_cnn: trained on chandrikadeb7's faces plus copies with masks painted on, worn
+            and worn wrongly, maskclf/weights/README.md; +2.1 points of validation balanced accuracy over
+            a random start under cross-validation, docs/BENCHMARKS.md section 6);
             other models start at random. ``none``: random. Or a ``.keras`` file or run directory:
             layers with the same name and shapes take its weights (a different class count leaves the
             classifier fresh): fine-tune an earlier run on new photos, or pretrain on a larger set.
@@ -240,7 +241,7 @@ LATE_FIELDS = {("data", "extra_train"): "", ("augment", "resolution_range"): [],
 
 # Starting weights maskclf ships in maskclf/weights (``model.init_from=bundled``), per model name; runs made
 # with the first shipped file keep the plain "bundled" fingerprint, later files are named in it.
-BUNDLED = {"seed004_cnn": "seed004_cnn-35-chandrikadeb7.keras"}
+BUNDLED = {"seed004_cnn": "seed004_cnn-35-chd-painted.keras"}
 FIRST_BUNDLED = {"seed004_cnn-35-chandrikadeb7.keras"}
 
 

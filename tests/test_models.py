@@ -221,13 +221,15 @@ def test_tiramisu_post_activation_puts_every_batchnorm_after_a_convolution():
                for layer in pre.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
-def test_the_bundled_start_fits_the_default_model_but_its_classifier():
+def test_the_bundled_start_fits_the_default_model():
     start = models.init_source("bundled", "seed004_cnn")
     assert start.is_file() and start.parent.name == "weights"
-    m = models.create_model("seed004_cnn", 3, 35)
-    copied, total = models.init_from(m, start, required=False)
-    assert (copied, total) == (7, 8)  # 3 convolutions, 3 batch norms and the dense layer; not the 3-class head
+    copied, total = models.init_from(models.create_model("seed004_cnn", 3, 35), start, required=False)
+    assert (copied, total) == (8, 8)  # 3 convolutions, 3 batch norms, the dense layer and the 3-class head
+    copied, total = models.init_from(models.create_model("seed004_cnn", 2, 35), start, required=False)
+    assert (copied, total) == (7, 8)  # another class count: a fresh classifier
     # Another size changes the Flatten width: the convolutions still start from it, the dense layers do not.
     copied, _ = models.init_from(models.create_model("seed004_cnn", 3, 48), start, required=False)
     assert copied >= 3
-    assert models.init_from(models.create_model("seed004_cnn", 3, 35, filters=[8, 16]), start, required=False)[0] == 0
+    # Other filters: no convolution fits; only the 256 -> 3 classifier still has the same shapes.
+    assert models.init_from(models.create_model("seed004_cnn", 3, 35, filters=[8, 16]), start, required=False)[0] == 1
