@@ -97,6 +97,10 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                                 "seed004_pre_paint with training seed 2"),
     "seed004_bal_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.sampling=balanced"],
                           "the painted start + balanced sampling instead of class weights"),
+    "seed004_bal_paint_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
+                                 "train.sampling=balanced", "train.seed=1"], "seed004_bal_paint with training seed 1"),
+    "seed004_bal_paint_seed2": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
+                                 "train.sampling=balanced", "train.seed=2"], "seed004_bal_paint with training seed 2"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
