@@ -50,10 +50,8 @@ class LandmarkFinder:
         if scale < 1:
             bgr = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
                              interpolation=cv2.INTER_AREA)
-        net = self._det._net
-        net.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = net.detect(bgr)
-        if faces is None or not len(faces):
+        faces = self._det.landmarks(bgr)
+        if not len(faces):
             return None
         f = faces[np.argmax(faces[:, 2] * faces[:, 3])]
         box = np.array([f[0], f[1], f[0] + f[2], f[1] + f[3]], np.float32) / scale - pad

@@ -256,11 +256,17 @@ class YuNetDetector(_ScaledDetector):
         self._net.setNMSThreshold(self.nms_threshold)
         self.model_path = path
 
-    def _raw(self, bgr: np.ndarray) -> np.ndarray:
+    def landmarks(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet's raw rows on one BGR image, one pass: (N, 15) ``x, y, w, h``, five landmarks ``(x, y)``
+        (right eye, left eye, nose tip, right and left mouth corner), score."""
         h, w = bgr.shape[:2]
         self._net.setInputSize((w, h))
         _, faces = self._net.detect(bgr)
-        if faces is None or not len(faces):
+        return np.zeros((0, 15), np.float32) if faces is None else np.asarray(faces, np.float32)
+
+    def _raw(self, bgr: np.ndarray) -> np.ndarray:
+        faces = self.landmarks(bgr)
+        if not len(faces):
             return np.zeros((0, 5), np.float32)
         x, y, bw, bh, score = faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 3], faces[:, -1]
         return np.stack([x, y, x + bw, y + bh, score], 1).astype(np.float32)
