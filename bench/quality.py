@@ -79,8 +79,6 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                         "the chandrikadeb7 start + resolution augmentation (shrink 0.25-1x, JPEG 30-95)"),
     "seed004_pre_margin30": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "data.crop_margin=0.3"],
                              "the chandrikadeb7 start + crop margin 0.3 of the face's side (vs 0.15)"),
-    "seed004_pre_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "train.seed=1"],
-                          "the default recipe with training seed 1 (seed noise; an ensemble member)"),
     "seed004_pre_la": (["--model", "seed004_cnn", "model.init_from={chd_pretrained}", "train.logit_adjust=1"],
                        "the chandrikadeb7 start + logit-adjusted loss (tau 1) instead of class weights"),
     "seed004_pre_wide": (["--model", "seed004_cnn", "model.filters=[64,128,256]",
@@ -91,16 +89,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_pre_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"],
                           "started from seed004_cnn trained on 3 classes: chandrikadeb7's faces plus its bare faces "
                           "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
-    "seed004_pre_paint_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.seed=1"],
-                                "seed004_pre_paint with training seed 1"),
-    "seed004_pre_paint_seed2": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.seed=2"],
-                                "seed004_pre_paint with training seed 2"),
     "seed004_bal_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.sampling=balanced"],
                           "the painted start + balanced sampling instead of class weights"),
-    "seed004_bal_paint_seed1": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
-                                 "train.sampling=balanced", "train.seed=1"], "seed004_bal_paint with training seed 1"),
-    "seed004_bal_paint_seed2": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
-                                 "train.sampling=balanced", "train.seed=2"], "seed004_bal_paint with training seed 2"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
@@ -108,6 +98,13 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
                          "small_cnn 48 px + resolution augmentation"),
 }
+
+# Other training seeds of a recipe (seed noise; ensemble members): name -> (recipe, seed).
+SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_paint_seed1": ("seed004_pre_paint", 1),
+                 "seed004_pre_paint_seed2": ("seed004_pre_paint", 2), "seed004_bal_paint_seed1": ("seed004_bal_paint", 1),
+                 "seed004_bal_paint_seed2": ("seed004_bal_paint", 2)}
+for _name, (_base, _seed) in SEED_VARIANTS.items():
+    RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
 # Recipes measured before the bundled start became the default (session 4) started at random: keep them so
 # (and so their finished folds are still found).

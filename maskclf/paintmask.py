@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from maskclf.files import MaskclfError
+from maskclf.files import MaskclfError, write_json
 
 STYLES = ("correct", "nose_out", "chin")
 
@@ -209,7 +209,5 @@ def paint_folder(sources: list[Path], out: Path, styles: dict[str, str], seed: i
         tmp = out / "contact_sheet.tmp.png"
         grid.save(tmp)
         tmp.replace(out / "contact_sheet.png")
-    from maskclf.files import write_json
-
     write_json(out / "paint.json", report)
     return report
