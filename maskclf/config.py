@@ -276,7 +276,12 @@ def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
             raise MaskclfError(f"config key {name}: expected an integer, got {value!r}")
         return int(value)
     if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise MaskclfError(f"config key {name}: expected a number, got {value!r}")
         return float(value)
     if typ is str:

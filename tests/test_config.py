@@ -15,6 +15,18 @@ def test_overrides_set_nested_and_bare_keys():
     assert cfg.data.class_map == {"a": "b"}
 
 
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 3e-4 as a string; users write learning rates that way on the command line and in files.
+    cfg = C.apply_overrides(C.Config(), ["train.learning_rate=3e-4", "label_smoothing=1E-1"])
+    assert cfg.train.learning_rate == pytest.approx(3e-4)
+    assert cfg.train.label_smoothing == pytest.approx(0.1)
+    (tmp_path / "c.yaml").write_text("train:\n  learning_rate: 5e-4\n")
+    assert C.load_config(tmp_path / "c.yaml").train.learning_rate == pytest.approx(5e-4)
+    for bad in ("train.learning_rate=fast", "train.learning_rate=nan"):
+        with pytest.raises(MaskclfError, match="train.learning_rate: expected a number"):
+            C.apply_overrides(C.Config(), [bad])
+
+
 @pytest.mark.parametrize("bad, words", [
     ("nonsense=1", "unknown config key 'nonsense'"),
     ("train.epochs=many", "train.epochs: expected an integer"),
