@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -430,8 +431,18 @@ def _plot_errors(paths, y, probs, class_names, size, out, threshold=None, n: int
     if len(worst) == 0:
         return
     pics = [images.load_array(paths[i], max(size, 64)) for i in worst]
-    titles = [f"{class_names[y[i]][:12]}→{class_names[pred[i]][:12]} {probs[i, pred[i]]:.2f}" for i in worst]
+    short = short_class_names(class_names)
+    titles = [f"{short[y[i]]}→{short[pred[i]]} {probs[i, pred[i]]:.2f}" for i in worst]
     plots.plot_sample_grid(np.stack(pics), titles, out)
+
+
+def short_class_names(class_names: Sequence[str], width: int = 12) -> list[str]:
+    """Class names that fit a small plot title: a name longer than ``width`` becomes its last word
+    (``mask_weared_incorrect`` -> ``incorrect``) when no other class's last word is the same, else its
+    first ``width`` characters."""
+    last = [re.split(r"[_\-\s]+", c.strip("_- "))[-1] for c in class_names]
+    return [c if len(c) <= width else (w if 0 < len(w) <= width and last.count(w) == 1 else c[:width])
+            for c, w in zip(class_names, last)]
 
 
 def predict_images(run_dir: str | os.PathLike, inputs: Sequence[str]) -> list[dict]:

@@ -199,3 +199,13 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfide
     y = np.array([0] * 5 + [1] * 5)
     assert expected_calibration_error(y, probs) == pytest.approx(0.49)
     assert compute_metrics(y, probs, ["a", "b"])["ece"] == pytest.approx(0.49)
+
+
+def test_short_class_names_fit_plot_titles():
+    from maskclf.evaluate import short_class_names
+
+    assert short_class_names(["mask_weared_incorrect", "with_mask", "without_mask"]) == [
+        "incorrect", "with_mask", "without_mask"]
+    # Same last word for two classes, or no shorter word: the first 12 characters.
+    assert short_class_names(["left_hand_side", "right_hand_side"]) == ["left_hand_si", "right_hand_s"]
+    assert short_class_names(["x" * 20]) == ["x" * 12]
