@@ -91,6 +91,15 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                           "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
     "seed004_bal_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.sampling=balanced"],
                           "the painted start + balanced sampling instead of class weights"),
+    "seed004_paint_lr3": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.learning_rate=3e-4"],
+                          "the painted start fine-tuned at a third of the learning rate (3e-4)"),
+    "seed004_paint_20ep": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "--epochs", "20"],
+                           "the painted start, a 20-epoch cosine schedule (best epochs were 11-27 of 40)"),
+    "seed004_paint_adamw": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.optimizer=adamw"],
+                            "the painted start, AdamW (decoupled weight decay 0.004) instead of Adam"),
+    "seed004_paint_extra": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
+                             "data.extra_train={painted_sub}"],
+                            "the painted start + 350 painted-set faces per class added to every fold's training split"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
@@ -158,6 +167,27 @@ def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
             paint_mask(img, found[1], style, rng).save(dst / cls / f"painted-{src.stem}-{style}.png")
             report["painted"][cls] += 1
     (dst / "report.json").write_text(json.dumps(report, indent=1))
+    return dst
+
+
+def painted_subset(chd: str, qdir: Path, per_class: int = 350, seed: int = 0) -> Path:
+    """``per_class`` images of each class of the painted set (:func:`painted_chd`), drawn at random, for
+    ``data.extra_train``: a third as many faces as a VOC fold's training split, so they add the painted
+    "incorrect" faces without swamping VOC's own look (all 4,093 chandrikadeb7 images did: seed004_both)."""
+    import random
+
+    src = painted_chd(chd, qdir)
+    dst = qdir / f"_painted_chd_sub{per_class}"
+    if (dst / "done").is_file():
+        return dst
+    rng = random.Random(seed)
+    for c in ("with_mask", "without_mask", "mask_weared_incorrect"):
+        files = sorted(p for p in (src / c).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        (dst / c).mkdir(parents=True, exist_ok=True)
+        for f in rng.sample(files, min(per_class, len(files))):
+            if not (dst / c / f.name).exists():
+                (dst / c / f.name).symlink_to(f.resolve())
+    (dst / "done").write_text("")
     return dst
 
 
@@ -364,6 +394,8 @@ def main() -> None:
     for n in names:
         args, lever = RECIPES[n]
         args = [x.replace("{chd}", chd) for x in args]
+        if any("{painted_sub}" in x for x in args):
+            args = [x.replace("{painted_sub}", str(painted_subset(chd, qdir))) for x in args]
         args = fill_pretrained(args, chd, qdir)
         print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
         row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
