@@ -100,6 +100,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_paint_extra": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
                              "data.extra_train={painted_sub}"],
                             "the painted start + 350 painted-set faces per class added to every fold's training split"),
+    "seed004_paint_voc": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "data.paint_train=1"],
+                          "the painted start + every training fold's own bare faces painted as 'incorrect' "
+                          "(data.paint_train=1; validation and test stay real)"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),

@@ -40,6 +40,10 @@ class DataConfig:
         split_seed: seed of the grouped, stratified split.
         extra_train: a class-folder dataset (e.g. made by ``maskclf synth``) added to the training
             split only; its class names must be classes of the dataset. Empty for none.
+        paint_train: 0 (default) for none; else the share (up to 1) of the training split's
+            ``without_mask`` faces that also join it as ``mask_weared_incorrect`` copies with a mask
+            painted below the nose or on the chin (``maskclf.paintmask``; needs OpenCV). Only training
+            faces are painted, so validation and test stay real photos.
     """
 
     path: str = "data/sample"
@@ -54,6 +58,7 @@ class DataConfig:
     dedupe_distance: int = 4
     split_seed: int = 0
     extra_train: str = ""
+    paint_train: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,7 @@ class Config:
 # (section, key) of fields added after the first release -> the value that behaves as before they existed.
 # A field whose default changes must keep its legacy value here: runs made with the new default then get
 # a new fingerprint (model.init_from: default bundled since session 4; older runs started at random).
-LATE_FIELDS = {("data", "extra_train"): "", ("augment", "resolution_range"): [],
+LATE_FIELDS = {("data", "extra_train"): "", ("data", "paint_train"): 0.0, ("augment", "resolution_range"): [],
                ("augment", "resolution_probability"): 0.5, ("augment", "jpeg_quality_range"): [],
                ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0, ("train", "logit_adjust"): 0.0,
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
@@ -313,6 +318,9 @@ def _check_values(cfg: Config) -> None:
         raise MaskclfError(f"config key data.image_size: {d.image_size} is outside 8..1024")
     if not 0 <= d.val_fraction < 1 or not 0 <= d.test_fraction < 1 or d.val_fraction + d.test_fraction >= 1:
         raise MaskclfError("config keys data.val_fraction/test_fraction: each in [0, 1) and together below 1")
+    if not 0 <= d.paint_train <= 1:
+        raise MaskclfError(f"config key data.paint_train: {d.paint_train} is outside 0..1 (the share of bare "
+                           "training faces to paint)")
     if t.optimizer.lower() not in VALID_OPTIMIZERS:
         raise MaskclfError(f"config key train.optimizer: {t.optimizer!r} is not one of {', '.join(VALID_OPTIMIZERS)}")
     if t.patience < 0:

@@ -211,3 +211,84 @@ def paint_folder(sources: list[Path], out: Path, styles: dict[str, str], seed: i
         tmp.replace(out / "contact_sheet.png")
     write_json(out / "paint.json", report)
     return report
+
+
+PAINT_SOURCE, PAINT_TARGET = "without_mask", "mask_weared_incorrect"
+PAINT_VERSION = 1  # bump when painting changes, so cached painted crops are made again
+_WRONG_STYLES = (("nose_out", 0.6), ("chin", 0.4))
+
+
+def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, progress: bool = False):
+    """Add painted "mask worn incorrectly" copies of the training split's bare faces (``data.paint_train``).
+
+    ``share`` of the training images of class ``without_mask`` (chosen at random with ``seed``) each get one
+    copy with a mask painted below the nose (60 %) or on the chin (40 %), labelled ``mask_weared_incorrect``.
+    Only training images are painted, so under cross-validation no validation or test face, nor a painted
+    copy of one, is trained on. Small crops (VOC faces are ~20 px) are enlarged for the landmark detector and
+    painted there, then shrunk back to their own size, so the copies look like the set's own faces. Painted
+    crops are cached in the user cache folder (key: the crop's bytes, seed, painter version).
+
+    Returns:
+        A new (LabeledImages, splits) pair; the copies keep their source's photo group and are in ``train``.
+
+    Raises:
+        MaskclfError: the dataset lacks one of the two classes.
+    """
+    import hashlib
+    from collections import Counter
+    from dataclasses import replace
+
+    from maskclf.files import atomic_path, cache_dir, file_digest
+    from maskclf.images import load_rgb
+
+    missing = [c for c in (PAINT_SOURCE, PAINT_TARGET) if c not in ds.class_names]
+    if missing:
+        raise MaskclfError(f"data.paint_train needs classes {PAINT_SOURCE} and {PAINT_TARGET}; {ds.root} has "
+                           f"{', '.join(ds.class_names)} (rename with data.class_map, or set data.paint_train=0)")
+    src, dst = ds.class_names.index(PAINT_SOURCE), ds.class_names.index(PAINT_TARGET)
+    pool = [i for i, (y, s) in enumerate(zip(ds.labels, splits)) if y == src and s == "train"]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(pool, size=round(min(1.0, share) * len(pool)), replace=False).tolist()) if pool else []
+    out = replace(ds, paths=list(ds.paths), labels=list(ds.labels), groups=list(ds.groups),
+                  given_splits=list(ds.given_splits), sources=list(ds.sources), problems=list(ds.problems),
+                  notes=Counter(ds.notes), sizes=list(ds.sizes))
+    new_splits = list(splits)
+    folder = cache_dir("painted-crops")
+    finder, no_face = None, 0
+    for n, i in enumerate(chosen):
+        key = hashlib.sha256(f"{file_digest(ds.paths[i])}|{seed}|{PAINT_VERSION}".encode()).hexdigest()[:24]
+        path, miss = folder / key[:2] / f"{key}.png", folder / key[:2] / f"{key}.none"
+        if miss.exists():
+            no_face += 1
+            continue
+        if not path.exists():
+            finder = finder or LandmarkFinder()
+            img = load_rgb(ds.paths[i])
+            up = max(1.0, 160 / max(img.size))  # YuNet needs ~40 px faces; VOC crops are smaller
+            big = img.resize((round(img.width * up), round(img.height * up)), Image.BICUBIC) if up > 1 else img
+            found = finder(np.asarray(big))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if found is None or np.linalg.norm(found[1][1] - found[1][0]) < 8:
+                miss.touch()
+                no_face += 1
+                continue
+            face_rng = np.random.default_rng(int(key[:12], 16))
+            style = "nose_out" if face_rng.random() < _WRONG_STYLES[0][1] else "chin"
+            painted = paint_mask(big, found[1], style, face_rng)
+            if up > 1:
+                painted = painted.resize(img.size, Image.LANCZOS)
+            with atomic_path(path) as tmp:
+                painted.save(tmp, format="PNG")
+        out.paths.append(str(path))
+        out.labels.append(dst)
+        out.groups.append(ds.groups[i])
+        out.given_splits.append("train")
+        out.sources.append(ds.sources[i])
+        out.sizes.append(ds.sizes[i])
+        new_splits.append("train")
+        if progress and (n + 1) % 200 == 0:
+            print(f"  painted {n + 1}/{len(chosen)} training faces", flush=True)
+    added = len(out.paths) - len(ds.paths)
+    out.notes[f"painted {PAINT_TARGET} copies of {PAINT_SOURCE} training faces (data.paint_train={share}; "
+              f"{no_face} without landmarks), train split only"] = added
+    return out, new_splits

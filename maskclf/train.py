@@ -285,8 +285,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         splits = datasets.assign_splits(ds, cfg.data)
     else:
         ds, splits = data
-    if cfg.data.extra_train:  # e.g. `maskclf synth` images: training split only, recorded in split.csv
-        ds, splits = datasets.add_extra_train(ds, splits, cfg.data, progress=progress)
+    ds, splits = datasets.add_training_images(ds, splits, cfg.data, progress)
     report = datasets.summarize(ds, splits)
     _log(report, progress)
     idx = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation", "test")}

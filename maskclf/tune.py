@@ -411,8 +411,7 @@ class SearchData:
     def __init__(self, cfg: Config, progress: bool = True):
         ds = datasets.load_dataset(cfg.data, progress=progress)
         splits = datasets.assign_splits(ds, cfg.data)
-        if cfg.data.extra_train:  # as in `train`: extra images join the training split only
-            ds, splits = datasets.add_extra_train(ds, splits, cfg.data, progress=progress)
+        ds, splits = datasets.add_training_images(ds, splits, cfg.data, progress)  # as in `train`: training split only
         if progress:
             print(datasets.summarize(ds, splits), file=sys.stderr, flush=True)
         self.class_names = list(ds.class_names)

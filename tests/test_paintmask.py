@@ -80,3 +80,33 @@ def test_paint_command_writes_classes_sheet_and_report(face, tmp_path, capsys):
     Image.new("RGB", (90, 90), (50, 50, 50)).save(blank / "wall.png")
     assert main(["paint", str(blank), "--out", str(tmp_path / "none")]) == 2
     assert "no face found" in capsys.readouterr().err
+
+
+def test_paint_training_faces_paints_only_training_bare_faces(face, tmp_path, monkeypatch):
+    from maskclf.datasets import LabeledImages
+    from maskclf.paintmask import paint_training_faces
+
+    monkeypatch.setenv("MASKCLF_CACHE", str(tmp_path / "cache"))
+    small = tmp_path / "small.png"  # a small face: found on an enlarged copy, painted back at 40 px
+    load_rgb(face).resize((40, 46), Image.LANCZOS).save(small)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (30, 30), (90, 90, 90)).save(blank)
+    names = ["mask_weared_incorrect", "with_mask", "without_mask"]
+    ds = LabeledImages(root="r", layout="voc", class_names=names, paths=[str(face), str(small), str(blank), str(face)],
+                       labels=[2, 2, 2, 2], groups=["a", "b", "c", "d"], given_splits=[""] * 4,
+                       sources=["a.jpg", "b.jpg", "c.jpg", "d.jpg"], sizes=[(170, 197), (40, 46), (30, 30), (170, 197)])
+    splits = ["train", "train", "train", "validation"]
+    out, new_splits = paint_training_faces(ds, splits, share=1.0)
+    assert len(ds.paths) == 4  # the input is left as it was
+    added = list(range(4, len(out.paths)))
+    assert len(added) == 2 and [new_splits[i] for i in added] == ["train", "train"]  # the blank had no face
+    assert [out.labels[i] for i in added] == [0, 0] and [out.groups[i] for i in added] == ["a", "b"]
+    assert load_rgb(out.paths[5]).size == (40, 46)  # shrunk back to the crop's own size
+    assert not np.array_equal(np.asarray(load_rgb(out.paths[4])), np.asarray(load_rgb(face)))
+    assert any("1 without landmarks" in k and v == 2 for k, v in out.notes.items())
+    again, _ = paint_training_faces(ds, splits, share=1.0)  # cached: the same files
+    assert again.paths == out.paths
+    half, _ = paint_training_faces(ds, splits, share=0.34)
+    assert len(half.paths) - 4 <= 1
+    with pytest.raises(MaskclfError, match="data.paint_train needs classes"):
+        paint_training_faces(LabeledImages(root="r", layout="folders", class_names=["a", "b"]), [], share=0.5)
