@@ -110,3 +110,21 @@ def test_paint_training_faces_paints_only_training_bare_faces(face, tmp_path, mo
     assert len(half.paths) - 4 <= 1
     with pytest.raises(MaskclfError, match="data.paint_train needs classes"):
         paint_training_faces(LabeledImages(root="r", layout="folders", class_names=["a", "b"]), [], share=0.5)
+
+
+def test_training_additions_paint_then_add_extra_images(face, tmp_path, monkeypatch):
+    from maskclf.config import DataConfig
+    from maskclf.datasets import LabeledImages, add_training_images
+
+    monkeypatch.setenv("MASKCLF_CACHE", str(tmp_path / "cache"))
+    extra = tmp_path / "extra" / "with_mask"
+    extra.mkdir(parents=True)
+    Image.new("RGB", (30, 30), (10, 120, 200)).save(extra / "x.png")
+    names = ["mask_weared_incorrect", "with_mask", "without_mask"]
+    ds = LabeledImages(root="r", layout="voc", class_names=names, paths=[str(face)], labels=[2], groups=["a"],
+                       given_splits=[""], sources=["a.jpg"], sizes=[(170, 197)])
+    cfg = DataConfig(paint_train=1.0, extra_train=str(tmp_path / "extra"))
+    out, splits = add_training_images(ds, ["train"], cfg)
+    assert [names[y] for y in out.labels] == ["without_mask", "mask_weared_incorrect", "with_mask"]
+    assert splits == ["train"] * 3
+    assert add_training_images(ds, ["train"], DataConfig()) == (ds, ["train"])  # nothing asked: unchanged
