@@ -100,6 +100,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_paint_extra": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
                              "data.extra_train={painted_sub}"],
                             "the painted start + 350 painted-set faces per class added to every fold's training split"),
+    "seed004_paint_ema": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.weight_average=0.995"],
+                          "the painted start + a moving average of the weights (decay 0.995) validated and saved"),
     "seed004_paint_voc": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "data.paint_train=1"],
                           "the painted start + every training fold's own bare faces painted as 'incorrect' "
                           "(data.paint_train=1; validation and test stay real)"),
