@@ -105,6 +105,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_paint_voc": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "data.paint_train=1"],
                           "the painted start + every training fold's own bare faces painted as 'incorrect' "
                           "(data.paint_train=1; validation and test stay real)"),
+    "seed004_paint_voc02": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "data.paint_train=0.2"],
+                            "the painted start + a fifth of each training fold's bare faces painted as 'incorrect' "
+                            "(about doubles that class, so its class weight halves instead of falling 5x)"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
