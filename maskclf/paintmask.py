@@ -215,7 +215,7 @@ def paint_folder(sources: list[Path], out: Path, styles: dict[str, str], seed: i
 
 PAINT_SOURCE, PAINT_TARGET = "without_mask", "mask_weared_incorrect"
 PAINT_VERSION = 1  # bump when painting changes, so cached painted crops are made again
-_WRONG_STYLES = (("nose_out", 0.6), ("chin", 0.4))
+NOSE_OUT_SHARE = 0.6  # of the painted "incorrect" copies; the rest have the mask on the chin
 
 
 def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, progress: bool = False):
@@ -273,7 +273,7 @@ def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, pro
                 no_face += 1
                 continue
             face_rng = np.random.default_rng(int(key[:12], 16))
-            style = "nose_out" if face_rng.random() < _WRONG_STYLES[0][1] else "chin"
+            style = "nose_out" if face_rng.random() < NOSE_OUT_SHARE else "chin"
             painted = paint_mask(big, found[1], style, face_rng)
             if up > 1:
                 painted = painted.resize(img.size, Image.LANCZOS)
