@@ -36,8 +36,8 @@ RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[3
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
 RECIPES: dict[str, tuple[list[str], str]] = {
-    "default": ([], "package default (seed004_cnn, 35 px, bundled start: chandrikadeb7 + painted masks, whole "
-                    "schedule)"),
+    "default": ([], "package default (seed004_cnn, 35 px, bundled start: chandrikadeb7 + painted masks, fine-tuned "
+                    "at 3e-4, whole schedule)"),
     "seed004_cnn": (["--model", "seed004_cnn"], "seed-004 CNN + BN at 35 px, full inverse-frequency weights"),
     "seed004_sqrt": (["--model", "seed004_cnn", "train.class_weight=sqrt"], "square-root class weights"),
     "seed004_noweights": (["--model", "seed004_cnn", "train.class_weight=none"], "no class weights"),
@@ -129,6 +129,10 @@ for _name, (_base, _seed) in SEED_VARIANTS.items():
 for _name, (_args, _lever) in RECIPES.items():
     if _name != "default" and not any(a.startswith("model.init_from") for a in _args):
         _args.append("model.init_from=none")
+# Likewise the learning rate: 1e-3 until session 6, when an unset rate became 3e-4 for trained starts.
+for _name, (_args, _lever) in RECIPES.items():
+    if _name != "default" and not any(a.startswith("train.learning_rate") for a in _args):
+        _args.append("train.learning_rate=1e-3")
 
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from maskclf import datasets
 from maskclf.config import Config, save_config
+from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, write_json, write_labels, write_text
 
 RUN_STATE = "run.json"
@@ -328,13 +329,17 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
 
     model = create_model(cfg.model.name, k, image_size, cfg.model.weights, **cfg.model.options)
     started = start_model(model, cfg.model.init_from, cfg.model.name)
+    copied = 0
     if started is not None:
         start, copied, total = started
         _log(f"started {copied} of {total} layers from {start.name} (model.init_from={cfg.model.init_from}; "
              "none for a random start)" if copied else
              f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)
-    lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
-                           pipeline.steps(len(train_paths), bs))
+    lr0 = initial_learning_rate(cfg, started=copied > 0)
+    if cfg.train.learning_rate is None:
+        _log(f"learning rate {lr0:g} ({'fine-tuning trained weights' if copied else 'random start'}; "
+             "train.learning_rate sets it)", progress)
+    lr = learning_rate_for(cfg.train.lr_schedule, lr0, cfg.train.epochs, pipeline.steps(len(train_paths), bs))
     loss = make_loss(cfg, train_labels, k)
     compile_model(model, cfg.train.optimizer, lr, loss)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)

@@ -33,6 +33,7 @@ import keras_tuner
 
 from maskclf import datasets
 from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config
+from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, read_yaml, write_json, write_text
 
 PROJECT = "project"           # the KerasTuner project folder inside DIR
@@ -506,8 +507,9 @@ class MaskHyperModel(keras_tuner.HyperModel):
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
         model = create_model(cfg.model.name, self.data.num_classes, cfg.data.image_size, cfg.model.weights,
                              **cfg.model.options)
-        start_model(model, cfg.model.init_from, cfg.model.name)
-        lr = learning_rate_for(cfg.train.lr_schedule, cfg.train.learning_rate, cfg.train.epochs,
+        started = start_model(model, cfg.model.init_from, cfg.model.name)
+        lr0 = initial_learning_rate(cfg, started=started is not None and started[1] > 0)
+        lr = learning_rate_for(cfg.train.lr_schedule, lr0, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
         compile_model(model, cfg.train.optimizer, lr, make_loss(cfg, self.data.train_labels, self.data.num_classes))
         return model

@@ -95,3 +95,20 @@ def test_new_bundled_weights_give_new_fingerprints(monkeypatch):
     monkeypatch.setitem(C.BUNDLED, "seed004_cnn", "seed004_cnn-35-something-else.keras")
     assert C.Config().fingerprint() not in (first, "7693cb7e8516")
     assert C.apply_overrides(C.Config(), ["model.init_from=none"]).fingerprint() != C.Config().fingerprint()
+
+
+def test_unset_learning_rate_is_gentler_for_trained_starts(tmp_path):
+    cfg = C.Config()  # seed004_cnn from its bundled start
+    assert cfg.train.learning_rate is None and C.learning_rate(cfg) == pytest.approx(3e-4)
+    assert C.learning_rate(C.apply_overrides(cfg, ["model.init_from=none"])) == pytest.approx(1e-3)
+    assert C.learning_rate(C.apply_overrides(cfg, ["model.name=small_cnn"])) == pytest.approx(1e-3)  # ships none
+    assert C.learning_rate(C.apply_overrides(cfg, ["model.init_from=runs/x"])) == pytest.approx(3e-4)
+    assert C.learning_rate(cfg, started=False) == pytest.approx(1e-3)  # the bundled start fitted no layer
+    assert C.learning_rate(C.apply_overrides(cfg, ["train.learning_rate=0.01"]), started=True) == 0.01
+    # The fingerprint records the rate the default stands for: an explicit equal rate is the same run, and
+    # random-start runs made when the default was 1e-3 are still found.
+    assert C.apply_overrides(cfg, ["train.learning_rate=3e-4"]).fingerprint() == cfg.fingerprint()
+    scratch = C.apply_overrides(cfg, ["model.init_from=none"])
+    assert C.apply_overrides(scratch, ["train.learning_rate=0.001"]).fingerprint() == scratch.fingerprint()
+    C.save_config(cfg, tmp_path / "c.yaml")
+    assert C.load_config(tmp_path / "c.yaml").train.learning_rate is None
