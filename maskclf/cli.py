@@ -118,7 +118,12 @@ def cmd_config(args) -> int:
     from maskclf import config as C
 
     cfg = C.load_config(args.config) if args.config else C.Config()
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if cfg.train.learning_rate is None:  # say what the unset rate stands for
+        text = text.replace("  learning_rate: null\n", f"  learning_rate: null  # = {C.learning_rate(cfg):g} here: "
+                            f"{C.FINE_TUNE_LEARNING_RATE:g} for a trained start, {C.SCRATCH_LEARNING_RATE:g} "
+                            "from a random one\n", 1)
+    print(text, end="")
     return 0
 
 

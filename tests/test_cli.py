@@ -62,3 +62,13 @@ def test_train_evaluate_predict_on_the_sample(tmp_path, capsys, sample_dir):
     assert all(r["label"] in ("mask_weared_incorrect", "with_mask", "without_mask") for r in good)
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in good)
     assert "bad.jpg" in [r for r in res if "error" in r][0]["error"]
+
+
+def test_config_command_prints_loadable_yaml_that_explains_the_unset_learning_rate(capsys, tmp_path):
+    from maskclf import config as C
+
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "learning_rate: null  # = 0.0003 here" in out
+    (tmp_path / "c.yaml").write_text(out)
+    assert C.load_config(tmp_path / "c.yaml") == C.Config()  # the comment does not change what it loads
