@@ -364,7 +364,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     seconds = time.time() - t0
     rows = _history_rows(run_dir / "history.csv")
     train_info = {"seconds": round(seconds, 1), "epochs": rows, "parameters": int(model.count_params()),
-                  "train_images": len(train_paths),
+                  "train_images": len(train_paths), "learning_rate": lr0,
                   "train_images_per_second": round(len(train_paths) * rows / max(seconds, 1e-9), 1)}
     if cfg.train.calibration != "none":
         from maskclf.calibrate import calibrate_run

@@ -41,6 +41,7 @@ def test_train_writes_a_complete_run_and_learns(tmp_path):
               "npv", "roc_auc", "threshold", "training"]:
         assert k in m, k
     assert set(m["per_class"]) == {"circle", "square"}
+    assert m["training"]["learning_rate"] == pytest.approx(0.003)  # the rate used, also when left unset
     assert m["balanced_accuracy"] >= 0.8, m  # circles vs squares is learnable in a few epochs
     header = next(csv.reader(open(run / "history.csv")))
     assert "val_balanced_accuracy" in header
