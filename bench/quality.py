@@ -33,6 +33,7 @@ from foundation import machine  # noqa: E402
 from maskclf.experiments import _mean_sd  # noqa: E402  the same mean ± sd as cv.json
 
 RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[30,95]"]
+PAINTED = ["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"]  # the painted start (session 5)
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
 RECIPES: dict[str, tuple[list[str], str]] = {
@@ -86,26 +87,25 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                          "twice the filters (64-128-256), started from that net trained on chandrikadeb7"),
     "seed004_pre_48": (["--model", "seed004_cnn", "--image-size", "48", "model.init_from={chd_pretrained:48}"],
                        "48 px input, started from the 48 px net trained on chandrikadeb7"),
-    "seed004_pre_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"],
+    "seed004_pre_paint": ([*PAINTED],
                           "started from seed004_cnn trained on 3 classes: chandrikadeb7's faces plus its bare faces "
                           "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
-    "seed004_bal_paint": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.sampling=balanced"],
+    "seed004_bal_paint": ([*PAINTED, "train.sampling=balanced"],
                           "the painted start + balanced sampling instead of class weights"),
-    "seed004_paint_lr3": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.learning_rate=3e-4"],
+    "seed004_paint_lr3": ([*PAINTED, "train.learning_rate=3e-4"],
                           "the painted start fine-tuned at a third of the learning rate (3e-4)"),
-    "seed004_paint_20ep": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "--epochs", "20"],
+    "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
                            "the painted start, a 20-epoch cosine schedule (best epochs were 11-27 of 40)"),
-    "seed004_paint_adamw": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.optimizer=adamw"],
+    "seed004_paint_adamw": ([*PAINTED, "train.optimizer=adamw"],
                             "the painted start, AdamW (decoupled weight decay 0.004) instead of Adam"),
-    "seed004_paint_extra": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}",
-                             "data.extra_train={painted_sub}"],
+    "seed004_paint_extra": ([*PAINTED, "data.extra_train={painted_sub}"],
                             "the painted start + 350 painted-set faces per class added to every fold's training split"),
-    "seed004_paint_ema": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "train.weight_average=0.995"],
+    "seed004_paint_ema": ([*PAINTED, "train.weight_average=0.995"],
                           "the painted start + a moving average of the weights (decay 0.995) validated and saved"),
-    "seed004_paint_voc": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "data.paint_train=1"],
+    "seed004_paint_voc": ([*PAINTED, "data.paint_train=1"],
                           "the painted start + every training fold's own bare faces painted as 'incorrect' "
                           "(data.paint_train=1; validation and test stay real)"),
-    "seed004_paint_voc02": (["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}", "data.paint_train=0.2"],
+    "seed004_paint_voc02": ([*PAINTED, "data.paint_train=0.2"],
                             "the painted start + a fifth of each training fold's bare faces painted as 'incorrect' "
                             "(about doubles that class, so its class weight halves instead of falling 5x)"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
@@ -124,15 +124,13 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
-# Recipes measured before the bundled start became the default (session 4) started at random: keep them so
-# (and so their finished folds are still found).
+# Defaults that changed after recipes were measured, pinned to the value they were measured with (so they mean
+# what they meant, and their finished folds are still found): the random start (the bundled start became the
+# default in session 4) and learning rate 1e-3 (an unset rate became 3e-4 for trained starts in session 6).
+LEGACY_PINS = {"model.init_from": "none", "train.learning_rate": "1e-3"}
 for _name, (_args, _lever) in RECIPES.items():
-    if _name != "default" and not any(a.startswith("model.init_from") for a in _args):
-        _args.append("model.init_from=none")
-# Likewise the learning rate: 1e-3 until session 6, when an unset rate became 3e-4 for trained starts.
-for _name, (_args, _lever) in RECIPES.items():
-    if _name != "default" and not any(a.startswith("train.learning_rate") for a in _args):
-        _args.append("train.learning_rate=1e-3")
+    if _name != "default":
+        _args += [f"{k}={v}" for k, v in LEGACY_PINS.items() if not any(a.startswith(k + "=") for a in _args)]
 
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
@@ -221,10 +219,15 @@ def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
     return str(done[-1].parent)
 
 
-def fill_pretrained(args: list[str], chd: str, qdir: Path) -> list[str]:
-    """Replace each {chd_pretrained[:VARIANT]} with that pretraining run's folder (trained on first use)."""
+def fill_placeholders(args: list[str], chd: str, qdir: Path) -> list[str]:
+    """Replace {chd} with chandrikadeb7's folder, {painted_sub} with :func:`painted_subset` and each
+    {chd_pretrained[:VARIANT]} with that pretraining run's folder (each made on first use only)."""
+    made = {"{chd}": lambda: chd, "{painted_sub}": lambda: str(painted_subset(chd, qdir))}
     out = []
     for x in args:
+        for key, make in made.items():
+            if key in x:
+                x = x.replace(key, make())
         for m in re.finditer(r"\{chd_pretrained(?::(\w+))?\}", x):
             x = x.replace(m.group(0), pretrained_on_chd(chd, qdir, m.group(1) or ""))
         out.append(x)
@@ -408,10 +411,7 @@ def main() -> None:
     rows = []
     for n in names:
         args, lever = RECIPES[n]
-        args = [x.replace("{chd}", chd) for x in args]
-        if any("{painted_sub}" in x for x in args):
-            args = [x.replace("{painted_sub}", str(painted_subset(chd, qdir))) for x in args]
-        args = fill_pretrained(args, chd, qdir)
+        args = fill_placeholders(args, chd, qdir)
         print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
         row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
         if a.calibrate:

@@ -242,10 +242,13 @@ class Config:
 SCRATCH_LEARNING_RATE, FINE_TUNE_LEARNING_RATE = 1e-3, 3e-4
 
 
+RANDOM_START = ("", "none", None)  # model.init_from values that mean a random start
+
+
 def starts_trained(model: ModelConfig) -> bool:
     """Whether ``model.init_from`` gives the model trained weights to start from (by the config alone)."""
     src = model.init_from
-    return src not in ("", "none", None) and (src != "bundled" or model.name in BUNDLED)
+    return src not in RANDOM_START and (src != "bundled" or model.name in BUNDLED)
 
 
 def learning_rate(cfg: "Config", started: bool | None = None) -> float:

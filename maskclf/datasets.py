@@ -86,6 +86,23 @@ class LabeledImages:
         c = Counter(self.labels)
         return {n: c.get(i, 0) for i, n in enumerate(self.class_names)}
 
+    def copy(self) -> "LabeledImages":
+        """A copy whose lists can grow without touching this one (``compare`` shares a dataset between models)."""
+        return replace(self, paths=list(self.paths), labels=list(self.labels), groups=list(self.groups),
+                       given_splits=list(self.given_splits), sources=list(self.sources),
+                       problems=list(self.problems), notes=Counter(self.notes), sizes=list(self.sizes))
+
+    def add_training(self, splits: list[str], path: str, label: int, group: str, source: str,
+                     size: tuple[int, int]) -> None:
+        """Append one image to the training split (``splits`` grows with it)."""
+        self.paths.append(path)
+        self.labels.append(label)
+        self.groups.append(group)
+        self.given_splits.append("train")
+        self.sources.append(source)
+        self.sizes.append(size)
+        splits.append("train")
+
 
 # ----------------------------------------------------------------------------- layout detection
 
@@ -645,9 +662,7 @@ def add_extra_train(ds: LabeledImages, splits: list[str], cfg: DataConfig,
     if not root.is_dir():
         raise MaskclfError(f"{root}: extra training folder not found; data.extra_train (--extra-train) expects "
                            "DIR/<class>/*.png, e.g. made by `maskclf synth`")
-    out = replace(ds, paths=list(ds.paths), labels=list(ds.labels), groups=list(ds.groups),
-                  given_splits=list(ds.given_splits), sources=list(ds.sources), problems=list(ds.problems),
-                  notes=Counter(ds.notes), sizes=list(ds.sizes))
+    out = ds.copy()
     problems: list[Problem] = []
     wanted = {}
     for d in _subdirs(root):
@@ -667,13 +682,8 @@ def add_extra_train(ds: LabeledImages, splits: list[str], cfg: DataConfig,
         if not info.ok:
             problems.append(Problem("unreadable image", str(f), info.message))
             continue
-        out.paths.append(str(f))
-        out.labels.append(ds.class_names.index(name))
-        out.groups.append(f"{EXTRA_GROUP}{root.name}/{folder}")
-        out.given_splits.append("train")
-        out.sources.append(str(root))
-        out.sizes.append((info.width, info.height))
-        new_splits.append("train")
+        out.add_training(new_splits, str(f), ds.class_names.index(name), f"{EXTRA_GROUP}{root.name}/{folder}",
+                         str(root), (info.width, info.height))
         added[name] += 1
     if not added:
         raise MaskclfError(f"{root}: no readable images in class folders; data.extra_train expects DIR/<class>/*.png")

@@ -16,7 +16,7 @@ from keras import layers, ops
 
 from maskclf import losses  # noqa: F401  registers maskclf's losses, so saved models load
 from maskclf.files import MaskclfError
-from maskclf.config import BUNDLED
+from maskclf.config import BUNDLED, RANDOM_START
 
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -375,7 +375,7 @@ def init_source(source, model_name: str | None = None) -> Path | None:
     (None when it ships none for that model). Otherwise a ``.keras`` file or a run directory (its
     best.keras); a missing one is a clear error.
     """
-    if source in ("", None, "none"):
+    if source in RANDOM_START:
         return None
     if source == "bundled":
         name = BUNDLED.get(model_name or "")

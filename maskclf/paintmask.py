@@ -235,8 +235,6 @@ def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, pro
         MaskclfError: the dataset lacks one of the two classes.
     """
     import hashlib
-    from collections import Counter
-    from dataclasses import replace
 
     from maskclf.files import atomic_path, cache_dir, file_digest
     from maskclf.images import load_rgb
@@ -249,10 +247,7 @@ def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, pro
     pool = [i for i, (y, s) in enumerate(zip(ds.labels, splits)) if y == src and s == "train"]
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(pool, size=round(min(1.0, share) * len(pool)), replace=False).tolist()) if pool else []
-    out = replace(ds, paths=list(ds.paths), labels=list(ds.labels), groups=list(ds.groups),
-                  given_splits=list(ds.given_splits), sources=list(ds.sources), problems=list(ds.problems),
-                  notes=Counter(ds.notes), sizes=list(ds.sizes))
-    new_splits = list(splits)
+    out, new_splits = ds.copy(), list(splits)
     folder = cache_dir("painted-crops")
     finder, no_face = None, 0
     for n, i in enumerate(chosen):
@@ -279,13 +274,7 @@ def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, pro
                 painted = painted.resize(img.size, Image.LANCZOS)
             with atomic_path(path) as tmp:
                 painted.save(tmp, format="PNG")
-        out.paths.append(str(path))
-        out.labels.append(dst)
-        out.groups.append(ds.groups[i])
-        out.given_splits.append("train")
-        out.sources.append(ds.sources[i])
-        out.sizes.append(ds.sizes[i])
-        new_splits.append("train")
+        out.add_training(new_splits, str(path), dst, ds.groups[i], ds.sources[i], ds.sizes[i])
         if progress and (n + 1) % 200 == 0:
             print(f"  painted {n + 1}/{len(chosen)} training faces", flush=True)
     added = len(out.paths) - len(ds.paths)
