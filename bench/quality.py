@@ -108,6 +108,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_paint_voc02": ([*PAINTED, "data.paint_train=0.2"],
                             "the painted start + a fifth of each training fold's bare faces painted as 'incorrect' "
                             "(about doubles that class, so its class weight halves instead of falling 5x)"),
+    "seed004_paint48_lr3": (["--model", "seed004_cnn", "--image-size", "48", "model.init_from={chd_pretrained:paint48}",
+                             "train.learning_rate=3e-4"],
+                            "48 px input (vs 35), started from the 48 px net trained on the painted set, at 3e-4"),
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
@@ -134,7 +137,8 @@ for _name, (_args, _lever) in RECIPES.items():
 
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
-PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": []}
+PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": [],
+                     "paint48": ["--image-size", "48"]}
 
 
 def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
@@ -206,12 +210,12 @@ def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
     """A seed004_cnn run (with the variant's options) trained on chandrikadeb7 (its training split; never on
     VOC, so no fold leaks), made once and reused: the starting point of the ``{chd_pretrained}`` recipes;
     the default variant is what maskclf shipped in session 4 (seed004_cnn-35-chandrikadeb7.keras). Variant
-    ``paint``: 3 classes, on ``painted_chd``; what maskclf ships since session 5
+    ``paint`` (and ``paint48``, at 48 px): 3 classes, on ``painted_chd``; ``paint`` is what maskclf ships since session 5
     (maskclf/weights/seed004_cnn-35-chd-painted.keras)."""
     out = qdir / ("_pretrained_chd" + (f"_{variant}" if variant else ""))
     done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     if not done:
-        data = str(painted_chd(chd, qdir)) if variant == "paint" else chd
+        data = str(painted_chd(chd, qdir)) if variant.startswith("paint") else chd
         run([sys.executable, "-m", "maskclf.cli", "train", "--data", data, "--model", "seed004_cnn", *RES_AUG,
              *PRETRAIN_VARIANTS[variant], "train.sampling=shuffle", "model.init_from=none", "--out", str(out),
              "--quiet"])
