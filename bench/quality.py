@@ -216,8 +216,8 @@ def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
     done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     if not done:
         data = str(painted_chd(chd, qdir)) if variant.startswith("paint") else chd
-        run([sys.executable, "-m", "maskclf.cli", "train", "--data", data, "--model", "seed004_cnn", *RES_AUG,
-             *PRETRAIN_VARIANTS[variant], "train.sampling=shuffle", "model.init_from=none", "--out", str(out),
+        run([sys.executable, "-m", "maskclf.cli", "train", "--data", data, "--model", "seed004_cnn",
+             *PRETRAIN_VARIANTS[variant], *RES_AUG, "train.sampling=shuffle", "model.init_from=none", "--out", str(out),
              "--quiet"])
         done = [d for d in sorted(out.glob("*/run.json")) if json.loads(d.read_text()).get("status") == "complete"]
     return str(done[-1].parent)
