@@ -115,12 +115,14 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
 
     from maskclf import datasets
     from maskclf.config import load_config
+    from maskclf.ensemble import refuse_ensemble
     from maskclf.evaluate import predict_paths, expected_calibration_error, load_run_model
     from maskclf.files import atomic_path, read_labels
 
     if method not in METHODS:
         raise MaskclfError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     run = Path(run_dir)
+    refuse_ensemble(run, "calibrate its member runs, then make the ensemble again")
     names = read_labels(run / "labels.txt")
     lookup = {n: i for i, n in enumerate(names)}
     rows = [r for r in datasets.read_split_csv(run / "split.csv") if r["split"] == "validation"]

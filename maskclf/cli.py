@@ -249,6 +249,30 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.ensemble import format_ensemble, make_ensemble
+    from maskclf.evaluate import format_summary
+
+    from pathlib import Path
+
+    is_cv = [(Path(r) / "cv.json").is_file() for r in args.runs]
+    if any(is_cv):
+        if not all(is_cv):
+            raise MaskclfError("name either run directories or `maskclf cv` folders, not both")
+        from maskclf.ensemble import ensemble_cv
+
+        out = ensemble_cv(args.runs, args.ens_out, progress=not args.quiet)
+        print((out / "cv.md").read_text(), end="")
+        print(f"cross-validation folder: {out}")
+        return 0
+    metrics = make_ensemble(args.runs, args.ens_out, progress=not args.quiet)
+    print(format_summary(metrics))
+    print(format_ensemble(metrics))
+    print(f"run directory: {args.ens_out}")
+    return 0
+
+
 def cmd_cv(args) -> int:
     _quiet_tensorflow()
     from maskclf.experiments import cross_validate
@@ -469,6 +493,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what to fit (default temperature+bias; none restores the uncalibrated model)")
     cb.add_argument("--quiet", action="store_true")
     cb.set_defaults(func=cmd_calibrate)
+
+    en = sub.add_parser("ensemble", help="average several runs of one split into one model (one run directory)",
+                        description="Make one Keras model whose output is the mean of the members' probabilities "
+                                    "(runs of the same split and classes, e.g. one configuration trained with "
+                                    "train.seed=0 and 1), write it as a run directory and evaluate it on the "
+                                    "members' test split; export, detect and the edge runtime take it like any "
+                                    "run (one .tflite; each face costs about one member's time per member).")
+    en.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                    help="member run directories (two or more), or `maskclf cv` folders of the same folds: "
+                         "then fold f of each is ensembled and summarised like `maskclf cv`")
+    en.add_argument("--out", dest="ens_out", required=True, metavar="DIR", help="the new run directory")
+    en.add_argument("--quiet", action="store_true")
+    en.set_defaults(func=cmd_ensemble)
 
     cv = sub.add_parser("cv", help="photo-grouped K-fold cross-validation of one configuration",
                         description="Train the configuration on K photo-grouped, class-stratified folds (each image "

@@ -291,12 +291,16 @@ def format_cv(summary: dict) -> str:
     names = summary["class_names"]
     title = (f"# Cross-validation: {summary['model']} at {summary['image_size']} px, "
              f"{summary['folds_done']} of {summary['folds']} folds")
+    if summary.get("ensemble_of"):
+        title += f", ensemble of {len(summary['ensemble_of'])} cv folders (mean of probabilities)"
     lines = [title,
              "", f"Data: `{summary['data']}` (photo-grouped, class-stratified folds; each image tested once).", "",
              "| metric | mean ± sd over folds (%) |", "|---|---:|",
              f"| balanced accuracy | **{_pm(summary['balanced_accuracy'])}** |",
-             f"| validation {summary['monitor']} at the best epoch (choose recipes on this) | "
-             f"{_pm(summary['validation_best'])} |",
+             ("| validation balanced accuracy of the ensemble (members' best epochs; choose on this) | "
+              if summary.get("ensemble_of") else
+              f"| validation {summary['monitor']} at the best epoch (choose recipes on this) | ")
+             + f"{_pm(summary['validation_best'])} |",
              f"| macro F1 | {_pm(summary['macro_f1'])} |",
              f"| accuracy | {_pm(summary['accuracy'])} |"]
     lines += [f"| recall {c} | {_pm(summary['recall'][c])} |" for c in names]
@@ -308,7 +312,7 @@ def format_cv(summary: dict) -> str:
     for r in summary["per_fold"]:
         cells = [str(r["fold"]), str(r["test_images"]), f"{r['balanced_accuracy']:.4f}", f"{r['macro_f1']:.4f}"]
         cells += [f"{r['recall'][c]:.3f} ({r['support'][c]})" for c in names]
-        cells += ["n/a" if r["ece"] is None else f"{r['ece']:.3f}", str(r["epochs"]),
+        cells += ["n/a" if r["ece"] is None else f"{r['ece']:.3f}", "" if r["epochs"] is None else str(r["epochs"]),
                   "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -295,12 +295,14 @@ def explain_images(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLik
     """
     from maskclf import images
     from maskclf.config import load_config
+    from maskclf.ensemble import refuse_ensemble
     from maskclf.evaluate import load_run_model
     from maskclf.files import read_labels
 
     run = Path(run_dir)
     if not run.is_dir():
         raise MaskclfError(f"{run}: run directory not found")
+    refuse_ensemble(run, "explain one of its member runs (each member looks at the face in its own way)")
     methods = _method_list(method)
     class_names = read_labels(run / "labels.txt")
     size = load_config(run / "config.yaml").data.image_size

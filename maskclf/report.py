@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskclf.ensemble import ENSEMBLE_FILE
 from maskclf.files import MaskclfError, write_text
 
 SPLITS = ("train", "validation", "test")
@@ -186,7 +187,8 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
             pass
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     errors = {"paths": [], "kind": "errors"}
-    if (run / "best.keras").is_file() and max_errors > 0:
+    ensemble = (run / ENSEMBLE_FILE).is_file()  # Grad-CAM is one network's view: see the members' reports
+    if (run / "best.keras").is_file() and max_errors > 0 and not ensemble:
         from maskclf.evaluate import load_run_model
         log("Grad-CAM of the worst test mistakes")
         model = load_run_model(run)
@@ -202,7 +204,10 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
     data_report = (run / "data_report.txt").read_text(encoding="utf-8") if (run / "data_report.txt").is_file() else ""
     problems = problems_text(data_report) or "problems: not recorded (no data_report.txt)"
     head, per = _metrics_rows(metrics)
-    if errors["paths"] and errors["kind"] == "errors":
+    if ensemble:
+        err_caption = ("An ensemble (ensemble.json names its members): Grad-CAM shows one network's view, so see "
+                       "each member run's report.")
+    elif errors["paths"] and errors["kind"] == "errors":
         err_caption = (f"The {len(errors['paths'])} most confident mistakes on the test split: each image, then its "
                        "Grad-CAM overlay for the (wrong) predicted class with its probability.")
     elif errors["paths"]:

@@ -1,0 +1,214 @@
+"""An ensemble of trained runs as one run directory: ``maskclf ensemble RUN_A RUN_B ... --out DIR``.
+
+The members are runs of one split (typically the same configuration trained with different
+``train.seed``); the ensemble is a single Keras model whose output is the mean of the members'
+softmax probabilities. It is written as an ordinary run directory (best.keras, config.yaml,
+labels.txt, split.csv, metrics.json and the plots), so ``maskclf evaluate``, ``export``, ``detect``
+and the edge runtime take it unchanged: one .tflite, one interpreter call per face, which costs
+about k times one member's arithmetic (docs/BENCHMARKS.md §6 measures what it buys).
+
+Why members must share the split: an ensemble is scored on the first member's test split, and a
+member trained on another split may have trained on those very images.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from maskclf.files import MaskclfError, atomic_path, read_labels, write_json
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def refuse_ensemble(run: str | os.PathLike, what: str) -> None:
+    """A one-line error when ``run`` is an ensemble, for commands that work on one trained network."""
+    if (Path(run) / ENSEMBLE_FILE).is_file():
+        raise MaskclfError(f"{run}: an ensemble (see its {ENSEMBLE_FILE}); {what}")
+
+
+def _member_rows(run: Path) -> list[tuple[str, str, str]]:
+    from maskclf import datasets
+
+    return sorted((r["path"], r["label"], r["split"]) for r in datasets.read_split_csv(run / "split.csv"))
+
+
+def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str], int]:
+    """The member run directories, their shared class names and image size; a one-line error otherwise."""
+    from maskclf.config import load_config
+
+    paths = [Path(r) for r in runs]
+    if len(paths) < 2:
+        raise MaskclfError("an ensemble needs at least two runs (e.g. the same config trained with train.seed=0 "
+                           "and train.seed=1)")
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise MaskclfError("the same run is named twice; name each member once")
+    for p in paths:
+        for f in ("best.keras", "config.yaml", "labels.txt", "split.csv"):
+            if not (p / f).is_file():
+                raise MaskclfError(f"{p / f}: missing; is {p} a finished `maskclf train` run?")
+        if (p / ENSEMBLE_FILE).is_file():
+            raise MaskclfError(f"{p}: is itself an ensemble; name its member runs instead")
+    first = paths[0]
+    names = read_labels(first / "labels.txt")
+    size = load_config(first / "config.yaml").data.image_size
+    rows = _member_rows(first)
+    for p in paths[1:]:
+        if read_labels(p / "labels.txt") != names:
+            raise MaskclfError(f"{p / 'labels.txt'}: classes {', '.join(read_labels(p / 'labels.txt'))} differ from "
+                               f"{first}'s ({', '.join(names)}); ensemble runs of the same classes")
+        other = load_config(p / "config.yaml").data.image_size
+        if other != size:
+            raise MaskclfError(f"{p}: image size {other} differs from {first}'s {size}; ensemble runs of one "
+                               "input size")
+        if _member_rows(p) != rows:
+            raise MaskclfError(f"{p / 'split.csv'}: a different split from {first}'s (its test images may be in "
+                               "another member's training data); ensemble runs trained on one split, e.g. one "
+                               "`maskclf cv` fold with different train.seed")
+    return paths, names, size
+
+
+def build_ensemble(models: Sequence, name: str = "ensemble"):
+    """One Keras model: the mean of the members' probabilities, each member a named sub-model."""
+    import keras
+
+    shape = tuple(models[0].input_shape[1:])
+    for m in models[1:]:
+        if tuple(m.input_shape[1:]) != shape:
+            raise MaskclfError(f"member inputs differ: {shape} vs {tuple(m.input_shape[1:])}")
+    inp = keras.Input(shape=shape, name="image")
+    outs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}")(inp) for i, m in enumerate(models)]
+    return keras.Model(inp, keras.layers.Average(name="mean_probabilities")(outs), name=name)
+
+
+def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, progress: bool = True) -> dict:
+    """Write an ensemble run directory ``out`` from member runs and evaluate it on their test split.
+
+    Returns the ensemble's metrics with ``members``: each member's run and test balanced accuracy.
+    """
+    from maskclf.evaluate import evaluate_run, load_run_model
+
+    paths, names, size = check_members(runs)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise MaskclfError(f"{out}: exists and is not empty; choose a new --out folder")
+    models = [load_run_model(p) for p in paths]
+    model = build_ensemble(models)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for f in ("config.yaml", "labels.txt", "split.csv"):
+            with atomic_path(out / f) as tmp:
+                shutil.copyfile(paths[0] / f, tmp)
+        with atomic_path(out / "best.keras") as tmp:
+            model.save(tmp)
+        members = []
+        for p in paths:
+            m = evaluate_run(p, progress=False) if not (p / "metrics.json").is_file() else _read_json(p / "metrics.json")
+            members.append({"run_dir": str(p.resolve()), "test_balanced_accuracy": m.get("balanced_accuracy")})
+        write_json(out / ENSEMBLE_FILE, {"members": members, "combination": "mean of probabilities",
+                                         "classifier_calls_per_face": len(paths)})
+        if progress:
+            print(f"ensemble of {len(paths)} runs -> {out}", file=sys.stderr, flush=True)
+        extra = {"ensemble_of": [m["run_dir"] for m in members],
+                 "validation_balanced_accuracy": _validation_balanced_accuracy(model, out, names, size)}
+        metrics = evaluate_run(out, progress=progress, extra=extra)
+        write_json(out / "run.json", {"status": "complete", "ensemble_of": [m["run_dir"] for m in members]})
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # nothing half-made stays behind
+        raise
+    metrics["members"] = members
+    return metrics
+
+
+def _validation_balanced_accuracy(model, run: Path, names: list[str], size: int) -> float | None:
+    """The ensemble's balanced accuracy on the split's validation images (None without any).
+
+    Slightly optimistic, like every member's: each member's best epoch was chosen on these images."""
+    from maskclf import datasets
+    from maskclf.evaluate import compute_metrics, predict_paths
+
+    rows = [r for r in datasets.read_split_csv(run / "split.csv") if r["split"] == "validation"]
+    if not rows or any(not os.path.exists(r["path"]) for r in rows):
+        return None
+    probs = predict_paths(model, [r["path"] for r in rows], size)
+    return compute_metrics([names.index(r["label"]) for r in rows], probs, names)["balanced_accuracy"]
+
+
+def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, progress: bool = True) -> Path:
+    """Ensemble ``maskclf cv`` folders fold by fold (fold f of each) and summarise like ``maskclf cv``.
+
+    Writes ``out/fold-<f>-of-<K>/`` (ensemble runs) and ``out/cv.json``, ``cv.md``, ``cv.png``; a fold whose
+    ensemble of the same members is already there is not rebuilt. Returns ``out``.
+    """
+    import json
+
+    from maskclf.config import load_config
+    from maskclf.experiments import _fold_row, _plot_folds, _summarize_folds, format_cv
+    from maskclf.files import write_text
+
+    dirs = [Path(d) for d in cv_dirs]
+    summaries = []
+    for d in dirs:
+        try:
+            summaries.append(json.loads((d / "cv.json").read_text()))
+        except (OSError, ValueError):
+            raise MaskclfError(f"{d / 'cv.json'}: missing or unreadable; is {d} a `maskclf cv` folder?") from None
+    k = summaries[0]["folds"]
+    for d, s in zip(dirs[1:], summaries[1:]):
+        if s["folds"] != k:
+            raise MaskclfError(f"{d}: {s['folds']} folds, {dirs[0]} has {k}; ensemble cv folders of the same folds")
+    runs = [{int(r["fold"]): Path(r["run_dir"]) for r in s["per_fold"]} for s in summaries]
+    common = sorted(set.intersection(*(set(r) for r in runs)))
+    if not common:
+        raise MaskclfError("the cv folders share no finished fold; finish the folds first (`maskclf cv` resumes)")
+    out = Path(out)
+    rows = []
+    for f in common:
+        members = [r[f] for r in runs]
+        fold_out = out / f"fold-{f}-of-{k}"
+        done = _read_json(fold_out / "run.json")
+        if done.get("status") == "complete" and done.get("ensemble_of") == [str(m.resolve()) for m in members]:
+            m = _read_json(fold_out / "metrics.json")
+            if progress:
+                print(f"fold {f}/{k}: ensemble already in {fold_out}", file=sys.stderr, flush=True)
+        else:
+            if fold_out.exists():
+                shutil.rmtree(fold_out)
+            if progress:
+                print(f"fold {f}/{k}: ensemble of {len(members)} runs", file=sys.stderr, flush=True)
+            m = make_ensemble(members, fold_out, progress=False)
+        names = read_labels(fold_out / "labels.txt")
+        rows.append({"fold": f, "run_dir": str(fold_out), "validation_best": m.get("validation_balanced_accuracy"),
+                     **_fold_row(m, names)})
+    cfg = load_config(out / f"fold-{common[0]}-of-{k}" / "config.yaml")
+    summary = _summarize_folds(rows, names, cfg, k)
+    summary["ensemble_of"] = [str(d.resolve()) for d in dirs]
+    summary["classifier_calls_per_face"] = len(dirs)
+    write_json(out / "cv.json", summary)
+    write_text(out / "cv.md", format_cv(summary))
+    _plot_folds(summary, out / "cv.png")
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def format_ensemble(metrics: dict) -> str:
+    """Members' and the ensemble's test balanced accuracy, one line each."""
+    lines = []
+    for i, m in enumerate(metrics["members"]):
+        ba = m["test_balanced_accuracy"]
+        lines.append(f"member {i} balanced accuracy {ba:.4f}  {m['run_dir']}" if ba is not None
+                     else f"member {i}  {m['run_dir']}")
+    lines.append(f"ensemble balanced accuracy {metrics['balanced_accuracy']:.4f} "
+                 f"({len(metrics['members'])} classifier calls per face)")
+    return "\n".join(lines)

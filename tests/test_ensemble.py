@@ -1,0 +1,109 @@
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import make_class_folders  # noqa: E402
+from maskclf.cli import main  # noqa: E402
+
+TINY = ["model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_class_folders(tmp_path_factory.mktemp("data") / "shapes", ("circle", "square", "triangle"), 12)
+
+
+@pytest.fixture(scope="module")
+def runs(shapes, tmp_path_factory):
+    """Two runs of one split (training seeds 0 and 1) and one of another split."""
+    root = tmp_path_factory.mktemp("runs")
+    out = []
+    for name, extra in (("a", ["train.seed=0"]), ("b", ["train.seed=1"]), ("other", ["data.split_seed=7"])):
+        assert main(["train", "--data", str(shapes), "--out", str(root / name), "--epochs", "2", "--quiet",
+                     *TINY, *extra]) == 0
+        out.append(next((root / name).iterdir()))
+    return out
+
+
+def test_ensemble_averages_the_members_and_is_an_ordinary_run(runs, tmp_path, capsys):
+    from maskclf.evaluate import load_run_model
+
+    a, b, _ = runs
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(a), str(b), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "member 0" in text and "ensemble balanced accuracy" in text and "2 classifier calls" in text
+    for f in ("best.keras", "labels.txt", "split.csv", "config.yaml", "metrics.json", "confusion_matrix.png",
+              "ensemble.json", "run.json"):
+        assert (out / f).is_file(), f
+    x = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    want = (np.asarray(load_run_model(a)(x)) + np.asarray(load_run_model(b)(x))) / 2
+    np.testing.assert_allclose(np.asarray(load_run_model(out)(x)), want, atol=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ensemble_of"] == [str(a.resolve()), str(b.resolve())]
+    assert 0 <= metrics["validation_balanced_accuracy"] <= 1
+    assert json.loads((out / "ensemble.json").read_text())["classifier_calls_per_face"] == 2
+    # Export takes it like any run: one .tflite that agrees with the Keras ensemble.
+    assert main(["export", str(out), "--quantize", "float32", "--quiet"]) == 0
+    report = json.loads((out / "export" / "report.json").read_text())
+    assert report["precisions"]["float32"]["agreement"] >= 0.999
+
+
+def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, capsys):
+    a, b, other = runs
+    cases = [([str(a)], "at least two runs"),
+             ([str(a), str(a)], "named twice"),
+             ([str(a), str(other)], "different split"),
+             ([str(a), str(tmp_path)], "missing")]
+    for members, message in cases:
+        assert main(["ensemble", *members, "--out", str(tmp_path / "x")]) != 0
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "x").exists()  # nothing half-made
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    assert main(["ensemble", str(a), str(b), "--out", str(busy)]) != 0
+    assert "not empty" in capsys.readouterr().err and (busy / "keep.txt").read_text() == "mine"
+    ens = tmp_path / "ens"
+    assert main(["ensemble", str(a), str(b), "--out", str(ens), "--quiet"]) == 0
+    assert main(["ensemble", str(ens), str(a), "--out", str(tmp_path / "y")]) != 0
+    assert "itself an ensemble" in capsys.readouterr().err
+    # Commands about one network say so instead of reading member 0 only; the report leaves Grad-CAM out.
+    assert main(["calibrate", str(ens)]) != 0
+    assert "calibrate its member runs" in capsys.readouterr().err
+    assert main(["explain", str(ens), str(next(shapes.rglob("*.png")))]) != 0
+    assert "explain one of its member runs" in capsys.readouterr().err
+    assert main(["report", str(ens), "--quiet"]) == 0
+    assert "see each member run's report" in (ens / "report.md").read_text()
+
+
+def test_ensemble_of_cv_folders_goes_fold_by_fold_and_resumes(shapes, tmp_path, capsys):
+    cvs = []
+    for seed in (0, 1):
+        cvs.append(tmp_path / f"cv{seed}")
+        assert main(["cv", "--data", str(shapes), "--folds", "2", "--epochs", "1", "--out", str(cvs[-1]), "--quiet",
+                     *TINY, f"train.seed={seed}"]) == 0
+    out = tmp_path / "ens"
+    assert main(["ensemble", *map(str, cvs), "--out", str(out), "--quiet"]) == 0
+    assert "ensemble of 2 cv folders" in capsys.readouterr().out
+    summary = json.loads((out / "cv.json").read_text())
+    assert summary["folds_done"] == 2 and summary["classifier_calls_per_face"] == 2
+    assert sum(r["test_images"] for r in summary["per_fold"]) == 36  # every image tested once
+    assert all(0 <= r["validation_best"] <= 1 for r in summary["per_fold"])
+    for r in summary["per_fold"]:
+        with open(os.path.join(r["run_dir"], "ensemble.json")) as f:
+            members = json.load(f)["members"]
+        assert [os.path.basename(os.path.dirname(os.path.dirname(m["run_dir"]))) for m in members] == ["cv0", "cv1"]
+    before = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("best.keras"))
+    assert main(["ensemble", *map(str, cvs), "--out", str(out), "--quiet"]) == 0
+    assert sorted((p, p.stat().st_mtime_ns) for p in out.rglob("best.keras")) == before  # reused, not rebuilt
+    assert main(["ensemble", str(cvs[0]), str(next(next(cvs[1].glob("fold-1-*")).iterdir())),
+                 "--out", str(tmp_path / "mixed")]) != 0
+    assert "not both" in capsys.readouterr().err
