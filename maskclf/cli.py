@@ -56,8 +56,25 @@ def cmd_train(args) -> int:
     from maskclf.train import train
 
     cfg = _build_config(args)
-    run_dir = train(cfg, progress=not args.quiet)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if args.ensemble is not None and args.ensemble < 2:
+        raise MaskclfError(f"--ensemble {args.ensemble}: give 2 or more members (or leave it out for one model)")
+    if args.ensemble:
+        from maskclf.config import apply_overrides
+        from maskclf.ensemble import format_ensemble, make_ensemble
+
+        members = []
+        for k in range(args.ensemble):
+            seed = cfg.train.seed + k
+            if not args.quiet:
+                print(f"maskclf train --ensemble: member {k + 1}/{args.ensemble} (train.seed={seed})",
+                      file=sys.stderr, flush=True)
+            members.append(train(apply_overrides(cfg, {"train.seed": seed}), progress=not args.quiet))
+        run_dir = members[0].parent / f"{members[0].name}-ensemble{args.ensemble}"
+        metrics = make_ensemble(members, run_dir, progress=not args.quiet)
+        print(format_ensemble(metrics))
+    else:
+        run_dir = train(cfg, progress=not args.quiet)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
     print(f"run directory: {run_dir}")
     print(f"test accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "
           f"macro F1 {metrics['macro_f1']:.4f}")
@@ -368,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_training_options(t, "config overrides, e.g. train.learning_rate=3e-4")
     t.add_argument("--out", help="folder for run directories (default runs/)")
+    t.add_argument("--ensemble", type=int, metavar="N",
+                   help="train N members (train.seed, seed+1, ...; one split) and average them into one more run "
+                        "directory (`maskclf ensemble`); N times the training time")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a run on its test split or another dataset")

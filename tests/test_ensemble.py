@@ -107,3 +107,17 @@ def test_ensemble_of_cv_folders_goes_fold_by_fold_and_resumes(shapes, tmp_path, 
     assert main(["ensemble", str(cvs[0]), str(next(next(cvs[1].glob("fold-1-*")).iterdir())),
                  "--out", str(tmp_path / "mixed")]) != 0
     assert "not both" in capsys.readouterr().err
+
+
+def test_train_ensemble_trains_the_members_and_their_ensemble(shapes, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", "--data", str(shapes), "--out", str(out), "--epochs", "1", "--quiet", "--ensemble", "2",
+                 *TINY, "train.seed=5"]) == 0
+    text = capsys.readouterr().out
+    ens = next(p for p in out.iterdir() if p.name.endswith("-ensemble2"))
+    assert f"run directory: {ens}" in text and "ensemble balanced accuracy" in text
+    members = json.loads((ens / "ensemble.json").read_text())["members"]
+    from maskclf.config import load_config
+    assert [load_config(os.path.join(m["run_dir"], "config.yaml")).train.seed for m in members] == [5, 6]
+    assert main(["train", "--data", str(shapes), "--out", str(out), "--ensemble", "1"]) != 0
+    assert "2 or more members" in capsys.readouterr().err
