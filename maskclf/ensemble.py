@@ -13,6 +13,7 @@ member trained on another split may have trained on those very images.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -143,8 +144,6 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     Writes ``out/fold-<f>-of-<K>/`` (ensemble runs) and ``out/cv.json``, ``cv.md``, ``cv.png``; a fold whose
     ensemble of the same members is already there is not rebuilt. Returns ``out``.
     """
-    import json
-
     from maskclf.config import load_config
     from maskclf.experiments import _fold_row, _plot_folds, _summarize_folds, format_cv
     from maskclf.files import write_text
@@ -194,8 +193,6 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
