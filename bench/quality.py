@@ -94,6 +94,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                           "the painted start + balanced sampling instead of class weights"),
     "seed004_paint_lr3": ([*PAINTED, "train.learning_rate=3e-4"],
                           "the painted start fine-tuned at a third of the learning rate (3e-4)"),
+    "seed004_paint_lr3_ema": ([*PAINTED, "train.learning_rate=3e-4", "train.weight_average=0.995"],
+                              "the default (painted start, 3e-4) + a moving average of the weights (decay 0.995)"),
     "seed004_paint_lr1": ([*PAINTED, "train.learning_rate=1e-4"],
                           "the painted start fine-tuned at a tenth of the learning rate (1e-4)"),
     "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
