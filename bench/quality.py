@@ -118,6 +118,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "tiramisu_32_post": (["--model", "tiramisu", "--image-size", "32", "model.preact=false"],
                          "Tiramisu at 32 px with Conv-BN-ReLU layers (BatchNorm folds into the convolutions on "
                          "export)"),
+    "mobilenet_v3_small_64": (["--model", "mobilenet_v3_small", "--image-size", "64"],
+                              "MobileNetV3-Small from scratch at 64 px (the edge backbone; no ImageNet weights here)"),
     "small_cnn_48": (["--model", "small_cnn", "--image-size", "48"], "small_cnn at 48 px"),
     "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
                          "small_cnn 48 px + resolution augmentation"),
