@@ -267,18 +267,16 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    _quiet_tensorflow()
-    from maskclf.ensemble import format_ensemble, make_ensemble
-    from maskclf.evaluate import format_summary
-
     from pathlib import Path
+
+    _quiet_tensorflow()
+    from maskclf.ensemble import ensemble_cv, format_ensemble, make_ensemble
+    from maskclf.evaluate import format_summary
 
     is_cv = [(Path(r) / "cv.json").is_file() for r in args.runs]
     if any(is_cv):
         if not all(is_cv):
             raise MaskclfError("name either run directories or `maskclf cv` folders, not both")
-        from maskclf.ensemble import ensemble_cv
-
         out = ensemble_cv(args.runs, args.ens_out, progress=not args.quiet)
         print((out / "cv.md").read_text(), end="")
         print(f"cross-validation folder: {out}")
