@@ -56,8 +56,7 @@ def cmd_train(args) -> int:
     from maskclf.train import train
 
     cfg = _build_config(args)
-    if args.ensemble is not None and args.ensemble < 2:
-        raise MaskclfError(f"--ensemble {args.ensemble}: give 2 or more members (or leave it out for one model)")
+    _check_ensemble_size(args.ensemble)
     if args.ensemble:
         from maskclf.config import apply_overrides
         from maskclf.ensemble import format_ensemble, make_ensemble
@@ -79,6 +78,11 @@ def cmd_train(args) -> int:
     print(f"test accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "
           f"macro F1 {metrics['macro_f1']:.4f}")
     return 0
+
+
+def _check_ensemble_size(n: int | None) -> None:
+    if n is not None and n < 2:
+        raise MaskclfError(f"--ensemble {n}: give 2 or more members (or leave it out for one model)")
 
 
 def cmd_evaluate(args) -> int:
@@ -293,7 +297,26 @@ def cmd_cv(args) -> int:
     from maskclf.experiments import cross_validate
 
     cfg = _build_config(args)
-    out = cross_validate(cfg, folds=args.folds, out=args.cv_out, only=args.fold, progress=not args.quiet)
+    _check_ensemble_size(args.ensemble)
+    if args.ensemble:
+        from pathlib import Path
+
+        from maskclf.config import apply_overrides
+        from maskclf.ensemble import ensemble_cv
+
+        base = Path(args.cv_out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
+        members = []
+        for k in range(args.ensemble):
+            seed = cfg.train.seed + k
+            if not args.quiet:
+                print(f"maskclf cv --ensemble: member {k + 1}/{args.ensemble} (train.seed={seed})",
+                      file=sys.stderr, flush=True)
+            members.append(cross_validate(apply_overrides(cfg, {"train.seed": seed}), folds=args.folds,
+                                          out=base.parent / f"{base.name}-seed{seed}", only=args.fold,
+                                          progress=not args.quiet))
+        out = ensemble_cv(members, base.parent / f"{base.name}-ensemble{args.ensemble}", progress=not args.quiet)
+    else:
+        out = cross_validate(cfg, folds=args.folds, out=args.cv_out, only=args.fold, progress=not args.quiet)
     print((out / "cv.md").read_text(), end="")
     print(f"cross-validation folder: {out}")
     return 0
@@ -535,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train only fold F (1..K; repeatable), e.g. to share folds between machines")
     _add_training_options(cv, "config overrides for every fold")
     cv.add_argument("--out", dest="cv_out", metavar="DIR", help="output folder (default runs/cv-<model>-<size>)")
+    cv.add_argument("--ensemble", type=int, metavar="N",
+                    help="cross-validate N seeds (train.seed, seed+1, ...) into DIR-seed<S> and their fold-by-fold "
+                         "ensemble into DIR-ensemble<N> (`maskclf ensemble`)")
     cv.set_defaults(func=cmd_cv)
 
     xp = sub.add_parser("explain", help="Grad-CAM / Grad-CAM++ panels: where the model looks",

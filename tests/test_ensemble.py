@@ -85,11 +85,13 @@ def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, 
 
 
 def test_ensemble_of_cv_folders_goes_fold_by_fold_and_resumes(shapes, tmp_path, capsys):
-    cvs = []
-    for seed in (0, 1):
-        cvs.append(tmp_path / f"cv{seed}")
-        assert main(["cv", "--data", str(shapes), "--folds", "2", "--epochs", "1", "--out", str(cvs[-1]), "--quiet",
-                     *TINY, f"train.seed={seed}"]) == 0
+    # `cv --ensemble 2` = `cv` with train.seed=0 and 1, then `ensemble` of the two folders.
+    assert main(["cv", "--data", str(shapes), "--folds", "2", "--epochs", "1", "--out", str(tmp_path / "cv"),
+                 "--quiet", "--ensemble", "2", *TINY]) == 0
+    assert "ensemble of 2 cv folders" in capsys.readouterr().out
+    cvs = [tmp_path / "cv-seed0", tmp_path / "cv-seed1"]
+    assert [json.loads((c / "cv.json").read_text())["config"]["train"]["seed"] for c in cvs] == [0, 1]
+    assert (tmp_path / "cv-ensemble2" / "cv.json").is_file()
     out = tmp_path / "ens"
     assert main(["ensemble", *map(str, cvs), "--out", str(out), "--quiet"]) == 0
     assert "ensemble of 2 cv folders" in capsys.readouterr().out
@@ -100,7 +102,8 @@ def test_ensemble_of_cv_folders_goes_fold_by_fold_and_resumes(shapes, tmp_path, 
     for r in summary["per_fold"]:
         with open(os.path.join(r["run_dir"], "ensemble.json")) as f:
             members = json.load(f)["members"]
-        assert [os.path.basename(os.path.dirname(os.path.dirname(m["run_dir"]))) for m in members] == ["cv0", "cv1"]
+        assert [os.path.basename(os.path.dirname(os.path.dirname(m["run_dir"]))) for m in members] == [
+            "cv-seed0", "cv-seed1"]
     before = sorted((p, p.stat().st_mtime_ns) for p in out.rglob("best.keras"))
     assert main(["ensemble", *map(str, cvs), "--out", str(out), "--quiet"]) == 0
     assert sorted((p, p.stat().st_mtime_ns) for p in out.rglob("best.keras")) == before  # reused, not rebuilt
