@@ -535,8 +535,19 @@ def _metadata(cfg, run: Path, class_names: list[str], threshold: float | None, m
                   "crop_margin": cfg.data.crop_margin,
                   "crop": "square box around the face, grown by crop_margin x its longer side on each side"},
         "output": {"kind": "softmax probabilities", "order": "labels.txt"},
+        "ensemble_members": _ensemble_members(run),
         "models": models,
     }
+
+
+def _ensemble_members(run: Path) -> int:
+    """How many networks the model averages (``maskclf ensemble``); 1 for an ordinary run."""
+    from maskclf.ensemble import ENSEMBLE_FILE
+
+    try:
+        return len(json.loads((run / ENSEMBLE_FILE).read_text())["members"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
 
 
 def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRECISIONS, representative: int = 200,
