@@ -58,16 +58,9 @@ def cmd_train(args) -> int:
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
     if args.ensemble:
-        from maskclf.config import apply_overrides
         from maskclf.ensemble import format_ensemble, make_ensemble
 
-        members = []
-        for k in range(args.ensemble):
-            seed = cfg.train.seed + k
-            if not args.quiet:
-                print(f"maskclf train --ensemble: member {k + 1}/{args.ensemble} (train.seed={seed})",
-                      file=sys.stderr, flush=True)
-            members.append(train(apply_overrides(cfg, {"train.seed": seed}), progress=not args.quiet))
+        members = _seed_members(cfg, args, "train", lambda c, seed: train(c, progress=not args.quiet))
         run_dir = members[0].parent / f"{members[0].name}-ensemble{args.ensemble}"
         metrics = make_ensemble(members, run_dir, progress=not args.quiet)
         print(format_ensemble(metrics))
@@ -83,6 +76,20 @@ def cmd_train(args) -> int:
 def _check_ensemble_size(n: int | None) -> None:
     if n is not None and n < 2:
         raise MaskclfError(f"--ensemble {n}: give 2 or more members (or leave it out for one model)")
+
+
+def _seed_members(cfg, args, command: str, fit) -> list:
+    """``fit(config, seed)`` for the ``--ensemble N`` members: train.seed, seed+1, ... (one split)."""
+    from maskclf.config import apply_overrides
+
+    members = []
+    for k in range(args.ensemble):
+        seed = cfg.train.seed + k
+        if not args.quiet:
+            print(f"maskclf {command} --ensemble: member {k + 1}/{args.ensemble} (train.seed={seed})",
+                  file=sys.stderr, flush=True)
+        members.append(fit(apply_overrides(cfg, {"train.seed": seed}), seed))
+    return members
 
 
 def cmd_evaluate(args) -> int:
@@ -301,19 +308,11 @@ def cmd_cv(args) -> int:
     if args.ensemble:
         from pathlib import Path
 
-        from maskclf.config import apply_overrides
         from maskclf.ensemble import ensemble_cv
 
         base = Path(args.cv_out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
-        members = []
-        for k in range(args.ensemble):
-            seed = cfg.train.seed + k
-            if not args.quiet:
-                print(f"maskclf cv --ensemble: member {k + 1}/{args.ensemble} (train.seed={seed})",
-                      file=sys.stderr, flush=True)
-            members.append(cross_validate(apply_overrides(cfg, {"train.seed": seed}), folds=args.folds,
-                                          out=base.parent / f"{base.name}-seed{seed}", only=args.fold,
-                                          progress=not args.quiet))
+        members = _seed_members(cfg, args, "cv", lambda c, seed: cross_validate(
+            c, folds=args.folds, out=base.parent / f"{base.name}-seed{seed}", only=args.fold, progress=not args.quiet))
         out = ensemble_cv(members, base.parent / f"{base.name}-ensemble{args.ensemble}", progress=not args.quiet)
     else:
         out = cross_validate(cfg, folds=args.folds, out=args.cv_out, only=args.fold, progress=not args.quiet)

@@ -25,9 +25,15 @@ from maskclf.files import MaskclfError, atomic_path, read_labels, write_json
 ENSEMBLE_FILE = "ensemble.json"
 
 
+def members_of(run: str | os.PathLike) -> list[dict]:
+    """The member runs an ensemble run averages (from its ensemble.json); [] for an ordinary run."""
+    members = _read_json(Path(run) / ENSEMBLE_FILE).get("members")
+    return members if isinstance(members, list) else []
+
+
 def refuse_ensemble(run: str | os.PathLike, what: str) -> None:
     """A one-line error when ``run`` is an ensemble, for commands that work on one trained network."""
-    if (Path(run) / ENSEMBLE_FILE).is_file():
+    if members_of(run):
         raise MaskclfError(f"{run}: an ensemble (see its {ENSEMBLE_FILE}); {what}")
 
 
@@ -51,7 +57,7 @@ def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[s
         for f in ("best.keras", "config.yaml", "labels.txt", "split.csv"):
             if not (p / f).is_file():
                 raise MaskclfError(f"{p / f}: missing; is {p} a finished `maskclf train` run?")
-        if (p / ENSEMBLE_FILE).is_file():
+        if members_of(p):
             raise MaskclfError(f"{p}: is itself an ensemble; name its member runs instead")
     first = paths[0]
     names = read_labels(first / "labels.txt")
@@ -116,7 +122,7 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
         extra = {"ensemble_of": [m["run_dir"] for m in members],
                  "validation_balanced_accuracy": _validation_balanced_accuracy(model, out, names, size)}
         metrics = evaluate_run(out, progress=progress, extra=extra)
-        write_json(out / "run.json", {"status": "complete", "ensemble_of": [m["run_dir"] for m in members]})
+        write_json(out / "run.json", {"status": "complete"})  # last: the folder is whole (members: ensemble.json)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # nothing half-made stays behind
         raise
@@ -168,8 +174,8 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     for f in common:
         members = [r[f] for r in runs]
         fold_out = out / f"fold-{f}-of-{k}"
-        done = _read_json(fold_out / "run.json")
-        if done.get("status") == "complete" and done.get("ensemble_of") == [str(m.resolve()) for m in members]:
+        done = _read_json(fold_out / "run.json").get("status") == "complete"
+        if done and [m["run_dir"] for m in members_of(fold_out)] == [str(m.resolve()) for m in members]:
             m = _read_json(fold_out / "metrics.json")
             if progress:
                 print(f"fold {f}/{k}: ensemble already in {fold_out}", file=sys.stderr, flush=True)
@@ -193,10 +199,12 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object file's content; {} when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def format_ensemble(metrics: dict) -> str:

@@ -542,12 +542,9 @@ def _metadata(cfg, run: Path, class_names: list[str], threshold: float | None, m
 
 def _ensemble_members(run: Path) -> int:
     """How many networks the model averages (``maskclf ensemble``); 1 for an ordinary run."""
-    from maskclf.ensemble import ENSEMBLE_FILE
+    from maskclf.ensemble import members_of
 
-    try:
-        return len(json.loads((run / ENSEMBLE_FILE).read_text())["members"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 1
+    return len(members_of(run)) or 1
 
 
 def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRECISIONS, representative: int = 200,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskclf.ensemble import ENSEMBLE_FILE
+from maskclf.ensemble import members_of
 from maskclf.files import MaskclfError, write_text
 
 SPLITS = ("train", "validation", "test")
@@ -187,7 +187,7 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
             pass
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     errors = {"paths": [], "kind": "errors"}
-    ensemble = (run / ENSEMBLE_FILE).is_file()  # Grad-CAM is one network's view: see the members' reports
+    ensemble = bool(members_of(run))  # Grad-CAM is one network's view: see the members' reports
     if (run / "best.keras").is_file() and max_errors > 0 and not ensemble:
         from maskclf.evaluate import load_run_model
         log("Grad-CAM of the worst test mistakes")
