@@ -299,6 +299,17 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+def cmd_suspects(args) -> int:
+    _quiet_tensorflow()
+    from maskclf.audit import find_suspects, format_suspects
+
+    s = find_suspects(args.path, args.sus_out, top=args.top, progress=not args.quiet)
+    text = format_suspects(s)
+    print(text.split("\n\nA suspect is")[0])
+    print(f"\nwrote suspects.csv, suspects.png, suspects.md and predictions.csv into {s['out']}")
+    return 0
+
+
 def cmd_cv(args) -> int:
     _quiet_tensorflow()
     from maskclf.experiments import cross_validate
@@ -546,6 +557,18 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--out", dest="ens_out", required=True, metavar="DIR", help="the new run directory")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_ensemble)
+
+    su = sub.add_parser("suspects", help="faces whose label the trained models confidently disagree with",
+                        description="Predict every face of a `maskclf cv` folder with the fold model that did not "
+                                    "train on it (or one run's test split), and list the faces whose label those "
+                                    "predictions confidently contradict (confident learning): suspects.csv (photo, "
+                                    "object index in its XML, label, suggested class), suspects.png (each in its "
+                                    "photo's context) and suspects.md. Labels are not changed: look, then edit.")
+    su.add_argument("path", metavar="CV_DIR_OR_RUN", help="a `maskclf cv` folder (every face) or a run directory")
+    su.add_argument("--out", dest="sus_out", metavar="DIR", help="output folder (default PATH/suspects)")
+    su.add_argument("--top", type=int, default=48, help="suspects shown in suspects.png and suspects.md (default 48)")
+    su.add_argument("--quiet", action="store_true")
+    su.set_defaults(func=cmd_suspects)
 
     cv = sub.add_parser("cv", help="photo-grouped K-fold cross-validation of one configuration",
                         description="Train the configuration on K photo-grouped, class-stratified folds (each image "
