@@ -34,17 +34,14 @@ from maskclf.files import MaskclfError, read_labels, write_text
 def fold_runs(path: str | os.PathLike) -> list[tuple[str, Path]]:
     """The runs to audit as (name, run directory): the folds of a ``maskclf cv`` folder (from its cv.json,
     named ``fold F``), or one run directory (named by its folder)."""
+    from maskclf.experiments import cv_fold_runs
+
     p = Path(path)
-    cv = p / "cv.json"
-    if cv.is_file():
-        try:
-            per_fold = json.loads(cv.read_text())["per_fold"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise MaskclfError(f"{cv}: unreadable cv summary; rerun `maskclf cv` (it resumes)") from None
-        runs = [(f"fold {r['fold']}", Path(r["run_dir"])) for r in per_fold]
+    if (p / "cv.json").is_file():
+        _, runs = cv_fold_runs(p)
         if not runs:
-            raise MaskclfError(f"{cv}: no finished fold; finish the folds first (`maskclf cv` resumes)")
-        return runs
+            raise MaskclfError(f"{p / 'cv.json'}: no finished fold; finish the folds first (`maskclf cv` resumes)")
+        return [(f"fold {f}", r) for f, r in sorted(runs.items())]
     if (p / "split.csv").is_file() and (p / "best.keras").is_file():
         return [(p.name, p)]
     raise MaskclfError(f"{p}: neither a `maskclf cv` folder (cv.json) nor a trained run (best.keras + split.csv)")

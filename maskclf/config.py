@@ -175,6 +175,15 @@ class TrainConfig:
             balanced sampling gave +1 point of validation balanced accuracy from a random start, the best
             macro F1, and far fewer sharp faces from other photo sets called "incorrect" (0.72 vs 0.57 on
             chandrikadeb7); with the bundled start it added nothing, so ``shuffle`` stays the default.
+        distill_from: empty (default) for none; else a trained run (typically a ``maskclf ensemble``) of the
+            same split whose predicted probabilities on the training images become part of the targets
+            (knowledge distillation, Hinton et al. 2015, offline): one network learns what several agree on,
+            at one network's cost on the device. Under ``maskclf cv`` it may name a cv folder of the same
+            folds (fold f learns from that folder's fold f). A teacher that trained on this run's
+            validation or test images is refused.
+        distill_weight: share of the target that is the teacher's (0 < w <= 1; the rest is the label).
+        distill_temperature: the teacher's probabilities are softened as ``p ** (1 / T)`` renormalised
+            (the same as dividing its logits by T), so the student also learns which wrong class is likelier.
         weight_average: 0 (default) for none; else the decay of an exponential moving average of the
             weights (Polyak averaging, e.g. 0.995 = a horizon of ~200 steps): the averaged model is what
             validation, the best checkpoint and the saved model use. It smooths the step-to-step noise that
@@ -204,6 +213,9 @@ class TrainConfig:
     calibration: str = "none"
     sampling: str = "shuffle"
     weight_average: float = 0.0
+    distill_from: str = ""
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
     seed: int = 0
     out: str = "runs"
 
@@ -268,6 +280,7 @@ LATE_FIELDS = {("data", "extra_train"): "", ("data", "paint_train"): 0.0, ("augm
                ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0, ("train", "logit_adjust"): 0.0,
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
                ("train", "sampling"): "shuffle", ("train", "weight_average"): 0.0,
+               ("train", "distill_from"): "", ("train", "distill_weight"): 0.5, ("train", "distill_temperature"): 2.0,
                ("model", "init_from"): ("", "none")}  # a tuple: several spellings of the legacy behaviour
 
 
@@ -388,6 +401,12 @@ def _check_values(cfg: Config) -> None:
                            "augment.mix_probability ([0, 1]) are out of range")
     if not 0 <= t.weight_average < 1:
         raise MaskclfError(f"config key train.weight_average: {t.weight_average} is not in [0, 1) (0 = off)")
+    if not (0 < t.distill_weight <= 1 and 1 <= t.distill_temperature <= 20):
+        raise MaskclfError("config keys train.distill_weight (0 < w <= 1) and train.distill_temperature (1..20) are "
+                           "out of range")
+    if t.distill_from and (t.sampling == "balanced" or a.mixup_alpha or a.cutmix_alpha):
+        raise MaskclfError("config key train.distill_from cannot be combined with train.sampling=balanced or "
+                           "mixup/CutMix (the teacher's targets belong to whole, unmixed training images)")
     if t.sampling not in ("shuffle", "balanced"):
         raise MaskclfError(f"config key train.sampling: {t.sampling!r} is not shuffle or balanced")
     if cfg.augment.fill_mode not in ("reflect", "wrap", "nearest", "constant"):

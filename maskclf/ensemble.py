@@ -151,7 +151,7 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     ensemble of the same members is already there is not rebuilt. Returns ``out``.
     """
     from maskclf.config import load_config
-    from maskclf.experiments import _fold_row, _plot_folds, _summarize_folds, format_cv
+    from maskclf.experiments import _fold_row, _plot_folds, _summarize_folds, cv_fold_runs, format_cv
     from maskclf.files import write_text
 
     dirs = [Path(d) for d in cv_dirs]
@@ -165,7 +165,7 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     for d, s in zip(dirs[1:], summaries[1:]):
         if s["folds"] != k:
             raise MaskclfError(f"{d}: {s['folds']} folds, {dirs[0]} has {k}; ensemble cv folders of the same folds")
-    runs = [{int(r["fold"]): Path(r["run_dir"]) for r in s["per_fold"]} for s in summaries]
+    runs = [cv_fold_runs(d)[1] for d in dirs]
     common = sorted(set.intersection(*(set(r) for r in runs)))
     if not common:
         raise MaskclfError("the cv folders share no finished fold; finish the folds first (`maskclf cv` resumes)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -213,10 +214,16 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
     _log(f"reading {cfg.data.path} ...", progress)
     ds = datasets.load_dataset(cfg.data, progress=progress)
     fold_splits = kfold_splits(ds.labels, ds.groups, folds, cfg.data.val_fraction, cfg.data.split_seed)
+    teachers = _fold_teachers(cfg.train.distill_from, folds)
     rows = []
     for f, splits in enumerate(fold_splits, start=1):
         # The folder names the fold and K: the configuration (and so its fingerprint) is the same for all.
         fcfg = C.apply_overrides(cfg, {"train.out": str(directory / f"fold-{f}-of-{folds}")})
+        if f in teachers:
+            fcfg = C.apply_overrides(fcfg, {"train.distill_from": teachers[f]})
+        elif teachers and f in wanted:
+            raise MaskclfError(f"train.distill_from={cfg.train.distill_from}: fold {f} is not finished there; "
+                               "finish it first (`maskclf cv` resumes)")
         run = find_completed_run(Path(fcfg.train.out), fcfg.fingerprint())
         if run is None and f in wanted:
             _log(f"maskclf cv: fold {f}/{folds}: {splits.count('train')} train / {splits.count('validation')} "
@@ -236,6 +243,41 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
     write_text(directory / "cv.md", format_cv(summary))
     _plot_folds(summary, directory / "cv.png")
     return directory
+
+
+def cv_fold_runs(directory: str | os.PathLike) -> tuple[int, dict[int, Path]]:
+    """A cv folder's K and its finished folds' run directories (fold -> run), from its cv.json.
+
+    cv.json stores run paths as the command was given (possibly relative to where it ran); a path that does
+    not exist as stored is found again inside ``directory`` by its ``fold-F-of-K`` part.
+    """
+    d = Path(directory)
+    try:
+        summary = json.loads((d / "cv.json").read_text())
+        per_fold, k = summary["per_fold"], int(summary["folds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise MaskclfError(f"{d / 'cv.json'}: missing or unreadable; is {d} a `maskclf cv` folder?") from None
+    runs = {}
+    for r in per_fold:
+        p = Path(r["run_dir"])
+        if not p.is_dir():
+            parts = p.parts
+            at = next((i for i, part in enumerate(parts) if part.startswith("fold-") and "-of-" in part), None)
+            if at is not None and (d.joinpath(*parts[at:])).is_dir():
+                p = d.joinpath(*parts[at:])
+        runs[int(r["fold"])] = p
+    return k, runs
+
+
+def _fold_teachers(distill_from: str, folds: int) -> dict[int, str]:
+    """``train.distill_from`` naming a cv folder (e.g. ``maskclf cv --ensemble``'s): fold f -> its fold f run."""
+    if not distill_from or not (Path(distill_from) / "cv.json").is_file():
+        return {}
+    k, runs = cv_fold_runs(distill_from)
+    if k != folds:
+        raise MaskclfError(f"train.distill_from={distill_from}: {k} folds, this cv has {folds}; "
+                           "distil from a cv folder of the same folds")
+    return {f: str(p.resolve()) for f, p in runs.items()}
 
 
 def _best_validation(run: Path, monitor: str) -> float | None:

@@ -134,17 +134,21 @@ def one_hot_labels(cfg: Config) -> bool:
     """Whether the loss needs one-hot (or mixed) labels: label smoothing, focal loss, mixup/CutMix."""
     from maskclf.pipeline import mixing
 
-    return bool(cfg.train.label_smoothing or cfg.train.focal_gamma or mixing(cfg.augment))
+    return bool(cfg.train.label_smoothing or cfg.train.focal_gamma or mixing(cfg.augment) or cfg.train.distill_from)
 
 
-def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], train_ds, val_ds) -> tuple:
+def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], train_ds, val_ds,
+               soft_targets=None) -> tuple:
     """What ``model.fit`` gets, shared by ``train`` and the tuner's trials: ``(train, validation,
     class_weight)``.
 
     Class weights follow ``train.class_weight`` (``auto`` is skipped under balanced sampling, which
     already balances the classes, and under logit adjustment, which balances the loss). Labels become
     one-hot when the loss needs them; with mixup/CutMix the training batches are mixed here and the class
-    weights travel as per-image sample weights (so the returned ``class_weight`` is None).
+    weights travel as per-image sample weights (so the returned ``class_weight`` is None). With
+    ``soft_targets`` (distillation: one target row per training image, ``distillation_targets``) ``train_ds``
+    must carry each image's row index as its label; the rows become the targets and the class weights
+    travel as sample weights.
     """
     import tensorflow as tf
 
@@ -155,6 +159,11 @@ def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], tra
     if (t.sampling == "balanced" or t.logit_adjust) and mode == "auto":
         mode = "none"
     weights = class_weights(train_labels, k, mode)
+    if soft_targets is not None:
+        table = tf.constant(soft_targets, tf.float32)
+        per_image = tf.constant([weights.get(c, 0.0) if weights else 1.0 for c in train_labels], tf.float32)
+        return (train_ds.map(lambda x, i: (x, tf.gather(table, i), tf.gather(per_image, i))),
+                val_ds.map(lambda x, y: (x, tf.one_hot(y, k))), None)
     if not one_hot_labels(cfg):
         return train_ds, val_ds, weights
     val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, k)))
@@ -162,6 +171,51 @@ def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], tra
         per_class = [weights.get(c, 0.0) for c in range(k)] if weights else None
         return pipeline.mix(train_ds, k, cfg.augment, per_class, t.seed), val_ds, None
     return train_ds.map(lambda x, y: (x, tf.one_hot(y, k))), val_ds, weights
+
+
+def distillation_targets(cfg: Config, class_names: list[str], paths: dict[str, list[str]], train_labels: list[int],
+                         progress: bool = True):
+    """``train.distill_from``: the training targets ``(1 - w) * one_hot(label) + w * softened teacher probabilities``.
+
+    ``paths`` holds this run's train / validation / test image paths. The teacher (a run directory) must have
+    the same classes and must not have trained on this run's validation or test images (its soft targets
+    would carry their labels into training and model selection). Returns an (N, C) float32 array.
+    """
+    import numpy as np
+
+    from maskclf import evaluate
+    from maskclf.config import load_config
+    from maskclf.files import read_labels
+
+    t = cfg.train
+    teacher = Path(t.distill_from)
+    if (teacher / "cv.json").is_file():
+        raise MaskclfError(f"train.distill_from={teacher} is a `maskclf cv` folder; give one run directory, or use "
+                           "it with `maskclf cv` (fold f then learns from its fold f)")
+    for f in ("best.keras", "labels.txt", "split.csv", "config.yaml"):
+        if not (teacher / f).is_file():
+            raise MaskclfError(f"train.distill_from={teacher}: no {f}; name a finished run directory "
+                               "(e.g. a `maskclf ensemble` of this split)")
+    names = read_labels(teacher / "labels.txt")
+    if names != class_names:
+        raise MaskclfError(f"train.distill_from={teacher}: classes {', '.join(names)} differ from this data's "
+                           f"{', '.join(class_names)}")
+    seen = {r["path"]: r["split"] for r in datasets.read_split_csv(teacher / "split.csv")}
+    for side in ("validation", "test"):
+        leaked = [p for p in paths[side] if seen.get(p) == "train"]
+        if leaked:
+            raise MaskclfError(f"train.distill_from={teacher}: the teacher trained on {len(leaked)} of this run's "
+                               f"{side} images (e.g. {leaked[0]}); use a teacher of the same split (the same fold)")
+    _log(f"distilling from {teacher}: targets {1 - t.distill_weight:g} x label + {t.distill_weight:g} x its "
+         f"probabilities at temperature {t.distill_temperature:g}", progress)
+    size = load_config(teacher / "config.yaml").data.image_size
+    p = evaluate.predict_paths(evaluate.load_run_model(teacher), paths["train"], size).astype(np.float64)
+    p = np.clip(p, 1e-8, 1.0) ** (1.0 / t.distill_temperature)
+    p /= p.sum(axis=1, keepdims=True)
+    agree = float((p.argmax(axis=1) == np.asarray(train_labels)).mean())
+    _log(f"the teacher agrees with {agree:.1%} of the training labels", progress)
+    hard = np.eye(len(class_names))[np.asarray(train_labels)]
+    return ((1.0 - t.distill_weight) * hard + t.distill_weight * p).astype(np.float32)
 
 
 def schedule_callbacks(monitor: str, mode: str, patience: int, plateau: bool) -> list:
@@ -295,6 +349,10 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     if not idx["validation"]:
         raise MaskclfError(f"{cfg.data.path}: no validation images; set data.val_fraction > 0 or add a validation split")
 
+    # Before any run directory exists: a refused teacher leaves nothing behind.
+    soft = (distillation_targets(cfg, ds.class_names, {s: [ds.paths[i] for i in idx[s]] for s in idx},
+                                 [ds.labels[i] for i in idx["train"]], progress)
+            if cfg.train.distill_from else None)
     out = Path(cfg.train.out)
     fingerprint = cfg.fingerprint()
     run_dir = find_resumable_run(out, fingerprint)
@@ -316,11 +374,12 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     bs = cfg.train.batch_size
     train_paths, train_labels = take("train")
     val_paths, val_labels = take("validation")
-    train_ds = pipeline.make_dataset(train_paths, train_labels, image_size, bs, training=True,
-                                     augment=cfg.augment, seed=cfg.train.seed,
+    # Distillation: each training image carries its row of ``soft`` (by index) through shuffling.
+    train_ds = pipeline.make_dataset(train_paths, train_labels if soft is None else list(range(len(train_paths))),
+                                     image_size, bs, training=True, augment=cfg.augment, seed=cfg.train.seed,
                                      balanced=cfg.train.sampling == "balanced")
     val_ds = pipeline.make_dataset(val_paths, val_labels, image_size, bs)
-    train_ds, fit_val, weights = fit_inputs(cfg, ds.class_names, train_labels, train_ds, val_ds)
+    train_ds, fit_val, weights = fit_inputs(cfg, ds.class_names, train_labels, train_ds, val_ds, soft)
     if weights:
         _log("class weights: " + ", ".join(f"{ds.class_names[c]}={w:.2f}" for c, w in weights.items()), progress)
     if pipeline.mixing(cfg.augment):

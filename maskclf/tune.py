@@ -797,6 +797,9 @@ def tune(space, data: str | None = None, tuner: str | None = None, max_trials: i
     if data is not None:
         base = C.apply_overrides(base, {"data.path": str(data)})
     base = C.apply_overrides(base, {"model.name": sp.model})
+    if base.train.distill_from:
+        raise MaskclfError("train.distill_from is not used by `maskclf tune`; tune without it, then train the best "
+                           "configuration with it (`maskclf train --config best.yaml train.distill_from=RUN`)")
     options = _option_defaults(sp.model)
     unknown = sorted(set(base.model.options) - set(options))
     if unknown:

@@ -112,6 +112,16 @@ def test_ensemble_of_cv_folders_goes_fold_by_fold_and_resumes(shapes, tmp_path, 
     assert main(["ensemble", str(cvs[0]), str(next(next(cvs[1].glob("fold-1-*")).iterdir())),
                  "--out", str(tmp_path / "mixed")]) != 0
     assert "not both" in capsys.readouterr().err
+    # Distillation under cv: fold f learns from the teacher folder's fold f (same folds, so no test image leaks).
+    assert main(["cv", "--data", str(shapes), "--folds", "2", "--epochs", "1", "--out", str(tmp_path / "distil"),
+                 "--quiet", *TINY, f"train.distill_from={out}"]) == 0
+    from maskclf.config import load_config
+    for f in (1, 2):
+        run = next((tmp_path / "distil" / f"fold-{f}-of-2").iterdir())
+        assert load_config(run / "config.yaml").train.distill_from == str((out / f"fold-{f}-of-2").resolve())
+    assert main(["cv", "--data", str(shapes), "--folds", "3", "--epochs", "1", "--out", str(tmp_path / "d3"),
+                 *TINY, f"train.distill_from={out}"]) != 0
+    assert "2 folds, this cv has 3" in capsys.readouterr().err
 
 
 def test_train_ensemble_trains_the_members_and_their_ensemble(shapes, tmp_path, capsys):
@@ -126,3 +136,45 @@ def test_train_ensemble_trains_the_members_and_their_ensemble(shapes, tmp_path, 
     assert [load_config(os.path.join(m["run_dir"], "config.yaml")).train.seed for m in members] == [5, 6]
     assert main(["train", "--data", str(shapes), "--out", str(out), "--ensemble", "1"]) != 0
     assert "2 or more members" in capsys.readouterr().err
+
+
+def test_distillation_learns_from_a_teacher_of_the_same_split_only(runs, shapes, tmp_path, capsys):
+    from maskclf.config import Config, apply_overrides
+    from maskclf.datasets import read_split_csv
+    from maskclf.evaluate import load_run_model, predict_paths
+    from maskclf.files import read_labels
+    from maskclf.train import distillation_targets
+
+    a, b, other = runs
+    ens = tmp_path / "ens"
+    assert main(["ensemble", str(a), str(b), "--out", str(ens), "--quiet"]) == 0
+    out = tmp_path / "student"
+    assert main(["train", "--data", str(shapes), "--out", str(out), "--epochs", "1", "--quiet", *TINY,
+                 f"train.distill_from={ens}", "train.distill_weight=0.7", "train.distill_temperature=3"]) == 0
+    student = next(out.iterdir())
+    assert (student / "best.keras").is_file() and json.loads((student / "run.json").read_text())["status"] == "complete"
+    assert read_split_csv(student / "split.csv") == read_split_csv(a / "split.csv")  # same split as the teacher
+    # The targets: 0.3 x one-hot label + 0.7 x the ensemble's probabilities softened at T = 3.
+    rows = read_split_csv(a / "split.csv")
+    split = {s: [r["path"] for r in rows if r["split"] == s] for s in ("train", "validation", "test")}
+    names = read_labels(a / "labels.txt")
+    labels = [names.index(r["label"]) for r in rows if r["split"] == "train"]
+    cfg = apply_overrides(Config(), {"train.distill_from": str(ens), "train.distill_weight": 0.7,
+                                     "train.distill_temperature": 3.0})
+    got = distillation_targets(cfg, names, split, labels, progress=False)
+    p = predict_paths(load_run_model(ens), split["train"], 32).astype("float64") ** (1 / 3)
+    want = 0.3 * np.eye(3)[labels] + 0.7 * p / p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    # A teacher of another split trained on some of this split's test images: refused before training.
+    assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "leak"), "--epochs", "1", "--quiet", *TINY,
+                 f"train.distill_from={other}"]) != 0
+    err = capsys.readouterr().err
+    assert "the teacher trained on" in err and "same split" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "leak").exists() or not any((tmp_path / "leak").iterdir())  # no run directory
+    for bad, message in ((f"train.distill_from={tmp_path / 'nothing'}", "no best.keras"),
+                         ("train.distill_weight=0", "out of range"),
+                         ("augment.mixup_alpha=0.2", "cannot be combined")):
+        extra = [] if "distill_from" in bad else [f"train.distill_from={ens}"]
+        assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "bad"), *TINY, *extra, bad]) != 0
+        assert message in capsys.readouterr().err

@@ -397,3 +397,12 @@ def test_distributed_flags_are_checked():
         T.distributed_env("worker", "127.0.0.1:8000", None)
     assert T.distributed_env("chief", "10.0.0.1:8000") == {
         "KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "10.0.0.1", "KERASTUNER_ORACLE_PORT": "8000"}
+
+
+def test_tune_refuses_distillation_in_one_line(tmp_path, capsys, shapes):
+    path = write_space(tmp_path / "space.yaml", TINY)
+    assert main(["tune", str(path), "train.distill_from=somewhere", "--data", str(shapes),
+                 "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "train.distill_from is not used by `maskclf tune`" in err
+    assert not (tmp_path / "t").exists()
