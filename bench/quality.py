@@ -96,6 +96,11 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                           "the painted start fine-tuned at a third of the learning rate (3e-4)"),
     "seed004_paint_lr3_ema": ([*PAINTED, "train.learning_rate=3e-4", "train.weight_average=0.995"],
                               "the default (painted start, 3e-4) + a moving average of the weights (decay 0.995)"),
+    "seed004_paint_lr3_res": ([*PAINTED, "train.learning_rate=3e-4", *RES_AUG],
+                              "the default (painted start, 3e-4) + resolution augmentation (shrink 0.25-1x, JPEG 30-95)"),
+    "seed004_paint_lr3_distill": ([*PAINTED, "train.learning_rate=3e-4", "train.distill_from={qdir}/ens_paint_lr3_x3"],
+                                  "the default, distilled from the default's three-seed ensemble of the same fold "
+                                  "(targets: half the label, half the ensemble's probabilities at temperature 2)"),
     "seed004_paint_lr1": ([*PAINTED, "train.learning_rate=1e-4"],
                           "the painted start fine-tuned at a tenth of the learning rate (1e-4)"),
     "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
@@ -231,9 +236,10 @@ def pretrained_on_chd(chd: str, qdir: Path, variant: str = "") -> str:
 
 
 def fill_placeholders(args: list[str], chd: str, qdir: Path) -> list[str]:
-    """Replace {chd} with chandrikadeb7's folder, {painted_sub} with :func:`painted_subset` and each
+    """Replace {chd} with chandrikadeb7's folder, {qdir} with the recipes' folder, {painted_sub} with
+    :func:`painted_subset` and each
     {chd_pretrained[:VARIANT]} with that pretraining run's folder (each made on first use only)."""
-    made = {"{chd}": lambda: chd, "{painted_sub}": lambda: str(painted_subset(chd, qdir))}
+    made = {"{chd}": lambda: chd, "{painted_sub}": lambda: str(painted_subset(chd, qdir)), "{qdir}": lambda: str(qdir)}
     out = []
     for x in args:
         for key, make in made.items():
