@@ -135,7 +135,8 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
                  "seed004_pre_paint_seed2": ("seed004_pre_paint", 2), "seed004_bal_paint_seed1": ("seed004_bal_paint", 1),
                  "seed004_bal_paint_seed2": ("seed004_bal_paint", 2),
                  "seed004_paint_lr3_seed1": ("seed004_paint_lr3", 1), "seed004_paint_lr3_seed2": ("seed004_paint_lr3", 2),
-                 "seed004_paint48_lr3_seed1": ("seed004_paint48_lr3", 1)}
+                 "seed004_paint48_lr3_seed1": ("seed004_paint48_lr3", 1),
+                 "seed004_paint_lr3_res_seed1": ("seed004_paint_lr3_res", 1)}
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
