@@ -55,6 +55,8 @@ def test_ensemble_averages_the_members_and_is_an_ordinary_run(runs, tmp_path, ca
     assert report["precisions"]["float32"]["agreement"] >= 0.999
     from maskclf.export import read_tflite_metadata
     assert read_tflite_metadata(out / "export" / "model_float32.tflite")["ensemble_members"] == 2
+    from maskclf.edge.classifier import FaceClassifier
+    assert FaceClassifier(out / "export", precision="float32").describe()["ensemble_members"] == 2  # device JSON
 
 
 def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, capsys):

@@ -205,7 +205,9 @@ class FaceClassifier:
         return faces
 
     def describe(self) -> dict:
-        """Model file, precision, classes, input size, crop margin and threshold (for JSON outputs)."""
+        """Model file, precision, classes, input size, crop margin, threshold and how many averaged networks
+        the file holds (``maskclf ensemble``: each face costs that many networks' time), for JSON outputs."""
         return {"file": str(self.model_path), "precision": self.precision, "class_names": self.class_names,
                 "input_size": self.size, "input_dtype": self.input_dtype, "crop_margin": self.crop_margin,
-                "decision_threshold": self.threshold}
+                "decision_threshold": self.threshold,
+                "ensemble_members": int(self.metadata.get("ensemble_members") or 1)}
