@@ -101,6 +101,10 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "seed004_paint_lr3_distill": ([*PAINTED, "train.learning_rate=3e-4", "train.distill_from={qdir}/ens_paint_lr3_x3"],
                                   "the default, distilled from the default's three-seed ensemble of the same fold "
                                   "(targets: half the label, half the ensemble's probabilities at temperature 2)"),
+    "seed004_paint_lr3_distill9": ([*PAINTED, "train.learning_rate=3e-4", "train.distill_from={qdir}/ens_paint_lr3_x3",
+                                    "train.distill_weight=0.9", "train.distill_temperature=4"],
+                                   "the default, distilled from its three-seed ensemble with the usual strong setting "
+                                   "(targets: 0.1 label + 0.9 ensemble at temperature 4)"),
     "seed004_paint_lr1": ([*PAINTED, "train.learning_rate=1e-4"],
                           "the painted start fine-tuned at a tenth of the learning rate (1e-4)"),
     "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
