@@ -184,6 +184,9 @@ class TrainConfig:
         distill_weight: share of the target that is the teacher's (0 < w <= 1; the rest is the label).
         distill_temperature: the teacher's probabilities are softened as ``p ** (1 / T)`` renormalised
             (the same as dividing its logits by T), so the student also learns which wrong class is likelier.
+            The student learns these targets at T = 1, so T > 1 also makes it less confident (measured on VOC:
+            ECE 3.6 % at T = 2, 17.8 % at T = 4 against 2.5-2.9 % without distillation); add
+            ``train.calibration=temperature`` when the probabilities are thresholded.
         weight_average: 0 (default) for none; else the decay of an exponential moving average of the
             weights (Polyak averaging, e.g. 0.995 = a horizon of ~200 steps): the averaged model is what
             validation, the best checkpoint and the saved model use. It smooths the step-to-step noise that
