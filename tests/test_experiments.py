@@ -109,3 +109,20 @@ def test_cv_one_fold_at_a_time(tmp_path, shapes, capsys):
     assert [r["fold"] for r in summary["per_fold"]] == [2]
     assert main([*argv, "--fold", "7"]) == 2
     assert "fold numbers run from 1 to 3" in capsys.readouterr().err
+
+
+def test_cv_fold_runs_finds_relative_run_paths_inside_the_folder(tmp_path):
+    from maskclf.experiments import cv_fold_runs
+
+    cv = tmp_path / "elsewhere" / "cv"
+    (cv / "fold-1-of-2" / "run-a").mkdir(parents=True)
+    (cv / "fold-2-of-2").mkdir(parents=True)
+    # Stored as given on the command line (relative to another working directory): found again by fold part.
+    summary = {"folds": 2, "per_fold": [{"fold": 1, "run_dir": "bench/out/cv/fold-1-of-2/run-a"},
+                                        {"fold": 2, "run_dir": "cv/fold-2-of-2"}]}
+    (cv / "cv.json").write_text(json.dumps(summary))
+    k, runs = cv_fold_runs(cv)
+    assert k == 2 and runs == {1: cv / "fold-1-of-2" / "run-a", 2: cv / "fold-2-of-2"}
+    (cv / "cv.json").write_text("{not json")
+    with pytest.raises(MaskclfError, match="missing or unreadable"):
+        cv_fold_runs(cv)
