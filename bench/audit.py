@@ -44,7 +44,7 @@ def audited(cv: Path, judged: dict) -> dict:
     if not (sus / "predictions.csv").is_file():
         subprocess.run([sys.executable, "-m", "maskclf.cli", "suspects", str(cv), "--quiet"], check=True,
                        stdout=subprocess.DEVNULL)
-    from maskclf.audit import _object_info
+    from maskclf.audit import object_info
 
     with open(sus / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -54,7 +54,7 @@ def audited(cv: Path, judged: dict) -> dict:
     fixed, upper = given.copy(), given.copy()
     counts = {"wrong label": 0, "model wrong": 0, "cannot tell": 0}
     for i, r in enumerate(rows):
-        info = _object_info(r)
+        info = object_info(r)
         j = judged.get((Path(info.get("photo", "")).name, info.get("object", -1)))
         if j is None:
             continue

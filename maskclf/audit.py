@@ -20,6 +20,7 @@ The labels are not changed: a person looks at the sheet and edits the annotation
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -113,13 +114,20 @@ def confident_joint(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.nd
     return t, counted, joint
 
 
-def _object_info(row: dict) -> dict:
-    """Where a VOC face crop came from (photo, object index, box) from its crop-cache manifest; {} otherwise."""
-    crop = Path(row["path"])
+@functools.lru_cache(maxsize=1024)
+def _manifest(folder: str) -> dict:
+    """A photo's crop-cache manifest (read once however many of its faces are asked about); {} if none."""
     try:
-        rec = json.loads((crop.parent / "manifest.json").read_text())
+        rec = json.loads((Path(folder) / "manifest.json").read_text())
     except (OSError, ValueError):
         return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def object_info(row: dict) -> dict:
+    """Where a VOC face crop came from (photo, object index, box) from its crop-cache manifest; {} otherwise."""
+    crop = Path(row["path"])
+    rec = _manifest(str(crop.parent))
     for face in rec.get("faces", []):
         if face.get("file") == crop.name:
             return {"photo": rec.get("image", ""), "object": int(crop.stem), "box": face.get("box")}
@@ -182,7 +190,7 @@ def find_suspects(path: str | os.PathLike, out: str | os.PathLike | None = None,
         ["path", "label", "predicted", "fold", *[f"p_{n}" for n in names]],
         [[r["path"], r["label"], names[pred[i]], r["fold"], *[f"{v:.4f}" for v in probs[i]]]
          for i, r in enumerate(rows)]))
-    info = {int(i): _object_info(rows[i]) for i in suspect}
+    info = {int(i): object_info(rows[i]) for i in suspect}
     body = []
     for rank, i in enumerate(suspect, 1):
         r, o = rows[i], info[int(i)]
@@ -211,8 +219,8 @@ def find_suspects(path: str | os.PathLike, out: str | os.PathLike | None = None,
     return summary
 
 
-def format_suspects(s: dict, top_rows: list[list] | None = None) -> str:
-    """The audit as Markdown: counts, the confident joint, what to do, and the top suspects."""
+def format_suspects(s: dict, top_rows: list[list] | None = None, advice: bool = True) -> str:
+    """The audit as Markdown: counts, the confident joint, (with ``advice``) what to do, and the top suspects."""
     names = s["classes"]
     folds = len(s["runs"])
     what = (f"out-of-fold predictions of {folds} fold models (each face predicted by the model that did not train "
@@ -229,6 +237,8 @@ def format_suspects(s: dict, top_rows: list[list] | None = None) -> str:
     for k, n in enumerate(names):
         lines.append(f"| {n} | " + " | ".join(str(v) for v in s["confident_joint"][k])
                      + f" | {s['faces_per_class'][k]} | {s['thresholds'][k]:.2f} |")
+    if not advice:
+        return "\n".join(lines) + "\n"
     lines += ["", "A suspect is either a wrong label or a face the model gets wrong; only a person can tell. Open "
               "suspects.png (each face's box in yellow on a wider crop of its photo), and for each wrong label edit "
               "the annotation: for VOC photos the `<name>` of object number *object* (counting from 0) in the "

@@ -304,9 +304,8 @@ def cmd_suspects(args) -> int:
     from maskclf.audit import find_suspects, format_suspects
 
     s = find_suspects(args.path, args.sus_out, top=args.top, progress=not args.quiet)
-    text = format_suspects(s)
-    print(text.split("\n\nA suspect is")[0])
-    print(f"\nwrote suspects.csv, suspects.png, suspects.md and predictions.csv into {s['out']}")
+    print(format_suspects(s, advice=False))
+    print(f"wrote suspects.csv, suspects.png, suspects.md and predictions.csv into {s['out']}")
     return 0
 
 

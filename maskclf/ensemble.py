@@ -155,17 +155,12 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     from maskclf.files import write_text
 
     dirs = [Path(d) for d in cv_dirs]
-    summaries = []
-    for d in dirs:
-        try:
-            summaries.append(json.loads((d / "cv.json").read_text()))
-        except (OSError, ValueError):
-            raise MaskclfError(f"{d / 'cv.json'}: missing or unreadable; is {d} a `maskclf cv` folder?") from None
-    k = summaries[0]["folds"]
-    for d, s in zip(dirs[1:], summaries[1:]):
-        if s["folds"] != k:
-            raise MaskclfError(f"{d}: {s['folds']} folds, {dirs[0]} has {k}; ensemble cv folders of the same folds")
-    runs = [cv_fold_runs(d)[1] for d in dirs]
+    read = [cv_fold_runs(d) for d in dirs]
+    k = read[0][0]
+    for d, (kd, _) in zip(dirs[1:], read[1:]):
+        if kd != k:
+            raise MaskclfError(f"{d}: {kd} folds, {dirs[0]} has {k}; ensemble cv folders of the same folds")
+    runs = [r for _, r in read]
     common = sorted(set.intersection(*(set(r) for r in runs)))
     if not common:
         raise MaskclfError("the cv folders share no finished fold; finish the folds first (`maskclf cv` resumes)")

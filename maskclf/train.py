@@ -349,9 +349,14 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     if not idx["validation"]:
         raise MaskclfError(f"{cfg.data.path}: no validation images; set data.val_fraction > 0 or add a validation split")
 
+    def take(s):
+        return [ds.paths[i] for i in idx[s]], [ds.labels[i] for i in idx[s]]
+
+    train_paths, train_labels = take("train")
+    val_paths, val_labels = take("validation")
     # Before any run directory exists: a refused teacher leaves nothing behind.
-    soft = (distillation_targets(cfg, ds.class_names, {s: [ds.paths[i] for i in idx[s]] for s in idx},
-                                 [ds.labels[i] for i in idx["train"]], progress)
+    soft = (distillation_targets(cfg, ds.class_names, {"train": train_paths, "validation": val_paths,
+                                                       "test": take("test")[0]}, train_labels, progress)
             if cfg.train.distill_from else None)
     out = Path(cfg.train.out)
     fingerprint = cfg.fingerprint()
@@ -367,13 +372,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     datasets.write_split_csv(run_dir / "split.csv", ds, splits)
     write_text(run_dir / "data_report.txt", report + "\n")
 
-    def take(s):
-        return [ds.paths[i] for i in idx[s]], [ds.labels[i] for i in idx[s]]
-
     k = len(ds.class_names)
     bs = cfg.train.batch_size
-    train_paths, train_labels = take("train")
-    val_paths, val_labels = take("validation")
     # Distillation: each training image carries its row of ``soft`` (by index) through shuffling.
     train_ds = pipeline.make_dataset(train_paths, train_labels if soft is None else list(range(len(train_paths))),
                                      image_size, bs, training=True, augment=cfg.augment, seed=cfg.train.seed,

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from maskclf.audit import _object_info, confident_joint  # noqa: E402
+from maskclf.audit import object_info, confident_joint  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 
 TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "data.image_size=32"]
@@ -101,7 +101,7 @@ def test_suspects_points_at_the_voc_object_to_edit(tmp_path, sample_dir, capsys)
     assert sorted(r["path"] for r in preds) == sorted(r["path"] for r in tests)
     # Each test face traces back to its photo, the object's index in the XML, and that object's label.
     for row in tests[:40]:
-        info = _object_info(row)
+        info = object_info(row)
         photo = Path(info["photo"])
         assert photo.is_file() and photo.parent.name == "images"
         ann = parse_voc(sample_dir / "annotations" / (photo.stem + ".xml"))
