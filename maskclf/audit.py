@@ -240,10 +240,12 @@ def format_suspects(s: dict, top_rows: list[list] | None = None, advice: bool = 
     if not advice:
         return "\n".join(lines) + "\n"
     lines += ["", "A suspect is either a wrong label or a face the model gets wrong; only a person can tell. Open "
-              "suspects.png (each face's box in yellow on a wider crop of its photo), and for each wrong label edit "
-              "the annotation: for VOC photos the `<name>` of object number *object* (counting from 0) in the "
-              "photo's XML; for class folders move the file. Then train again. Judge the test split's labels before "
-              "you read its accuracy, never after choosing a model on it.", ""]
+              "suspects.png (each face's box in yellow on a wider crop of its photo), add a `correct_label` column "
+              "to suspects.csv and fill it in for the faces you judged (the right class; leave it empty where you "
+              "cannot tell), then `maskclf data relabel DATA --decisions suspects.csv --out DATA_FIXED` writes a "
+              "corrected copy (the original is not touched; for VOC photos it rewrites the `<name>` of object number "
+              "*object*, counting from 0, in the photo's XML) and you train on it. Judge the test split's labels "
+              "before you read its accuracy, never after choosing a model on it.", ""]
     if top_rows:
         lines += ["| # | photo | object | label | suggested | p(label) | p(suggested) | fold |",
                   "|---:|---|---:|---|---|---:|---:|---|"]

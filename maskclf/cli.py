@@ -128,6 +128,20 @@ def cmd_data_inspect(args) -> int:
     return 0
 
 
+def cmd_data_relabel(args) -> int:
+    from collections import Counter
+
+    from maskclf.relabel import relabel
+
+    rep = relabel(args.path, args.decisions, args.out)
+    moves = Counter(f"{c['from']} -> {c['to']}" for c in rep["changes"])
+    print(f"{rep['out']}: {rep['changed']} label(s) changed"
+          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(moves.items()))})" if moves else "")
+          + f"; the rest links to {rep['source']}. Changes: {rep['out']}/relabel.json")
+    print(f"next: maskclf train --data {rep['out']}  (or maskclf cv --data {rep['out']})")
+    return 0
+
+
 def cmd_models(args) -> int:
     _quiet_tensorflow()
     from maskclf.models import REGISTRY
@@ -440,6 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--examples", type=int, default=3, help="examples listed per problem kind")
     di.add_argument("overrides", nargs="*", metavar="key=value", help="data options, e.g. data.crop_margin=0.3")
     di.set_defaults(func=cmd_data_inspect)
+    dr = dsub.add_parser("relabel", help="a corrected copy of a dataset from reviewed decisions (e.g. suspects.csv "
+                                         "with a correct_label column)",
+                         description="Write a copy of DATA (links, not copies, of the images) with the labels the "
+                                     "decisions CSV corrects: columns photo, object (VOC: the object's index in the "
+                                     "photo's XML), label (optional; must still match) and correct_label (empty or "
+                                     "equal to label = keep). The original is not touched; OUT/relabel.json lists "
+                                     "every change.")
+    dr.add_argument("path", metavar="DATA", help="dataset root (VOC, class folders or split folders)")
+    dr.add_argument("--decisions", required=True, metavar="CSV", help="reviewed decisions (see above)")
+    dr.add_argument("--out", required=True, metavar="DIR", help="new folder for the corrected copy")
+    dr.set_defaults(func=cmd_data_relabel)
     d.set_defaults(func=lambda a: (d.print_help(), 2)[1])
 
     m = sub.add_parser("models", help="list the model registry")
