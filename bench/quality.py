@@ -105,6 +105,17 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                                     "train.distill_weight=0.9", "train.distill_temperature=4"],
                                    "the default, distilled from its three-seed ensemble with the usual strong setting "
                                    "(targets: 0.1 label + 0.9 ensemble at temperature 4)"),
+    "seed004_paint_lr3_cutmix": ([*PAINTED, "train.learning_rate=3e-4", "augment.cutmix_alpha=1.0",
+                                  "augment.mix_probability=0.5"],
+                                 "the default + CutMix (alpha 1) on half the training images (class weights as "
+                                 "sample weights)"),
+    "seed004_paint_lr3_sqrt": ([*PAINTED, "train.learning_rate=3e-4", "train.class_weight=sqrt"],
+                               "the default with square-root class weights (~5x for an incorrect face instead of "
+                               "~25x): safer on other photos?"),
+    "seed004_paintdeep_lr3": (["--model", "seed004_cnn", "model.convs_per_block=2",
+                               "model.init_from={chd_pretrained:paintdeep}", "train.learning_rate=3e-4"],
+                              "deeper: two 3x3 convolutions per block (6 instead of 3), started from that net trained "
+                              "on the painted set, at 3e-4"),
     "seed004_paint_lr1": ([*PAINTED, "train.learning_rate=1e-4"],
                           "the painted start fine-tuned at a tenth of the learning rate (1e-4)"),
     "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
@@ -129,6 +140,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                          "export)"),
     "mobilenet_v3_small_64": (["--model", "mobilenet_v3_small", "--image-size", "64"],
                               "MobileNetV3-Small from scratch at 64 px (the edge backbone; no ImageNet weights here)"),
+    "efficientnet_b0_32": (["--model", "efficientnet_b0", "--image-size", "32"],
+                           "EfficientNet-B0 from scratch at 32 px (no ImageNet weights here; 32 px as in section 4's "
+                           "compare table: 64 px would take hours per fold on this CPU)"),
     "small_cnn_48": (["--model", "small_cnn", "--image-size", "48"], "small_cnn at 48 px"),
     "small_cnn_48_res": (["--model", "small_cnn", "--image-size", "48", *RES_AUG],
                          "small_cnn 48 px + resolution augmentation"),
@@ -140,7 +154,8 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
                  "seed004_bal_paint_seed2": ("seed004_bal_paint", 2),
                  "seed004_paint_lr3_seed1": ("seed004_paint_lr3", 1), "seed004_paint_lr3_seed2": ("seed004_paint_lr3", 2),
                  "seed004_paint48_lr3_seed1": ("seed004_paint48_lr3", 1),
-                 "seed004_paint_lr3_res_seed1": ("seed004_paint_lr3_res", 1)}
+                 "seed004_paint_lr3_res_seed1": ("seed004_paint_lr3_res", 1),
+                 "seed004_paintdeep_lr3_seed1": ("seed004_paintdeep_lr3", 1)}
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
@@ -155,7 +170,7 @@ for _name, (_args, _lever) in RECIPES.items():
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
 PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": [],
-                     "paint48": ["--image-size", "48"]}
+                     "paint48": ["--image-size", "48"], "paintdeep": ["model.convs_per_block=2"]}
 
 
 def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
