@@ -65,10 +65,6 @@ def read_decisions(path: str | os.PathLike) -> list[dict]:
     return out
 
 
-def _voc_names(xml: Path) -> list[str]:
-    return [o.name for o in parse_voc(xml).objects]
-
-
 def relabel(data: str | os.PathLike, decisions: str | os.PathLike, out: str | os.PathLike) -> dict:
     """Write a corrected copy of ``data`` to ``out`` (see the module doc); returns the report it also writes.
 
@@ -92,7 +88,7 @@ def relabel(data: str | os.PathLike, decisions: str | os.PathLike, out: str | os
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        changes = _write_voc(root, plan, tmp) if layout == "voc" else _write_folders(plan, tmp)
+        changes = _write_voc(plan, tmp) if layout == "voc" else _write_folders(plan, tmp)
         report = {"source": str(root.resolve()), "layout": layout, "decisions": str(dec_path.resolve()),
                   "classes": classes, "changed": len(changes), "changes": changes}
         (tmp / "relabel.json").write_text(json.dumps(report, indent=1))
@@ -120,12 +116,13 @@ def _plan_voc(root: Path, rows: list[dict], dec_path: Path) -> tuple[dict, list[
     ann_dir = _ci_child(root, "annotations")
     xmls = sorted(p for p in ann_dir.iterdir() if p.suffix.lower() == ".xml")
     names: dict[Path, list[str]] = {}
+    broken: dict[Path, MaskclfError] = {}  # training skips these too; a decision naming one is refused below
     classes: set[str] = set()
     for x in xmls:
         try:
-            names[x] = _voc_names(x)
-        except MaskclfError:
-            names[x] = []  # `maskclf data inspect` reports it; a decision naming it fails below
+            names[x] = [o.name for o in parse_voc(x).objects]
+        except MaskclfError as e:
+            names[x], broken[x] = [], e
         classes.update(names[x])
     by_stem: dict[str, Path] = {x.stem: x for x in xmls}
     plan: dict[Path, dict[int, tuple[str, str]]] = {}
@@ -136,6 +133,8 @@ def _plan_voc(root: Path, rows: list[dict], dec_path: Path) -> tuple[dict, list[
         x = by_stem.get(Path(r["photo"]).stem)
         if x is None:
             raise MaskclfError(f"{dec_path}: line {r['line']}: no annotation for photo '{r['photo']}' in {ann_dir}")
+        if x in broken:
+            raise MaskclfError(f"{dec_path}: line {r['line']}: {broken[x]}")
         objs = names[x]
         if r["object"] >= len(objs):
             raise MaskclfError(f"{dec_path}: line {r['line']}: {x.name} has {len(objs)} objects, no object "
@@ -148,10 +147,10 @@ def _plan_voc(root: Path, rows: list[dict], dec_path: Path) -> tuple[dict, list[
             raise MaskclfError(f"{dec_path}: line {r['line']}: object {r['object']} of {x.name} is corrected twice, "
                                f"to '{prev[1]}' and '{r['correct_label']}'; keep one decision")
         plan[x][r["object"]] = (objs[r["object"]], r["correct_label"])
-    return {"ann_dir": ann_dir, "images": _ci_child(root, "images"), "xmls": xmls, "changes": plan}, sorted(classes)
+    return {"images": _ci_child(root, "images"), "xmls": xmls, "changes": plan}, sorted(classes)
 
 
-def _write_voc(root: Path, plan: dict, tmp: Path) -> list[dict]:
+def _write_voc(plan: dict, tmp: Path) -> list[dict]:
     from defusedxml import ElementTree as SafeET
 
     ann_out = tmp / "annotations"
@@ -174,17 +173,17 @@ def _write_voc(root: Path, plan: dict, tmp: Path) -> list[dict]:
 
 
 def _plan_folders(root: Path, layout: str, rows: list[dict], dec_path: Path) -> tuple[dict, list[str]]:
-    """{source file: (relative folder of its class, old class, new class)} for every image, and the classes."""
-    from maskclf import images as imgs
-    from maskclf.datasets import _subdirs
+    """{source file: (relative folder of its class, old class, new class)} for every image, and the classes.
+
+    Images are listed as training lists them (`datasets._class_files`: recursively, hidden files and non-images
+    left out), so the copy holds the same images; nested ones land directly in their class folder."""
+    from maskclf.datasets import _class_files, _subdirs
 
     files: dict[Path, tuple[Path, str]] = {}  # resolved file -> (folder above its class folder, class)
     tops = [(Path(), root)] if layout == "folders" else [(Path(d.name), d) for d in _subdirs(root)]
     for rel, top in tops:
-        for cdir in _subdirs(top):
-            for f in sorted(cdir.iterdir()):
-                if imgs.is_image_name(f) and not f.name.startswith("."):
-                    files[f.resolve()] = (rel, cdir.name)
+        for f, c in _class_files({d.name: d for d in _subdirs(top)}, problems=[]):
+            files[f.resolve()] = (rel, c)
     classes = {c for _, c in files.values()}
     by_name: dict[str, list[Path]] = {}
     for f in files:

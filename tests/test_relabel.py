@@ -99,14 +99,18 @@ def test_conflicting_decisions_and_bad_files_are_refused(sample_dir, tmp_path):
 
 def test_class_folders_and_split_folders(tmp_path):
     root = make_class_folders(tmp_path / "shapes", per_class=4)
+    (root / "circle" / "more").mkdir()  # training lists class folders recursively: the copy must hold it too
+    (root / "circle" / "more" / "nested.png").hardlink_to(root / "circle" / "circle_000.png")
     dec = _csv(tmp_path / "d.csv", ["path", "correct_label"], [["circle_001.png", "square"],
                                                                [str(root / "square" / "square_002.png"), "square"]])
     out = tmp_path / "fixed"
     rep = relabel(root, dec, out)
     assert rep["layout"] == "folders" and rep["changed"] == 1
-    assert sorted(p.name for p in (out / "circle").iterdir()) == ["circle_000.png", "circle_002.png", "circle_003.png"]
+    assert sorted(p.name for p in (out / "circle").iterdir()) == ["circle_000.png", "circle_002.png", "circle_003.png",
+                                                                  "nested.png"]
     assert (out / "square" / "circle_001.png").resolve() == (root / "circle" / "circle_001.png").resolve()
     assert len(list((out / "square").iterdir())) == 5
+    assert (out / "circle" / "nested.png").resolve() == (root / "circle" / "more" / "nested.png").resolve()
     assert (root / "circle" / "circle_001.png").is_file()  # the original stays where it was
 
     splits = tmp_path / "splits"
@@ -130,3 +134,20 @@ def test_cli_one_line_error_and_summary(sample_dir, tmp_path, capsys):
     assert main(["data", "relabel", str(sample_dir), "--decisions", str(dec), "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err.strip()
     assert "already exists" in err and len(err.splitlines()) == 1
+
+
+def test_a_decision_on_a_broken_annotation_says_what_is_wrong(tmp_path):
+    import shutil
+
+    root = tmp_path / "voc"
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    shutil.copy(sample / "annotations" / "maksssksksss0.xml", root / "annotations")
+    shutil.copy(next((sample / "images").glob("maksssksksss0.*")), root / "images")
+    (root / "annotations" / "broken.xml").write_text("<annotation><object>")
+    dec = _csv(tmp_path / "d.csv", ["photo", "object", "correct_label"], [["broken.png", 0, "with_mask"]])
+    with pytest.raises(MaskclfError, match="line 2: .*broken.xml: malformed XML"):
+        relabel(root, dec, tmp_path / "fixed")
+    ok = _csv(tmp_path / "ok.csv", ["photo", "object", "correct_label"], [["maksssksksss0.png", 1, "without_mask"]])
+    assert relabel(root, ok, tmp_path / "fixed")["changed"] == 1  # the broken file only matters when named
