@@ -37,8 +37,9 @@ PAINTED = ["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"]  
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
 RECIPES: dict[str, tuple[list[str], str]] = {
-    "default": ([], "package default (seed004_cnn, 35 px, bundled start: chandrikadeb7 + painted masks, fine-tuned "
-                    "at 3e-4, whole schedule)"),
+    "default": ([], "package default (maskclf_cnn since session 10: seed004_cnn with 2 convolutions per block, 35 px, "
+                    "bundled start: chandrikadeb7 + painted masks, fine-tuned at 3e-4, whole schedule; sessions 6-9: "
+                    "seed004_paint_lr3)"),
     "seed004_cnn": (["--model", "seed004_cnn"], "seed-004 CNN + BN at 35 px, full inverse-frequency weights"),
     "seed004_sqrt": (["--model", "seed004_cnn", "train.class_weight=sqrt"], "square-root class weights"),
     "seed004_noweights": (["--model", "seed004_cnn", "train.class_weight=none"], "no class weights"),
@@ -155,7 +156,7 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
                  "seed004_paint_lr3_seed1": ("seed004_paint_lr3", 1), "seed004_paint_lr3_seed2": ("seed004_paint_lr3", 2),
                  "seed004_paint48_lr3_seed1": ("seed004_paint48_lr3", 1),
                  "seed004_paint_lr3_res_seed1": ("seed004_paint_lr3_res", 1),
-                 "seed004_paintdeep_lr3_seed1": ("seed004_paintdeep_lr3", 1)}
+                 "seed004_paintdeep_lr3_seed1": ("seed004_paintdeep_lr3", 1), "default_seed1": ("default", 1)}
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
@@ -164,13 +165,29 @@ for _name, (_base, _seed) in SEED_VARIANTS.items():
 # default in session 4) and learning rate 1e-3 (an unset rate became 3e-4 for trained starts in session 6).
 LEGACY_PINS = {"model.init_from": "none", "train.learning_rate": "1e-3"}
 for _name, (_args, _lever) in RECIPES.items():
-    if _name != "default":
+    if _name not in ("default", "default_seed1"):  # the package default as it is now
         _args += [f"{k}={v}" for k, v in LEGACY_PINS.items() if not any(a.startswith(k + "=") for a in _args)]
 
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
 PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": [],
                      "paint48": ["--image-size", "48"], "paintdeep": ["model.convs_per_block=2"]}
+
+
+def chd_split(chd: str, qdir: Path) -> list[dict]:
+    """Rows of the train/validation/test split ``maskclf train --data CHD`` makes with the default data
+    settings (the split of every chandrikadeb7 pretraining run), written once to ``_chd_split.csv``: what
+    :func:`painted_chd` paints, without training a model first to get it."""
+    from maskclf import datasets
+    from maskclf.config import DataConfig
+
+    path = qdir / "_chd_split.csv"
+    if not path.is_file():
+        cfg = DataConfig(path=chd)
+        ds = datasets.load_dataset(cfg, progress=False)
+        qdir.mkdir(parents=True, exist_ok=True)
+        datasets.write_split_csv(path, ds, datasets.assign_splits(ds, cfg))
+    return datasets.read_split_csv(path)
 
 
 def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
@@ -180,15 +197,13 @@ def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
     them, once as ``with_mask`` (maskclf.paintmask). Real files are symlinked; made once."""
     import numpy as np
 
-    from maskclf.datasets import read_split_csv
     from maskclf.images import load_rgb
     from maskclf.paintmask import LandmarkFinder, paint_mask
 
     dst = qdir / "_painted_chd"
     if (dst / "report.json").is_file():
         return dst
-    base = Path(pretrained_on_chd(chd, qdir))
-    rows = [r for r in read_split_csv(base / "split.csv") if r["split"] == "train"]
+    rows = [r for r in chd_split(chd, qdir) if r["split"] == "train"]
     rng = np.random.default_rng(seed)
     finder = LandmarkFinder()
     report = {"real": {}, "painted": {"with_mask": 0, "mask_weared_incorrect": 0}, "no_face": 0}
@@ -292,11 +307,9 @@ def cv(name: str, args: list[str], voc: str, folds: int, out: Path) -> dict:
 def heldout_chd(chd: str, qdir: Path) -> str:
     """chandrikadeb7's test split of the pretraining run (images the bundled start never trained on nor was
     chosen on), as class folders of symlinks: where a pretrained recipe's VOC -> chandrikadeb7 check is fair."""
-    from maskclf.datasets import read_split_csv
-
     dst = qdir / "chandrikadeb7-heldout"
     if not dst.is_dir():
-        rows = read_split_csv(Path(pretrained_on_chd(chd, qdir)) / "split.csv")
+        rows = chd_split(chd, qdir)
         tmp = dst.with_name(dst.name + ".tmp")
         for r in (r for r in rows if r["split"] == "test"):
             (tmp / r["label"]).mkdir(parents=True, exist_ok=True)

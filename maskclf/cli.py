@@ -402,7 +402,7 @@ def cmd_paint(args) -> int:
 def _add_training_options(p: argparse.ArgumentParser, overrides_help: str) -> None:
     """The options of one training configuration, shared by ``train`` and ``cv`` (read by _build_config)."""
     p.add_argument("--data", help="dataset root: class folders, split folders or Pascal VOC (default data/sample)")
-    p.add_argument("--model", help="model name (see `maskclf models`; default seed004_cnn)")
+    p.add_argument("--model", help="model name (see `maskclf models`; default maskclf_cnn)")
     p.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
     p.add_argument("--batch-size", type=int, help="batch size")

@@ -48,7 +48,7 @@ class DataConfig:
 
     path: str = "data/sample"
     layout: str = "auto"
-    image_size: int = 35  # the default model's (seed004_cnn); `--model X` alone switches to X's size
+    image_size: int = 35  # the default model's (maskclf_cnn); `--model X` alone switches to X's size
     crop_margin: float = 0.15
     min_face_size: int = 8
     class_map: dict = field(default_factory=dict)
@@ -112,23 +112,25 @@ class ModelConfig:
     """Which model family to build and its options.
 
     Attributes:
-        name: a registry name (``maskclf.models.available_models()``); default ``seed004_cnn`` (35 px),
-            the best recipe under photo-grouped cross-validation that also runs in 0.07 ms per face as
-            int8 with no loss (docs/BENCHMARKS.md, sections 2 and 6).
+        name: a registry name (``maskclf.models.available_models()``); default ``maskclf_cnn`` (35 px:
+            seed report 004's CNN with two convolutions per block), the best recipe under photo-grouped
+            cross-validation, 0.25 ms per face as int8 on one core (docs/BENCHMARKS.md, sections 2 and 6);
+            ``seed004_cnn`` (one convolution per block, the default until session 10) is 3-4x cheaper.
         weights: ``imagenet`` for pretrained backbones (downloaded by Keras), or null.
         options: builder options (e.g. small_cnn ``filters``, ``blocks``, ``dropout``); set them
             with ``model.<option>=value``.
         init_from: where the weights start. ``bundled`` (default): the start maskclf ships for the model,
-            if any (seed004_cnn: trained on chandrikadeb7's faces plus copies with masks painted on, worn
-            and worn wrongly, maskclf/weights/README.md; +2.1 points of validation balanced accuracy over
-            a random start under cross-validation, docs/BENCHMARKS.md section 6);
+            if any (maskclf_cnn and seed004_cnn: trained on chandrikadeb7's faces plus copies with masks
+            painted on, worn and worn wrongly, maskclf/weights/README.md; for seed004_cnn +2.1 points of
+            validation balanced accuracy over a random start under cross-validation, BENCHMARKS section 6);
             other models start at random. ``none``: random. Or a ``.keras`` file or run directory:
             layers with the same name and shapes take its weights (a different class count leaves the
             classifier fresh): fine-tune an earlier run on new photos, or pretrain on a larger set.
     """
 
-    # The cross-validated winner (docs/BENCHMARKS.md section 6): seed report 004's CNN at 35 px.
-    name: str = "seed004_cnn"
+    # The cross-validated winner (docs/BENCHMARKS.md section 6): seed report 004's CNN at 35 px with two
+    # convolutions per block (seed004_cnn, one per block, was the default until session 10).
+    name: str = "maskclf_cnn"
     weights: typing.Optional[str] = None
     options: dict = field(default_factory=dict)
     init_from: str = "bundled"
@@ -289,7 +291,7 @@ LATE_FIELDS = {("data", "extra_train"): "", ("data", "paint_train"): 0.0, ("augm
 
 # Starting weights maskclf ships in maskclf/weights (``model.init_from=bundled``), per model name; runs made
 # with the first shipped file keep the plain "bundled" fingerprint, later files are named in it.
-BUNDLED = {"seed004_cnn": "seed004_cnn-35-chd-painted.keras"}
+BUNDLED = {"maskclf_cnn": "maskclf_cnn-35-chd-painted.keras", "seed004_cnn": "seed004_cnn-35-chd-painted.keras"}
 FIRST_BUNDLED = {"seed004_cnn-35-chandrikadeb7.keras"}
 
 

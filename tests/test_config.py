@@ -79,6 +79,7 @@ def test_late_fields_keep_old_fingerprints_at_their_legacy_value():
     # still resumed and found by compare/cv, whatever the new defaults become.
     legacy = [f"{s}.{k}={v}" for (s, k), v in C.LATE_FIELDS.items() if k in
               ("mixup_alpha", "cutmix_alpha", "mix_probability", "sampling", "weight_average")]
+    legacy.append("model.name=seed004_cnn")  # the default model until session 10
     for start in ("none", ""):  # both spell the random start older runs had
         assert C.apply_overrides(C.Config(), [*legacy, f"model.init_from={start}"]).fingerprint() == "49d8e5d45180"
     # The bundled start (the default since session 4) is a different configuration from those runs.
@@ -90,15 +91,18 @@ def test_new_bundled_weights_give_new_fingerprints(monkeypatch):
     # 7693cb7e8516: the default configuration with the first shipped start (session 4). Shipping another file
     # for the default model must not let new runs resume or stand in for runs made from the first one.
     first = C.Config().fingerprint()
+    old = C.apply_overrides(C.Config(), ["model.name=seed004_cnn"])
     if C.BUNDLED["seed004_cnn"] in C.FIRST_BUNDLED:
-        assert first == "7693cb7e8516"
-    monkeypatch.setitem(C.BUNDLED, "seed004_cnn", "seed004_cnn-35-something-else.keras")
+        assert old.fingerprint() == "7693cb7e8516"
+    assert first != old.fingerprint()  # the default model changed in session 10: new runs
+    name = C.Config().model.name
+    monkeypatch.setitem(C.BUNDLED, name, f"{name}-35-something-else.keras")
     assert C.Config().fingerprint() not in (first, "7693cb7e8516")
     assert C.apply_overrides(C.Config(), ["model.init_from=none"]).fingerprint() != C.Config().fingerprint()
 
 
 def test_unset_learning_rate_is_gentler_for_trained_starts(tmp_path):
-    cfg = C.Config()  # seed004_cnn from its bundled start
+    cfg = C.Config()  # maskclf_cnn from its bundled start
     assert cfg.train.learning_rate is None and C.learning_rate(cfg) == pytest.approx(3e-4)
     assert C.learning_rate(C.apply_overrides(cfg, ["model.init_from=none"])) == pytest.approx(1e-3)
     assert C.learning_rate(C.apply_overrides(cfg, ["model.name=small_cnn"])) == pytest.approx(1e-3)  # ships none

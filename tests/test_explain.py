@@ -67,16 +67,16 @@ def test_find_target_layer_picks_the_last_conv_map():
     assert layer_names.index(name) < layer_names.index("block2_pool")
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "seed003_cnn", "seed004_cnn", "mobilenet_v2", "mobilenet_v3_small",
+@pytest.mark.parametrize("name", ["small_cnn", "seed003_cnn", "seed004_cnn", "maskclf_cnn", "mobilenet_v2", "mobilenet_v3_small",
                                   "efficientnet_b0", "vgg19",
                                   pytest.param("resnet50", marks=pytest.mark.slow),
                                   pytest.param("densenet121", marks=pytest.mark.slow)])
 def test_every_family_gives_heatmaps_through_nested_backbones(name):
-    size = 35 if name == "seed004_cnn" else 64
+    size = 35 if name in ("seed004_cnn", "maskclf_cnn") else 64
     m = create_model(name, 3, size)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
     layer = E.find_target_layer(m)
-    if name not in ("small_cnn", "seed003_cnn", "seed004_cnn"):
+    if name not in ("small_cnn", "seed003_cnn", "seed004_cnn", "maskclf_cnn"):
         assert layer.startswith("backbone/")
     maps, p = E.compute_heatmaps(m, x, class_index=[0, 2])
     np.testing.assert_allclose(p, np.asarray(m(x, training=False)), atol=1e-5)  # the replay is the model

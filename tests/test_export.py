@@ -78,7 +78,7 @@ def test_export_writes_every_precision_labels_metadata_and_report(run_dir, expor
         assert hashlib.sha256(data).hexdigest() == want["sha256"] and len(data) == want["size_bytes"], f
     assert set(meta["files"]) >= {f"model_{p}.tflite" for p in PRECISIONS} | {"labels.txt", "report.json"}
     run_metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert meta["class_names"] == ["circle", "square"] and meta["model_name"] == "seed004_cnn"
+    assert meta["class_names"] == ["circle", "square"] and meta["model_name"] == "maskclf_cnn"
     assert meta["decision_threshold"] == run_metrics["threshold"]
     assert meta["input"]["height"] == 32 and meta["input"]["value_range"] == [0, 255]
     assert meta["input"]["crop_margin"] == 0.15 and meta["source_run"] == str(run_dir.resolve())

@@ -6,7 +6,7 @@ keras = pytest.importorskip("keras")
 from maskclf import models  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 
-FAST = ["small_cnn", "seed003_cnn", "seed004_cnn", "tiramisu", "mobilenet_v3_small", "mobilenet_v2",
+FAST = ["small_cnn", "seed003_cnn", "seed004_cnn", "maskclf_cnn", "tiramisu", "mobilenet_v3_small", "mobilenet_v2",
         "efficientnet_b0"]
 
 
@@ -29,7 +29,7 @@ def test_big_backbones_build(name):
 def test_every_registered_name_has_a_spec():
     names = models.available_models()
     for n in ["small_cnn", "vgg19", "efficientnet_b0", "efficientnet_b3", "mobilenet_v2", "mobilenet_v3_small",
-              "resnet50", "densenet121", "seed003_cnn", "seed004_cnn", "tiramisu"]:
+              "resnet50", "densenet121", "seed003_cnn", "seed004_cnn", "maskclf_cnn", "tiramisu"]:
         assert n in names
 
 
@@ -41,6 +41,13 @@ def test_seed_presets_match_the_reports():
     assert [l.units for l in m.layers if isinstance(l, keras.layers.Dense)] == [128, 2]
     s = models.create_model("seed004_cnn", 3, 35)
     assert any(isinstance(l, keras.layers.BatchNormalization) for l in s.layers)
+    convs = [c.filters for c in s.layers if isinstance(c, keras.layers.Conv2D)]
+    assert convs == [32, 64, 128]
+    # maskclf's default is the same net with two convolutions per block (same head, same 35 px).
+    d = models.create_model("maskclf_cnn", 3, 35)
+    assert [c.filters for c in d.layers if isinstance(c, keras.layers.Conv2D)] == [32, 32, 64, 64, 128, 128]
+    assert [l.units for l in d.layers if isinstance(l, keras.layers.Dense)] == [256, 3]
+    assert models.get_spec("maskclf_cnn").image_size == 35
     # The default uses global pooling: far fewer parameters than a Flatten head.
     assert models.create_model("small_cnn", 3, 64).count_params() < 1_000_000
 
@@ -221,15 +228,21 @@ def test_tiramisu_post_activation_puts_every_batchnorm_after_a_convolution():
                for layer in pre.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
-def test_the_bundled_start_fits_the_default_model():
-    start = models.init_source("bundled", "seed004_cnn")
-    assert start.is_file() and start.parent.name == "weights"
-    copied, total = models.init_from(models.create_model("seed004_cnn", 3, 35), start, required=False)
-    assert (copied, total) == (8, 8)  # 3 convolutions, 3 batch norms, the dense layer and the 3-class head
-    copied, total = models.init_from(models.create_model("seed004_cnn", 2, 35), start, required=False)
-    assert (copied, total) == (7, 8)  # another class count: a fresh classifier
+@pytest.mark.parametrize("name,convs", [("maskclf_cnn", 6), ("seed004_cnn", 3)])
+def test_the_bundled_start_fits_its_model(name, convs):
+    from maskclf.config import Config
+
+    assert Config().model.name == "maskclf_cnn"  # the default model has a bundled start
+    start = models.init_source("bundled", name)
+    assert start.is_file() and start.parent.name == "weights" and start.name.startswith(name + "-35-")
+    n = 2 * convs + 2  # convolutions, their batch norms, the dense layer and the 3-class head
+    copied, total = models.init_from(models.create_model(name, 3, 35), start, required=False)
+    assert (copied, total) == (n, n)
+    copied, total = models.init_from(models.create_model(name, 2, 35), start, required=False)
+    assert (copied, total) == (n - 1, n)  # another class count: a fresh classifier
     # Another size changes the Flatten width: the convolutions still start from it, the dense layers do not.
-    copied, _ = models.init_from(models.create_model("seed004_cnn", 3, 48), start, required=False)
+    copied, _ = models.init_from(models.create_model(name, 3, 48), start, required=False)
     assert copied >= 3
     # Other filters: no convolution fits; only the 256 -> 3 classifier still has the same shapes.
-    assert models.init_from(models.create_model("seed004_cnn", 3, 35, filters=[8, 16]), start, required=False)[0] == 1
+    assert models.init_from(models.create_model(name, 3, 35, filters=[8, 16]), start, required=False)[0] == 1
+

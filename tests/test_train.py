@@ -29,7 +29,7 @@ def test_class_weights_modes():
 def test_train_writes_a_complete_run_and_learns(tmp_path):
     data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 40)
     run = T.train(cfg_for(data, tmp_path / "runs", "epochs=12"), progress=False)
-    assert run.parent == tmp_path / "runs" and run.name.endswith("-seed004_cnn-32")  # the default model
+    assert run.parent == tmp_path / "runs" and run.name.endswith("-maskclf_cnn-32")  # the default model
     for f in ["config.yaml", "labels.txt", "split.csv", "history.csv", "best.keras", "metrics.json",
               "history.png", "confusion_matrix.png", "roc.png", "data_report.txt"]:
         assert (run / f).is_file(), f

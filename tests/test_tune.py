@@ -60,13 +60,23 @@ def shapes(tmp_path_factory):
 
 def test_shipped_spaces_load_and_cover_seed_report_003():
     spaces = {f: T.load_space(REPO / "tuning" / f"{f}.yaml") for f in ("small_cnn", "vgg19", "efficientnet", "mobilenet")}
-    assert {s.model for s in spaces.values()} == {"small_cnn", "vgg19", "efficientnet_b0", "mobilenet_v2"}
+    assert {s.model for s in spaces.values()} == {"maskclf_cnn", "vgg19", "efficientnet_b0", "mobilenet_v2"}
     p = {x.key: x for x in spaces["small_cnn"].params}
     assert p["model.filters"].values == (24, 32, 64, 96)
-    # The first trial is the package default recipe (seed004_cnn at 35 px).
+    # The first trial is the package default recipe (maskclf_cnn at 35 px from its bundled start, at 3e-4).
     centre = {k: x.default for k, x in p.items() if x.default is not None}
     assert centre["model.filters"] == 32 and centre["data.image_size"] == 35 and centre["model.pooling"] == "flatten"
     assert centre["model.dense_units"] == [256] and centre["model.dropout"] == 0.5
+    assert centre["model.convs_per_block"] == 2 and centre["train.learning_rate"] == pytest.approx(3e-4)
+    from maskclf.config import Config
+    from maskclf.models import get_spec
+    spec = get_spec(spaces["small_cnn"].model)
+    assert spaces["small_cnn"].model == Config().model.name
+    blocks = len(spec.defaults["filters"])
+    assert [centre["model.filters"] * 2 ** i for i in range(centre["model.blocks"])] == spec.defaults["filters"]
+    assert blocks == centre["model.blocks"]
+    for k in ("convs_per_block", "pooling", "dense_units", "dropout", "batch_norm"):
+        assert centre.get(f"model.{k}", spec.defaults[k]) == spec.defaults[k], k
     assert p["train.batch_size"].values == (23, 32, 46)
     assert (p["model.dropout"].low, p["model.dropout"].high) == (0.2, 0.5)
     assert [64, 32] in p["model.dense_units"].values and [128] in p["model.dense_units"].values
