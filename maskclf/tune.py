@@ -585,10 +585,34 @@ def make_tuner(name: str, hypermodel, objective: str, directory, max_trials: int
     else:
         kw["max_trials"] = max_trials
     tuner = cls(**kw)
+    _defaults_first(_oracle_of(tuner))
     if name == "hyperband" and max_trials:
         # Hyperband has no trial budget of its own; the Oracle stops creating trials past this one.
         _oracle_of(tuner).max_trials = max_trials
     return tuner
+
+
+def _defaults_first(oracle) -> None:
+    """Make a search's first trial its space's ``default:`` values (the package default recipe at the centre of
+    the shipped spaces). KerasTuner's random, Hyperband and Bayesian oracles draw even the first trial at random;
+    their draws all go through ``_random_values``, so its first call (nothing tried yet) returns the defaults.
+    A resumed search has tried something and draws as before; a worker's oracle client is left alone."""
+    draw = getattr(oracle, "_random_values", None)
+    if draw is None or not hasattr(oracle, "_tried_so_far"):
+        return
+
+    def first_the_defaults():
+        if not oracle._tried_so_far:
+            hps = keras_tuner.HyperParameters()
+            for hp in oracle.hyperparameters.space:
+                hps.merge([hp])
+                if hps.is_active(hp):
+                    hps.values[hp.name] = hp.default
+            if not oracle._duplicate(hps.values):
+                return hps.values
+        return draw()
+
+    oracle._random_values = first_the_defaults
 
 
 def _oracle_of(tuner):

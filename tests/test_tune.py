@@ -76,7 +76,7 @@ def test_shipped_spaces_load_and_cover_seed_report_003():
     assert [centre["model.filters"] * 2 ** i for i in range(centre["model.blocks"])] == spec.defaults["filters"]
     assert blocks == centre["model.blocks"]
     for k in ("convs_per_block", "pooling", "dense_units", "dropout", "batch_norm"):
-        assert centre.get(f"model.{k}", spec.defaults[k]) == spec.defaults[k], k
+        assert centre[f"model.{k}"] == spec.defaults[k], k
     assert p["train.batch_size"].values == (23, 32, 46)
     assert (p["model.dropout"].low, p["model.dropout"].high) == (0.2, 0.5)
     assert [64, 32] in p["model.dense_units"].values and [128] in p["model.dense_units"].values
@@ -208,6 +208,25 @@ def test_search_writes_trials_plot_and_a_best_config_that_train_accepts(tmp_path
     (run,) = list(runs.iterdir())
     assert (run / "metrics.json").is_file()
     assert load_config(run / "config.yaml").model.options == cfg.model.options
+
+
+@pytest.mark.parametrize("tuner", ["random", "hyperband"])
+def test_the_first_trial_is_the_spaces_defaults(tmp_path, shapes, tuner):
+    # KerasTuner draws even the first trial at random; the shipped spaces' defaults are the package default
+    # recipe, so a search must start there (then every search is at least as good as the default on validation).
+    hp = {**TINY, "model.filters": {"choice": [4, 8], "default": 8}, "train.batch_size": {"choice": [8, 16], "default": 16},
+          "model.dropout": {"float": [0.1, 0.3], "step": 0.1, "default": 0.2},
+          "train.learning_rate": {"float": [1.0e-3, 1.0e-2], "sampling": "log", "default": 3.0e-3}}
+    space = write_space(tmp_path / "s.yaml", hp)
+    out = T.tune(space, data=shapes, tuner=tuner, max_trials=3, max_epochs=1 if tuner == "random" else 2,
+                 out=tmp_path / "t", tensorboard=False, progress=False)
+    rows = read_trials(out)
+    first = rows[0]
+    assert first["model.filters"] == "8" and first["train.batch_size"] == "16"
+    assert float(first["model.dropout"]) == pytest.approx(0.2)
+    assert float(first["train.learning_rate"]) == pytest.approx(3e-3)
+    assert first["model.dense_units"] == "[8]" and first["train.optimizer"] == "adam"  # no default: the first choice
+    assert len({tuple(sorted(r.items())) for r in rows}) == len(rows) > 1  # later trials are drawn as before
 
 
 def test_interrupted_search_resumes_without_redoing_completed_trials(tmp_path, shapes):
