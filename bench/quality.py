@@ -117,6 +117,10 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                                "model.init_from={chd_pretrained:paintdeep}", "train.learning_rate=3e-4"],
                               "deeper: two 3x3 convolutions per block (6 instead of 3), started from that net trained "
                               "on the painted set, at 3e-4"),
+    "maskclf_pre60": (["--model", "maskclf_cnn", "model.init_from={chd_pretrained:paintdeep60}",
+                       "train.learning_rate=3e-4"],
+                      "the default (maskclf_cnn) from a start pretrained 60 epochs instead of 40 (its validation was "
+                      "still rising at 40)"),
     "seed004_paint_lr1": ([*PAINTED, "train.learning_rate=1e-4"],
                           "the painted start fine-tuned at a tenth of the learning rate (1e-4)"),
     "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
@@ -171,7 +175,8 @@ for _name, (_args, _lever) in RECIPES.items():
 
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
 PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": [],
-                     "paint48": ["--image-size", "48"], "paintdeep": ["model.convs_per_block=2"]}
+                     "paint48": ["--image-size", "48"], "paintdeep": ["model.convs_per_block=2"],
+                     "paintdeep60": ["--epochs", "60", "model.convs_per_block=2"]}
 
 
 def chd_split(chd: str, qdir: Path) -> list[dict]:

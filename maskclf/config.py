@@ -114,8 +114,8 @@ class ModelConfig:
     Attributes:
         name: a registry name (``maskclf.models.available_models()``); default ``maskclf_cnn`` (35 px:
             seed report 004's CNN with two convolutions per block), the best recipe under photo-grouped
-            cross-validation, 0.25 ms per face as int8 on one core (docs/BENCHMARKS.md, sections 2 and 6);
-            ``seed004_cnn`` (one convolution per block, the default until session 10) is 3-4x cheaper.
+            cross-validation, 0.27 ms per face as int8 on one core (docs/BENCHMARKS.md, sections 2 and 6);
+            ``seed004_cnn`` (one convolution per block, the earlier default) is 3x cheaper (0.09 ms).
         weights: ``imagenet`` for pretrained backbones (downloaded by Keras), or null.
         options: builder options (e.g. small_cnn ``filters``, ``blocks``, ``dropout``); set them
             with ``model.<option>=value``.
@@ -129,7 +129,7 @@ class ModelConfig:
     """
 
     # The cross-validated winner (docs/BENCHMARKS.md section 6): seed report 004's CNN at 35 px with two
-    # convolutions per block (seed004_cnn, one per block, was the default until session 10).
+    # convolutions per block (seed004_cnn, one per block, was the earlier default).
     name: str = "maskclf_cnn"
     weights: typing.Optional[str] = None
     options: dict = field(default_factory=dict)

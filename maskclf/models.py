@@ -184,7 +184,7 @@ register(ModelSpec("seed004_cnn", build_small_cnn, 35, "unit",
                    defaults=dict(filters=[32, 64, 128], convs_per_block=1, batch_norm=True, pooling="flatten",
                                  dense_units=[256], dropout=0.5),
                    description="seed report 004 style: custom CNN, one convolution per block, ReLU + batch-norm, "
-                               "35x35 input, Flatten head (the default until session 10)"))
+                               "35x35 input, Flatten head (the earlier default)"))
 # The default since session 10: seed004_cnn with two convolutions per block, which under photo-grouped
 # cross-validation (docs/BENCHMARKS.md section 6) beat it on validation, test and another photo set at once.
 register(ModelSpec("maskclf_cnn", build_small_cnn, 35, "unit",
