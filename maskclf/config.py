@@ -124,8 +124,9 @@ class ModelConfig:
             painted on, worn and worn wrongly, maskclf/weights/README.md; for seed004_cnn +2.1 points of
             validation balanced accuracy over a random start under cross-validation, BENCHMARKS section 6);
             other models start at random. ``none``: random. Or a ``.keras`` file or run directory:
-            layers with the same name and shapes take its weights (a different class count leaves the
-            classifier fresh): fine-tune an earlier run on new photos, or pretrain on a larger set.
+            layers with the same name and shapes, behind the same copied layers, take its weights (a
+            different class count leaves the classifier fresh): fine-tune an earlier run on new photos, or
+            pretrain on a larger set.
     """
 
     # The cross-validated winner (docs/BENCHMARKS.md section 6): seed report 004's CNN at 35 px with two

@@ -396,9 +396,25 @@ def init_source(source, model_name: str | None = None) -> Path | None:
     return path
 
 
+def _weighted_parent(layer) -> str | None:
+    """Name of the nearest layer with weights that feeds ``layer`` through weightless ones (activations,
+    pooling, dropout, flatten, preprocessing); None when only the input does, or when it has several inputs."""
+    while True:
+        try:
+            op = layer.input._keras_history.operation
+        except (AttributeError, ValueError):  # several inputs (a list), or a layer used more than once
+            return None
+        if isinstance(op, keras.layers.InputLayer):
+            return None
+        if op.weights:
+            return op.name
+        layer = op
+
+
 def init_from(model: keras.Model, source, required: bool = True) -> tuple[int, int]:
-    """Start ``model`` from another trained model: every layer whose name and weight shapes match
-    takes the source's weights (a different class count leaves the classifier layer fresh).
+    """Start ``model`` from another trained model: every layer whose name and weight shapes match, and
+    that sits behind the same layer (itself copied), takes the source's weights (a different class count
+    leaves the classifier layer fresh; other options copy what comes before the first difference).
 
     Args:
         model: the freshly built model.
@@ -416,8 +432,9 @@ def init_from(model: keras.Model, source, required: bool = True) -> tuple[int, i
         raise MaskclfError(f"{path}: not a loadable Keras model ({type(e).__name__}); point model.init_from at a "
                            "maskclf run's best.keras") from None
     theirs = {layer.name: layer for layer in src.layers}
-    copied = total = 0
-    for layer in model.layers:
+    copied: set[str] = set()
+    total = 0
+    for layer in model.layers:  # in graph order: what feeds a layer comes before it
         w = layer.get_weights()
         if not w:
             continue
@@ -425,14 +442,19 @@ def init_from(model: keras.Model, source, required: bool = True) -> tuple[int, i
         other = theirs.get(layer.name)
         if other is None:
             continue
+        # Same name and shapes is not enough: the layer must also sit behind the same (copied) layer, or a
+        # seed004_cnn started from a maskclf_cnn would take block2_conv1 trained on block1_conv2's output.
+        parent = _weighted_parent(layer)
+        if parent != _weighted_parent(other) or (parent is not None and parent not in copied):
+            continue
         ow = other.get_weights()
         if len(ow) == len(w) and all(a.shape == b.shape for a, b in zip(ow, w)):
             layer.set_weights(ow)
-            copied += 1
+            copied.add(layer.name)
     if not copied and required:
         raise MaskclfError(f"{path}: shares no layer (same name and shapes) with model {model.name}; "
                            "model.init_from needs the same model family and options")
-    return copied, total
+    return len(copied), total
 
 
 def start_model(model: keras.Model, init: str, model_name: str) -> tuple[Path, int, int] | None:

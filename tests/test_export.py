@@ -44,8 +44,12 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(run_dir):
-    """The run exported in all four precisions with the default agreement thresholds."""
-    return E.export_run(run_dir, latency_runs=10, progress=False)
+    """The run exported in all four precisions. The test split has 12 images, so the default 0.99 agreement
+    for the quantised models means all 12, and one near-tie image that flips under int8 (seen in CI with
+    the default net; margins down to 0.01 measured on such tiny runs) failed every test of the module: here
+    one flip in 12 is allowed, as in the round-trip test below. The thresholds themselves are tested in
+    test_failed_agreement_raises_and_force_exports; float32 keeps its 0.999."""
+    return E.export_run(run_dir, latency_runs=10, progress=False, min_agreement={"dynamic": 0.9, "int8": 0.9})
 
 
 def _test_images(run_dir, size=32):

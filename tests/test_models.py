@@ -243,6 +243,23 @@ def test_the_bundled_start_fits_its_model(name, convs):
     # Another size changes the Flatten width: the convolutions still start from it, the dense layers do not.
     copied, _ = models.init_from(models.create_model(name, 3, 48), start, required=False)
     assert copied >= 3
-    # Other filters: no convolution fits; only the 256 -> 3 classifier still has the same shapes.
-    assert models.init_from(models.create_model(name, 3, 35, filters=[8, 16]), start, required=False)[0] == 1
+    # Other filters: no convolution fits, and the 256 -> 3 classifier, though of the same shapes, sits behind a
+    # fresh dense layer: nothing is copied.
+    assert models.init_from(models.create_model(name, 3, 35, filters=[8, 16]), start, required=False)[0] == 0
+
+
+def test_a_start_of_another_depth_gives_only_the_layers_before_the_first_difference():
+    # seed004_cnn's block2_conv1 has the shapes of maskclf_cnn's, but there it was trained on block1_conv2's
+    # output: only block1_conv1 and its batch norm sit behind the same layers in both nets.
+    deep = models.init_source("bundled", "maskclf_cnn")
+    m = models.create_model("seed004_cnn", 3, 35)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in m.layers}
+    assert models.init_from(m, deep, required=False) == (2, 8)
+    changed = {layer.name for layer in m.layers
+               if any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), before[layer.name]))}
+    assert changed == {"block1_conv1", "block1_bn1"}
+    # The other way round as well, and the tuner's convs_per_block=1 trials get the same from the default's start.
+    assert models.init_from(models.create_model("maskclf_cnn", 3, 35), models.init_source("bundled", "seed004_cnn"),
+                            required=False)[0] == 2
+    assert models.init_from(models.create_model("maskclf_cnn", 3, 35, convs_per_block=1), deep, required=False)[0] == 2
 
