@@ -168,8 +168,9 @@ for _name, (_base, _seed) in SEED_VARIANTS.items():
 # what they meant, and their finished folds are still found): the random start (the bundled start became the
 # default in session 4) and learning rate 1e-3 (an unset rate became 3e-4 for trained starts in session 6).
 LEGACY_PINS = {"model.init_from": "none", "train.learning_rate": "1e-3"}
+CURRENT_DEFAULT = {"default"} | {n for n, (base, _) in SEED_VARIANTS.items() if base == "default"}  # not pinned
 for _name, (_args, _lever) in RECIPES.items():
-    if _name not in ("default", "default_seed1"):  # the package default as it is now
+    if _name not in CURRENT_DEFAULT:
         _args += [f"{k}={v}" for k, v in LEGACY_PINS.items() if not any(a.startswith(k + "=") for a in _args)]
 
 

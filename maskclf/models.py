@@ -452,7 +452,7 @@ def init_from(model: keras.Model, source, required: bool = True) -> tuple[int, i
             layer.set_weights(ow)
             copied.add(layer.name)
     if not copied and required:
-        raise MaskclfError(f"{path}: shares no layer (same name and shapes) with model {model.name}; "
+        raise MaskclfError(f"{path}: shares no layer (same name, shapes and input layer) with model {model.name}; "
                            "model.init_from needs the same model family and options")
     return len(copied), total
 

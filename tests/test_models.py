@@ -262,4 +262,3 @@ def test_a_start_of_another_depth_gives_only_the_layers_before_the_first_differe
     assert models.init_from(models.create_model("maskclf_cnn", 3, 35), models.init_source("bundled", "seed004_cnn"),
                             required=False)[0] == 2
     assert models.init_from(models.create_model("maskclf_cnn", 3, 35, convs_per_block=1), deep, required=False)[0] == 2
-
