@@ -121,6 +121,14 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                        "train.learning_rate=3e-4"],
                       "the default (maskclf_cnn) from a start pretrained 60 epochs instead of 40 (its validation was "
                       "still rising at 40)"),
+    "maskclf_l2sp10": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.l2sp=10"],
+                       "the default + L2-SP toward the bundled start (`train.l2sp=10`: each step moves the weights "
+                       "3e-4 x 10 of the way back)"),
+    "maskclf_l2sp30": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.l2sp=30"],
+                       "the same, 3x stronger pull (`train.l2sp=30`)"),
+    "maskclf_deep3": (["--model", "maskclf_cnn", "model.convs_per_block=3", "model.init_from={chd_pretrained:paintdeep3}",
+                       "train.learning_rate=3e-4"],
+                      "three 3x3 convolutions per block (9 instead of 6), from that net pretrained on the painted set"),
     "seed004_paint_lr1": ([*PAINTED, "train.learning_rate=1e-4"],
                           "the painted start fine-tuned at a tenth of the learning rate (1e-4)"),
     "seed004_paint_20ep": ([*PAINTED, "--epochs", "20"],
@@ -177,7 +185,8 @@ for _name, (_args, _lever) in RECIPES.items():
 # {chd_pretrained} or {chd_pretrained:VARIANT}: the seed004_cnn variant pretrained on chandrikadeb7
 PRETRAIN_VARIANTS = {"": [], "wide": ["model.filters=[64,128,256]"], "48": ["--image-size", "48"], "paint": [],
                      "paint48": ["--image-size", "48"], "paintdeep": ["model.convs_per_block=2"],
-                     "paintdeep60": ["--epochs", "60", "model.convs_per_block=2"]}
+                     "paintdeep60": ["--epochs", "60", "model.convs_per_block=2"],
+                     "paintdeep3": ["model.convs_per_block=3"]}
 
 
 def chd_split(chd: str, qdir: Path) -> list[dict]:

@@ -104,6 +104,35 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
             print(f"  epoch {epoch + 1}: {self.monitor} improved to {v:.4f}, saved {self.path.name}", flush=True)
 
 
+class PullToStart(keras.callbacks.Callback):
+    """``train.l2sp``: L2-SP (Li et al. 2018) in decoupled form, as AdamW decouples weight decay: after every
+    optimizer step each trainable weight moves ``min(1, lr * strength)`` of the way back to its value when
+    this callback was made (the trained start), ``lr`` being the step's learning rate. A penalty added to the
+    loss would instead be rescaled away by Adam's per-weight normalisation. Build it before ``fit``: a
+    resumed run's restored weights must not become the anchor."""
+
+    def __init__(self, model, strength: float):
+        super().__init__()
+        import tensorflow as tf
+
+        self.strength = float(strength)
+        self._vars = list(model.trainable_weights)
+        self._start = [tf.constant(v.numpy()) for v in self._vars]
+
+        @tf.function
+        def pull(f):
+            for v, w0 in zip(self._vars, self._start):
+                v.assign(w0 + (1.0 - f) * (v.value - w0))  # exactly the start at f = 1
+
+        self._pull = pull
+
+    def on_train_batch_end(self, batch, logs=None):
+        import tensorflow as tf
+
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self._pull(tf.constant(min(1.0, lr * self.strength), tf.float32))
+
+
 class WeightAverage(keras.callbacks.Callback):
     """Exponential moving average of the model's float variables (weights and BatchNorm statistics),
     Polyak averaging as in timm's ``ModelEma``: ``avg = decay * avg + (1 - decay) * w`` after every step.

@@ -264,8 +264,10 @@ def compile_model(model, optimizer: str, learning_rate, loss=None) -> None:
 
 
 def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: str = "backup",
-                   progress: bool = True, plateau: bool = False, weight_average: float = 0.0) -> list:
-    """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup."""
+                   progress: bool = True, plateau: bool = False, weight_average: float = 0.0,
+                   pull=None) -> list:
+    """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup;
+    ``pull``: a :class:`maskclf.callbacks.PullToStart` (``train.l2sp``), first so the averaging sees its step."""
     import keras
 
     from maskclf.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, ValidationMetrics
@@ -273,6 +275,7 @@ def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: s
     mode = "min" if monitor.endswith("loss") else "max"
     first, last = averaging_callbacks(weight_average)
     return [
+        *([pull] if pull is not None else []),
         *first,  # swaps the averaged weights in for what follows
         ValidationMetrics(val_ds),  # adds val_balanced_accuracy to the logs the others read
         *schedule_callbacks(monitor, mode, patience, plateau),
@@ -394,6 +397,12 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         _log(f"started {copied} of {total} layers from {start.name} (model.init_from={cfg.model.init_from}; "
              "none for a random start)" if copied else
              f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)
+    if cfg.train.l2sp:
+        if not copied:
+            raise MaskclfError("config key train.l2sp pulls the weights toward a trained start, but this run starts "
+                               "at random: set model.init_from (a .keras file, a run, or bundled) or train.l2sp=0")
+        _log(f"L2-SP: after each step the weights move learning rate x {cfg.train.l2sp:g} of the way back to the "
+             "start (train.l2sp)", progress)
     lr0 = initial_learning_rate(cfg, started=copied > 0)
     if cfg.train.learning_rate is None:
         _log(f"learning rate {lr0:g} ({'fine-tuning trained weights' if copied else 'random start'}; "
@@ -402,11 +411,15 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     loss = make_loss(cfg, train_labels, k)
     compile_model(model, cfg.train.optimizer, lr, loss)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
+    pull = None
+    if cfg.train.l2sp:
+        from maskclf.callbacks import PullToStart
+        pull = PullToStart(model, cfg.train.l2sp)  # before fit: a resumed run restores its weights in fit
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
               callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience, progress=progress,
                                        plateau=cfg.train.lr_schedule == "plateau",
-                                       weight_average=cfg.train.weight_average),
+                                       weight_average=cfg.train.weight_average, pull=pull),
               verbose=2 if progress else 0)
     epochs_done = _history_rows(run_dir / "history.csv")
     if spec.backbone and cfg.model.weights and cfg.train.fine_tune_epochs > 0:

@@ -189,6 +189,42 @@ def test_weight_average_is_what_validation_and_the_checkpoint_see(tmp_path):
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
 
 
+def test_l2sp_pulls_the_trainable_weights_back_to_the_start_after_each_step(tmp_path):
+    import numpy as np
+
+    from maskclf.callbacks import PullToStart
+    from maskclf.files import MaskclfError
+
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0]], "float32")
+
+    def distance(strength):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        w0 = [w.numpy() for w in model.trainable_weights]
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False,
+                  callbacks=[PullToStart(model, strength)] if strength else [])
+        return sum(float(np.sum((w.numpy() - a) ** 2)) for w, a in zip(model.trainable_weights, w0))
+
+    free, held = distance(0), distance(5)  # 5 x 0.1: half-way back after every step
+    assert free > 1 and held < 0.2 * free, (free, held)
+    assert distance(1e6) == 0  # all the way back: the weights never leave the start
+
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 15)
+    with pytest.raises(MaskclfError, match="train.l2sp .*random"):
+        T.train(cfg_for(data, tmp_path / "runs", "epochs=1", "train.l2sp=1", "model.init_from=none"), progress=False)
+    with pytest.raises(MaskclfError, match="train.l2sp"):
+        apply_overrides(Config(), ["train.l2sp=-1"])
+    # Through `maskclf train`: at a constant rate and full strength the trained weights stay the start's.
+    start = T.train(cfg_for(data, tmp_path / "start", "epochs=1"), progress=False)
+    run = T.train(cfg_for(data, tmp_path / "runs", "epochs=2", f"model.init_from={start}", "train.l2sp=1e6",
+                          "train.lr_schedule=constant"), progress=False)
+    w0, w = (keras.models.load_model(r / "best.keras", compile=False).trainable_weights for r in (start, run))
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(w0, w))
+    assert "l2sp: 1000000" in (run / "config.yaml").read_text()
+
+
 def test_logit_adjusted_loss_matches_its_definition():
     import keras
     import numpy as np
