@@ -198,8 +198,9 @@ class TrainConfig:
             transfer learning"), decoupled as AdamW decouples weight decay: after every step each trainable
             weight moves ``min(1, learning rate * l2sp)`` of the way back to its trained start
             (``model.init_from``), so fine-tuning keeps more of what the start learnt on other photos.
-            Needs a trained start. At the default's 3e-4 and ~80 steps per epoch, ``l2sp=10`` pulls back
-            ~0.3 % per step.
+            Needs a trained start. At the default's 3e-4, ``l2sp=30`` pulls back ~1 % per step: measured on
+            VOC, 1 point lower on validation and test than without, 2.7 points higher on held-out photos of
+            another set (docs/BENCHMARKS.md section 6, session 11); off by default.
         calibration: after training, fitted on the validation split and folded into the model's
             last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
             ``temperature+bias`` (also per-class logit offsets maximising validation balanced
