@@ -120,17 +120,16 @@ class PullToStart(keras.callbacks.Callback):
         self._start = [tf.constant(v.numpy()) for v in self._vars]
 
         @tf.function
-        def pull(f):
+        def pull():  # the step's rate read in the graph: no copy to the host per step
+            lr = tf.cast(self.model.optimizer.learning_rate, tf.float32)
+            f = tf.minimum(1.0, lr * self.strength)
             for v, w0 in zip(self._vars, self._start):
                 v.assign(w0 + (1.0 - f) * (v.value - w0))  # exactly the start at f = 1
 
         self._pull = pull
 
     def on_train_batch_end(self, batch, logs=None):
-        import tensorflow as tf
-
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self._pull(tf.constant(min(1.0, lr * self.strength), tf.float32))
+        self._pull()
 
 
 class WeightAverage(keras.callbacks.Callback):

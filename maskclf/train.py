@@ -397,10 +397,13 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         _log(f"started {copied} of {total} layers from {start.name} (model.init_from={cfg.model.init_from}; "
              "none for a random start)" if copied else
              f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)
+    pull = None
     if cfg.train.l2sp:
         if not copied:
             raise MaskclfError("config key train.l2sp pulls the weights toward a trained start, but this run starts "
                                "at random: set model.init_from (a .keras file, a run, or bundled) or train.l2sp=0")
+        from maskclf.callbacks import PullToStart
+        pull = PullToStart(model, cfg.train.l2sp)  # anchored now: a resumed run restores its weights in fit
         _log(f"L2-SP: after each step the weights move learning rate x {cfg.train.l2sp:g} of the way back to the "
              "start (train.l2sp)", progress)
     lr0 = initial_learning_rate(cfg, started=copied > 0)
@@ -411,10 +414,6 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     loss = make_loss(cfg, train_labels, k)
     compile_model(model, cfg.train.optimizer, lr, loss)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
-    pull = None
-    if cfg.train.l2sp:
-        from maskclf.callbacks import PullToStart
-        pull = PullToStart(model, cfg.train.l2sp)  # before fit: a resumed run restores its weights in fit
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
               callbacks=make_callbacks(run_dir, val_ds, cfg.train.monitor, cfg.train.patience, progress=progress,
