@@ -127,6 +127,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "maskclf_l2sp30": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.l2sp=30"],
                        "the default + L2-SP toward the bundled start, 3x stronger (`train.l2sp=30`: ~1 % of the way back "
                        "per step)"),
+    "maskclf_sam05": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.sam_rho=0.05"],
+                      "the default + sharpness-aware minimisation (`train.sam_rho=0.05`: each step's gradient taken "
+                      "0.05 uphill; 2 passes per step)"),
     "maskclf_deep3": (["--model", "maskclf_cnn", "model.convs_per_block=3", "model.init_from={chd_pretrained:paintdeep3}",
                        "train.learning_rate=3e-4"],
                       "three 3x3 convolutions per block (9 instead of 6), from that net pretrained on the painted set"),

@@ -254,6 +254,50 @@ def make_loss(cfg: Config, train_labels: list[int], num_classes: int):
     return keras.losses.SparseCategoricalCrossentropy()
 
 
+def use_sam(model, rho: float) -> None:
+    """``train.sam_rho``: sharpness-aware minimisation (Foret et al. 2021) for this model's ``fit``.
+
+    Each step computes the batch's gradient ``g`` at the weights ``w``, moves to ``w + rho * g / ||g||``
+    (the steepest nearby point), takes the gradient there and applies it at ``w`` with the compiled
+    optimizer. BatchNorm's moving statistics are kept from the first pass only, so they update once per step
+    as without SAM. Class weights, the loss and the metrics are the compiled ones; two passes per step."""
+    import types
+
+    import tensorflow as tf
+    from keras.utils import unpack_x_y_sample_weight as keras_unpack
+
+    rho = float(rho)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras_unpack(data)
+        weights = self.trainable_weights
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
+        grads = tape.gradient(loss, weights)
+        scale = rho / (tf.linalg.global_norm(grads) + 1e-12)
+        eps = [None if g is None else g * scale for g in grads]
+        stats = [tf.identity(v.value) for v in self.non_trainable_weights]
+        for w, e in zip(weights, eps):
+            if e is not None:
+                w.assign_add(e)
+        with tf.GradientTape() as tape:
+            sharp_loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=sample_weight,
+                                           training=True)
+        sharp_grads = tape.gradient(sharp_loss, weights)
+        for w, e in zip(weights, eps):
+            if e is not None:
+                w.assign_sub(e)
+        for v, s in zip(self.non_trainable_weights, stats):
+            v.assign(s)
+        self.optimizer.apply_gradients(zip(sharp_grads, weights))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    model.train_step = types.MethodType(train_step, model)
+    model.train_function = None  # a function made before this would keep the plain step
+
+
 def compile_model(model, optimizer: str, learning_rate, loss=None) -> None:
     """Compile with ``loss`` (``make_loss``; default: cross-entropy on class indices) and accuracy."""
     import keras
@@ -413,6 +457,10 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     lr = learning_rate_for(cfg.train.lr_schedule, lr0, cfg.train.epochs, pipeline.steps(len(train_paths), bs))
     loss = make_loss(cfg, train_labels, k)
     compile_model(model, cfg.train.optimizer, lr, loss)
+    if cfg.train.sam_rho:
+        use_sam(model, cfg.train.sam_rho)
+        _log(f"sharpness-aware minimisation, radius {cfg.train.sam_rho:g} (train.sam_rho): 2 passes per step",
+             progress)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
     t0 = time.time()
     model.fit(train_ds, validation_data=fit_val, epochs=cfg.train.epochs, class_weight=weights, shuffle=False,
@@ -426,6 +474,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
         _set_backbone_for_fine_tuning(model, cfg.train.fine_tune_layers)
         compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, loss)
+        if cfg.train.sam_rho:
+            use_sam(model, cfg.train.sam_rho)
         _log(f"fine-tuning the top {cfg.train.fine_tune_layers} backbone layers", progress)
         model.fit(train_ds, validation_data=fit_val, initial_epoch=epochs_done,
                   epochs=epochs_done + cfg.train.fine_tune_epochs, class_weight=weights, shuffle=False,

@@ -225,6 +225,48 @@ def test_l2sp_pulls_the_trainable_weights_back_to_the_start_after_each_step(tmp_
     assert "l2sp: 1000000" in (run / "config.yaml").read_text()
 
 
+def test_sam_takes_the_gradient_at_the_sharpest_nearby_point_and_keeps_batchnorm_to_one_update(tmp_path):
+    import numpy as np
+
+    from maskclf.files import MaskclfError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = rng.normal(size=(8, 1)).astype("float32")
+
+    def one_step(rho, bn=False):
+        keras.utils.set_random_seed(0)
+        layers = [keras.Input((3,))] + ([keras.layers.BatchNormalization(momentum=0.5)] if bn else [])
+        model = keras.Sequential(layers + [keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        if rho:
+            T.use_sam(model, rho)
+        w0 = [w.numpy() for w in model.weights]
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        return model, w0
+
+    # By hand, for a linear model under mean squared error: g(w) = 2 X'(Xw + b - y) / n.
+    model, (k0, b0) = one_step(0.5)
+    X1 = np.hstack([x, np.ones((8, 1), "float32")])
+    w = np.vstack([k0, b0[None]])
+    grad = lambda w: 2 * X1.T @ (X1 @ w - y) / len(x)  # noqa: E731
+    g = grad(w)
+    want = w - 0.1 * grad(w + 0.5 * g / np.linalg.norm(g))
+    got = np.vstack([model.weights[0].numpy(), model.weights[1].numpy()[None]])
+    assert np.allclose(got, want, atol=1e-5)
+    assert not np.allclose(want, w - 0.1 * g, atol=1e-3)  # and SAM's step differs from the plain one
+    # BatchNorm's moving statistics: one update per step, from the first pass, as without SAM.
+    plain, _ = one_step(0, bn=True)
+    sam, _ = one_step(0.5, bn=True)
+    stats = lambda m: [v.numpy() for v in m.non_trainable_weights]  # noqa: E731
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(stats(plain), stats(sam)))
+    with pytest.raises(MaskclfError, match="train.sam_rho"):
+        apply_overrides(Config(), ["train.sam_rho=-0.1"])
+    data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 15)
+    run = T.train(cfg_for(data, tmp_path / "runs", "epochs=1", "train.sam_rho=0.05"), progress=False)
+    assert (run / "best.keras").exists() and "sam_rho: 0.05" in (run / "config.yaml").read_text()
+
+
 def test_logit_adjusted_loss_matches_its_definition():
     import keras
     import numpy as np
