@@ -130,6 +130,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "maskclf_sam05": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.sam_rho=0.05"],
                       "the default + sharpness-aware minimisation (`train.sam_rho=0.05`: each step's gradient taken "
                       "0.05 uphill; 2 passes per step)"),
+    "maskclf_sam15": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.sam_rho=0.15"],
+                      "the default + sharpness-aware minimisation with a 3x larger radius (`train.sam_rho=0.15`)"),
     "maskclf_deep3": (["--model", "maskclf_cnn", "model.convs_per_block=3", "model.init_from={chd_pretrained:paintdeep3}",
                        "train.learning_rate=3e-4"],
                       "three 3x3 convolutions per block (9 instead of 6), from that net pretrained on the painted set"),

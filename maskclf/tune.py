@@ -32,7 +32,7 @@ import keras
 import keras_tuner
 
 from maskclf import datasets
-from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config
+from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config, starts_trained
 from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, read_yaml, write_json, write_text
 
@@ -381,16 +381,25 @@ def parse_space(raw, source: str = "space") -> SearchSpace:
 
 def _check_against_config(space: SearchSpace, base: Config | None = None) -> None:
     """Every candidate value must make a valid Config (types, allowed names), checked before any trial."""
+    with_start = base is not None  # the space alone (no overrides yet) cannot tell how trials start
     base = base or Config()
     first = {p.key: p.candidates()[0] for p in space.tuned}
+
+    def trial(values):
+        cfg = space.config(base, values, space.max_epochs)
+        if with_start and cfg.train.l2sp and not starts_trained(cfg.model):
+            raise MaskclfError("train.l2sp pulls the weights toward a trained start, but the trials start at random: "
+                               "set model.init_from (a .keras file, a run, or bundled) or train.l2sp=0")
+        return cfg
+
     try:
-        space.config(base, first, space.max_epochs)
+        trial(first)
     except MaskclfError as e:
         raise MaskclfError(f"{space.source}: the fixed values do not make a valid config: {e}") from None
     for p in space.tuned:
         for v in p.candidates():
             try:
-                space.config(base, {**first, p.key: v}, space.max_epochs)
+                trial({**first, p.key: v})
             except MaskclfError as e:
                 raise MaskclfError(f"{space.source}: hyperparameters.{p.key}: value {v!r} rejected: {e}") from None
 
@@ -501,7 +510,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         from maskclf import pipeline
         from maskclf.models import create_model, start_model
-        from maskclf.train import compile_model, learning_rate_for, make_loss
+        from maskclf.train import compile_model, learning_rate_for, make_loss, use_sam
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
@@ -512,6 +521,8 @@ class MaskHyperModel(keras_tuner.HyperModel):
         lr = learning_rate_for(cfg.train.lr_schedule, lr0, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
         compile_model(model, cfg.train.optimizer, lr, make_loss(cfg, self.data.train_labels, self.data.num_classes))
+        if cfg.train.sam_rho:
+            use_sam(model, cfg.train.sam_rho)
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
@@ -522,6 +533,9 @@ class MaskHyperModel(keras_tuner.HyperModel):
         train_ds, val_ds, weights = self.data.datasets(cfg)
         mode = OBJECTIVES[self.objective]
         first, last = averaging_callbacks(cfg.train.weight_average)
+        if cfg.train.l2sp:  # the model was just built at its start: that is the anchor, as in `maskclf train`
+            from maskclf.callbacks import PullToStart
+            first = [PullToStart(model, cfg.train.l2sp), *first]
         cbs = [*first, ValidationMetrics(val_ds),  # the metrics the others monitor
                *schedule_callbacks(self.objective, mode, cfg.train.patience, cfg.train.lr_schedule == "plateau")]
         kwargs.pop("validation_data", None)

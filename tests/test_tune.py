@@ -433,3 +433,37 @@ def test_tune_refuses_distillation_in_one_line(tmp_path, capsys, shapes):
     err = capsys.readouterr().err
     assert "train.distill_from is not used by `maskclf tune`" in err
     assert not (tmp_path / "t").exists()
+
+
+def test_trials_apply_sam_and_l2sp_as_maskclf_train_does(tmp_path, shapes, monkeypatch):
+    import numpy as np
+
+    import maskclf.callbacks as CB
+    import maskclf.train as TR
+    from maskclf.config import Config, apply_overrides
+
+    fixed = {k: v for k, v in TINY.items() if not isinstance(v, dict)}
+    arch = {"model.filters": 4, "model.dense_units": [8]}
+    start = TR.train(apply_overrides(Config(), {"data.path": str(shapes), "train.out": str(tmp_path / "start"),
+                                                "model.name": "small_cnn", "train.epochs": 1, **fixed, **arch}),
+                     progress=False)
+    sam, pulled = [], []
+    real_use_sam = TR.use_sam
+    monkeypatch.setattr(TR, "use_sam", lambda model, rho: (sam.append(rho), real_use_sam(model, rho)))
+
+    class Recording(CB.PullToStart):
+        def on_train_end(self, logs=None):
+            pulled.append(max(float(np.abs(v.numpy() - w0.numpy()).max()) for v, w0 in zip(self._vars, self._start)))
+
+    monkeypatch.setattr(CB, "PullToStart", Recording)
+    space = write_space(tmp_path / "one.yaml", {**fixed, **arch, "train.learning_rate": 1e-3, "train.batch_size": 8,
+                                                "train.optimizer": "adam", "augment.zoom_range": 0.0,
+                                                "model.dropout": 0.1, "train.lr_schedule": "constant",
+                                                "train.sam_rho": 0.05, "train.l2sp": 1e6})
+    T.tune(space, data=shapes, overrides=["model.init_from=" + str(start)], tuner="grid", max_epochs=1,
+           out=tmp_path / "t", tensorboard=False, progress=False)
+    assert set(sam) == {0.05} and pulled == [0.0]  # (built twice: once to list the space); full strength at a constant rate: the trial never leaves its start
+    with pytest.raises(MaskclfError, match="train.l2sp .*trials start at random"):
+        T.tune(space, data=shapes, overrides=["model.init_from=none"], tuner="grid", max_epochs=1,
+               out=tmp_path / "r", tensorboard=False, progress=False)
+    assert not (tmp_path / "r").exists()
