@@ -34,6 +34,8 @@ from maskclf.experiments import _mean_sd  # noqa: E402  the same mean ± sd as c
 
 RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[30,95]"]
 PAINTED = ["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"]  # the painted start (session 5)
+# The default spelled out: LEGACY_PINS would otherwise give a lever recipe the random start at 1e-3.
+DEFAULT_START = ["model.init_from=bundled", "train.learning_rate=3e-4"]
 
 # name -> (arguments of `maskclf cv`/`maskclf train`, what the lever is)
 RECIPES: dict[str, tuple[list[str], str]] = {
@@ -121,16 +123,16 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                        "train.learning_rate=3e-4"],
                       "the default (maskclf_cnn) from a start pretrained 60 epochs instead of 40 (its validation was "
                       "still rising at 40)"),
-    "maskclf_l2sp10": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.l2sp=10"],
+    "maskclf_l2sp10": ([*DEFAULT_START, "train.l2sp=10"],
                        "the default + L2-SP toward the bundled start (`train.l2sp=10`: each step moves the weights "
                        "3e-4 x 10 of the way back)"),
-    "maskclf_l2sp30": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.l2sp=30"],
+    "maskclf_l2sp30": ([*DEFAULT_START, "train.l2sp=30"],
                        "the default + L2-SP toward the bundled start, 3x stronger (`train.l2sp=30`: ~1 % of the way back "
                        "per step)"),
-    "maskclf_sam05": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.sam_rho=0.05"],
+    "maskclf_sam05": ([*DEFAULT_START, "train.sam_rho=0.05"],
                       "the default + sharpness-aware minimisation (`train.sam_rho=0.05`: each step's gradient taken "
                       "0.05 uphill; 2 passes per step)"),
-    "maskclf_sam15": (["model.init_from=bundled", "train.learning_rate=3e-4", "train.sam_rho=0.15"],
+    "maskclf_sam15": ([*DEFAULT_START, "train.sam_rho=0.15"],
                       "the default + sharpness-aware minimisation with a 3x larger radius (`train.sam_rho=0.15`)"),
     "maskclf_deep3": (["--model", "maskclf_cnn", "model.convs_per_block=3", "model.init_from={chd_pretrained:paintdeep3}",
                        "train.learning_rate=3e-4"],

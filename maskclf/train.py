@@ -298,13 +298,23 @@ def use_sam(model, rho: float) -> None:
     model.train_function = None  # a function made before this would keep the plain step
 
 
-def compile_model(model, optimizer: str, learning_rate, loss=None) -> None:
-    """Compile with ``loss`` (``make_loss``; default: cross-entropy on class indices) and accuracy."""
+def compile_model(model, optimizer: str, learning_rate, loss=None, sam_rho: float = 0.0) -> None:
+    """Compile with ``loss`` (``make_loss``; default: cross-entropy on class indices) and accuracy;
+    ``sam_rho`` > 0 makes ``fit`` take sharpness-aware steps (``use_sam``)."""
     import keras
 
     model.compile(optimizer=_optimizer(optimizer, learning_rate),
                   loss=loss if loss is not None else keras.losses.SparseCategoricalCrossentropy(),
                   metrics=["accuracy"])
+    if sam_rho:
+        use_sam(model, sam_rho)
+
+
+def check_l2sp_start(l2sp: float, started: bool, subject: str = "this run starts") -> None:
+    """``train.l2sp`` pulls toward a trained start: refuse it when there is none (``maskclf train`` and tune)."""
+    if l2sp and not started:
+        raise MaskclfError(f"config key train.l2sp pulls the weights toward a trained start, but {subject} at random: "
+                           "set model.init_from (a .keras file, a run, or bundled) or train.l2sp=0")
 
 
 def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: str = "backup",
@@ -442,10 +452,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
              "none for a random start)" if copied else
              f"model.init_from=bundled: {start.name} fits no layer of this model; random start", progress)
     pull = None
+    check_l2sp_start(cfg.train.l2sp, copied > 0)
     if cfg.train.l2sp:
-        if not copied:
-            raise MaskclfError("config key train.l2sp pulls the weights toward a trained start, but this run starts "
-                               "at random: set model.init_from (a .keras file, a run, or bundled) or train.l2sp=0")
         from maskclf.callbacks import PullToStart
         pull = PullToStart(model, cfg.train.l2sp)  # anchored now: a resumed run restores its weights in fit
         _log(f"L2-SP: after each step the weights move learning rate x {cfg.train.l2sp:g} of the way back to the "
@@ -456,9 +464,8 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
              "train.learning_rate sets it)", progress)
     lr = learning_rate_for(cfg.train.lr_schedule, lr0, cfg.train.epochs, pipeline.steps(len(train_paths), bs))
     loss = make_loss(cfg, train_labels, k)
-    compile_model(model, cfg.train.optimizer, lr, loss)
+    compile_model(model, cfg.train.optimizer, lr, loss, cfg.train.sam_rho)
     if cfg.train.sam_rho:
-        use_sam(model, cfg.train.sam_rho)
         _log(f"sharpness-aware minimisation, radius {cfg.train.sam_rho:g} (train.sam_rho): 2 passes per step",
              progress)
     _log(f"model {cfg.model.name}: {model.count_params():,} parameters; run dir {run_dir}", progress)
@@ -473,9 +480,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
         # Phase 2: continue from the best frozen-backbone weights, top layers unfrozen, lower rate.
         model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
         _set_backbone_for_fine_tuning(model, cfg.train.fine_tune_layers)
-        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, loss)
-        if cfg.train.sam_rho:
-            use_sam(model, cfg.train.sam_rho)
+        compile_model(model, cfg.train.optimizer, cfg.train.fine_tune_learning_rate, loss, cfg.train.sam_rho)
         _log(f"fine-tuning the top {cfg.train.fine_tune_layers} backbone layers", progress)
         model.fit(train_ds, validation_data=fit_val, initial_epoch=epochs_done,
                   epochs=epochs_done + cfg.train.fine_tune_epochs, class_weight=weights, shuffle=False,

@@ -381,16 +381,16 @@ def parse_space(raw, source: str = "space") -> SearchSpace:
 
 def _check_against_config(space: SearchSpace, base: Config | None = None) -> None:
     """Every candidate value must make a valid Config (types, allowed names), checked before any trial."""
+    from maskclf.train import check_l2sp_start
+
     with_start = base is not None  # the space alone (no overrides yet) cannot tell how trials start
     base = base or Config()
     first = {p.key: p.candidates()[0] for p in space.tuned}
 
     def trial(values):
         cfg = space.config(base, values, space.max_epochs)
-        if with_start and cfg.train.l2sp and not starts_trained(cfg.model):
-            raise MaskclfError("train.l2sp pulls the weights toward a trained start, but the trials start at random: "
-                               "set model.init_from (a .keras file, a run, or bundled) or train.l2sp=0")
-        return cfg
+        if with_start:
+            check_l2sp_start(cfg.train.l2sp, starts_trained(cfg.model), "the trials start")
 
     try:
         trial(first)
@@ -510,7 +510,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         from maskclf import pipeline
         from maskclf.models import create_model, start_model
-        from maskclf.train import compile_model, learning_rate_for, make_loss, use_sam
+        from maskclf.train import compile_model, learning_rate_for, make_loss
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
@@ -520,9 +520,8 @@ class MaskHyperModel(keras_tuner.HyperModel):
         lr0 = initial_learning_rate(cfg, started=started is not None and started[1] > 0)
         lr = learning_rate_for(cfg.train.lr_schedule, lr0, cfg.train.epochs,
                                pipeline.steps(len(self.data.train_paths), cfg.train.batch_size))
-        compile_model(model, cfg.train.optimizer, lr, make_loss(cfg, self.data.train_labels, self.data.num_classes))
-        if cfg.train.sam_rho:
-            use_sam(model, cfg.train.sam_rho)
+        compile_model(model, cfg.train.optimizer, lr, make_loss(cfg, self.data.train_labels, self.data.num_classes),
+                      cfg.train.sam_rho)
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):

@@ -462,7 +462,9 @@ def test_trials_apply_sam_and_l2sp_as_maskclf_train_does(tmp_path, shapes, monke
                                                 "train.sam_rho": 0.05, "train.l2sp": 1e6})
     T.tune(space, data=shapes, overrides=["model.init_from=" + str(start)], tuner="grid", max_epochs=1,
            out=tmp_path / "t", tensorboard=False, progress=False)
-    assert set(sam) == {0.05} and pulled == [0.0]  # (built twice: once to list the space); full strength at a constant rate: the trial never leaves its start
+    # The model is built twice (once to list the space); at full strength and a constant rate the trial never
+    # leaves its start.
+    assert set(sam) == {0.05} and pulled == [0.0]
     with pytest.raises(MaskclfError, match="train.l2sp .*trials start at random"):
         T.tune(space, data=shapes, overrides=["model.init_from=none"], tuner="grid", max_epochs=1,
                out=tmp_path / "r", tensorboard=False, progress=False)
