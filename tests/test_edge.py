@@ -296,6 +296,32 @@ def test_drawing_colours_by_mask_class():
     assert (fps[:10, :40] == 0).any()
 
 
+def test_tags_in_a_crowd_never_cover_another_face_and_a_legend_names_the_untagged_colours(monkeypatch):
+    drawn = []
+    real = draw._draw_tag
+    monkeypatch.setattr(draw, "_draw_tag", lambda img, text, x, y, *a: drawn.append((text, x, y)) or
+                        real(img, text, x, y, *a))
+    img = np.full((270, 400, 3), 128, np.uint8)
+    kinds = VOC_CLASSES
+    faces = [Face((15 + 45 * c, 20 + 45 * r, 37 + 45 * c, 42 + 45 * r), kinds[(r + c) % 3], 0.9 - 0.01 * (r * 9 + c))
+             for r in range(5) for c in range(9)]  # 45 faces of 22 px, 23 px apart: no room for every tag
+    draw.draw_faces(img, faces, VOC_CLASSES)
+    tagged = [(t, x, y) for t, x, y in drawn if any(ch.isdigit() for ch in t)]
+    legend = [t for t, _, _ in drawn if not any(ch.isdigit() for ch in t)]
+    assert 0 < len(tagged) < len(faces)
+    assert sorted(legend) == ["incorrect", "mask", "no mask"]  # short names, each class once
+    for text, x, y in tagged:
+        w, h = draw._tag_size(text, *draw._style(img.shape)[1:])
+        own = [f for f in faces if draw.tag_name(f.label) == text.rsplit(" ", 1)[0]
+               and f"{f.score:.2f}" == text.rsplit(" ", 1)[1]]
+        others = [f.box for f in faces if f not in own[:1]]
+        assert not any(draw._overlap((x, y, x + w, y + h), b) for b in others), text
+    # A lone face keeps its tag and no legend is drawn.
+    drawn.clear()
+    draw.draw_faces(img, faces[:1], VOC_CLASSES)
+    assert [t for t, _, _ in drawn] == [f"{draw.tag_name(faces[0].label)} 0.90"]
+
+
 # ----------------------------------------------------------------------------- the detect command
 
 def test_detect_on_a_folder_writes_annotated_images_and_json(export_dir, tmp_path, capsys):

@@ -91,25 +91,37 @@ def _tag_size(text: str, scale: float, weight: int) -> tuple[int, int]:
 _PAD = 3
 
 
-def _place(size: tuple[int, int], box: tuple[int, int, int, int], shape, taken: list) -> tuple[int, int]:
+def tag_name(label: str) -> str:
+    """The short text a tag shows: "mask", "no mask", "incorrect" for the mask classes, else the label.
+
+    >>> [tag_name(n) for n in ("with_mask", "without_mask", "mask_weared_incorrect", "cat")]
+    ['mask', 'no mask', 'incorrect', 'cat']
+    """
+    return {"with": "mask", "without": "no mask", "incorrect": "incorrect"}.get(mask_kind(label) or "", label)
+
+
+def _overlap(a, b) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _place(size: tuple[int, int], box: tuple[int, int, int, int], shape, taken: list,
+           faces: Sequence = ()) -> tuple[int, int] | None:
     """Top-left corner of a tag: above the box, else below it, else inside its top, else stacked further
-    up or down; the first spot that covers no tag drawn before (crowd photos), else the least covering one."""
+    up or down, else beside; the first spot that covers no tag drawn before and no other face (crowd photos).
+    None when every spot would: the box's colour alone then says its class (and a legend is drawn)."""
     (w, h), (x1, y1, _, y2) = size, box
     H, W = shape[:2]
     spots = [(x1, y1 - h), (x1, y2), (x1, y1)]
     for k in range(1, 4):
-        spots += [(x1, y1 - h - k * h), (x1, y2 + k * h), (x1 - w // 2, y1 - h), (x1 + w // 2, y1 - h)][:4]
-    best, best_cover = None, None
+        spots += [(x1, y1 - h - k * h), (x1, y2 + k * h), (x1 - w // 2, y1 - h), (x1 + w // 2, y1 - h)]
+    if w > W or h > H:
+        return None
     for x, y in spots:
         x, y = max(0, min(x, W - w)), max(0, min(y, H - h))
         r = (x, y, x + w, y + h)
-        cover = sum(max(0, min(r[2], t[2]) - max(r[0], t[0])) * max(0, min(r[3], t[3]) - max(r[1], t[1]))
-                    for t in taken)
-        if cover == 0:
+        if not any(_overlap(r, t) for t in taken) and not any(_overlap(r, f) for f in faces):
             return x, y
-        if best_cover is None or cover < best_cover:
-            best, best_cover = (x, y), cover
-    return best
+    return None
 
 
 def _draw_tag(img: np.ndarray, text: str, x: int, y: int, fill, scale: float, weight: int, bgr: bool) -> None:
@@ -123,9 +135,26 @@ def _draw_tag(img: np.ndarray, text: str, x: int, y: int, fill, scale: float, we
     cv2.putText(img, text, (x + _PAD, y + _PAD + th), cv2.FONT_HERSHEY_SIMPLEX, scale, fg, weight, cv2.LINE_AA)
 
 
+def _draw_legend(img: np.ndarray, names: list[str], colors: dict, boxes: list, scale: float, weight: int,
+                 bgr: bool) -> None:
+    """One tag per class, stacked in the corner that covers the fewest faces."""
+    sizes = [_tag_size(tag_name(n), scale, weight) for n in names]
+    w, h = max(s[0] for s in sizes), sum(s[1] for s in sizes)
+    H, W = img.shape[:2]
+    corners = [(0, H - h), (W - w, H - h), (W - w, 0), (0, 0)]
+    x, y = min(corners, key=lambda c: sum(_overlap((c[0], c[1], c[0] + w, c[1] + h), b) for b in boxes))
+    for n, (_, th) in zip(names, sizes):
+        _draw_tag(img, tag_name(n), max(0, x), max(0, y), _color_of(n, colors), scale, weight, bgr)
+        y += th
+
+
 def draw_faces(image: np.ndarray, faces: Iterable, labels: Sequence[str] | None = None, bgr: bool = False,
                copy: bool = True, show_score: bool = True) -> np.ndarray:
-    """Boxes with "label score" tags, coloured by class.
+    """Boxes coloured by class, each with a "name score" tag where one fits without covering another face.
+
+    Tags say "mask", "no mask" or "incorrect" for the mask classes (:func:`tag_name`), else the label. In a
+    crowd, a face whose tag would cover another face or tag keeps its coloured box only, and a legend of the
+    classes drawn goes in the corner with the fewest faces.
 
     Args:
         image: the frame (H, W, 3) uint8, RGB (or BGR with ``bgr=True``, as OpenCV video frames are).
@@ -142,19 +171,24 @@ def draw_faces(image: np.ndarray, faces: Iterable, labels: Sequence[str] | None 
     faces = list(faces)
     colors = label_colors(list(labels) if labels else sorted({f.label for f in faces}))
     thickness, scale, weight = _style(img.shape)
+    boxes = [tuple(int(round(v)) for v in f.box[:4]) for f in faces]
     # Boxes first, tags after, so no box line crosses a neighbour's tag.
-    for f in faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in f.box[:4])
+    for f, (x1, y1, x2, y2) in zip(faces, boxes):
         c = _color_of(f.label, colors)
         cv2.rectangle(img, (x1, y1), (x2, y2), c[::-1] if bgr else c, thickness)
     taken: list = []
-    tags = []
-    for f in sorted(faces, key=lambda f: -f.score):  # the surest tags get the best spots
-        box = tuple(int(round(v)) for v in f.box[:4])
-        text = f"{f.label} {f.score:.2f}" if show_score else f.label
+    tags, untagged = [], []
+    for i in sorted(range(len(faces)), key=lambda i: -faces[i].score):  # the surest tags get the best spots
+        f, box = faces[i], boxes[i]
+        text = f"{tag_name(f.label)} {f.score:.2f}" if show_score else tag_name(f.label)
         size = _tag_size(text, scale, weight)
-        x, y = _place(size, (box[0] - thickness // 2, box[1] - thickness // 2, box[2], box[3] + thickness // 2),
-                      img.shape, taken)
+        t = thickness // 2
+        spot = _place(size, (box[0] - t, box[1] - t, box[2], box[3] + t), img.shape, taken,
+                      [(b[0] - t, b[1] - t, b[2] + t, b[3] + t) for j, b in enumerate(boxes) if j != i])
+        if spot is None:
+            untagged.append(f.label)
+            continue
+        x, y = spot
         taken.append((x, y, x + size[0], y + size[1]))
         tags.append((text, x, y, size, box, _color_of(f.label, colors)))
     for text, x, y, size, box, color in tags:
@@ -165,6 +199,10 @@ def draw_faces(image: np.ndarray, faces: Iterable, labels: Sequence[str] | None 
                      color[::-1] if bgr else color, 1, cv2.LINE_AA)
     for text, x, y, size, box, color in tags:  # tags last: no line crosses a tag
         _draw_tag(img, text, x, y, color, scale, weight, bgr)
+    if untagged:
+        order = list(labels) if labels else sorted({f.label for f in faces})
+        shown = [n for n in order if n in {f.label for f in faces}] + sorted({f.label for f in faces} - set(order))
+        _draw_legend(img, shown, colors, boxes, scale, weight, bgr)
     return img
 
 
