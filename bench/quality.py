@@ -178,7 +178,7 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
                  "seed004_paint_lr3_res_seed1": ("seed004_paint_lr3_res", 1),
                  "seed004_paintdeep_lr3_seed1": ("seed004_paintdeep_lr3", 1), "default_seed1": ("default", 1),
                  "default_seed2": ("default", 2),
-                 "maskclf_sam05_seed1": ("maskclf_sam05", 1)}
+                 "maskclf_sam05_seed1": ("maskclf_sam05", 1), "maskclf_sam05_seed2": ("maskclf_sam05", 2)}
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 

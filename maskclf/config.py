@@ -205,9 +205,10 @@ class TrainConfig:
             2021): each step takes the gradient at the weights moved ``sam_rho`` (in L2 norm) uphill along the
             batch's gradient, which seeks flat minima and resists memorising noisy labels; 0.05 is the paper's
             value. Costs a second forward and backward pass per step (about 2x the training time). Measured
-            on VOC (docs/BENCHMARKS.md section 6, session 12): 0.05 gives 90.75 validation / 89.3 test and ECE
-            2.2-2.7 over two seeds, against the default's 90.8 / 88.5 / ~4 over three (level on validation, better
-            calibrated); 0.15 is worse; off by default.
+            on VOC (docs/BENCHMARKS.md section 6, sessions 12-13): 0.05 gives 90.8 validation / 89.3 test and ECE
+            2.2-2.7 over three seeds, against the default's 90.8 / 88.5 / ~4 over three (level on validation, every
+            SAM seed above every default seed on test, better calibrated, 1.7 points lower on another photo set);
+            0.15 is worse; off by default.
         calibration: after training, fitted on the validation split and folded into the model's
             last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
             ``temperature+bias`` (also per-class logit offsets maximising validation balanced
