@@ -134,6 +134,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                       "0.05 uphill; 2 passes per step)"),
     "maskclf_sam15": ([*DEFAULT_START, "train.sam_rho=0.15"],
                       "the default + sharpness-aware minimisation with a 3x larger radius (`train.sam_rho=0.15`)"),
+    "maskclf_drop7": ([*DEFAULT_START, "model.dropout=0.7"],
+                      "the default with dropout 0.7 before the dense layers instead of 0.5 (dense1 holds most of the "
+                      "weights and most of the drift from the start)"),
     "maskclf_deep3": (["--model", "maskclf_cnn", "model.convs_per_block=3", "model.init_from={chd_pretrained:paintdeep3}",
                        "train.learning_rate=3e-4"],
                       "three 3x3 convolutions per block (9 instead of 6), from that net pretrained on the painted set"),
