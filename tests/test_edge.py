@@ -315,7 +315,7 @@ def test_tags_in_a_crowd_never_cover_another_face_and_a_legend_names_the_untagge
         own = [f for f in faces if draw.tag_name(f.label) == text.rsplit(" ", 1)[0]
                and f"{f.score:.2f}" == text.rsplit(" ", 1)[1]]
         others = [f.box for f in faces if f not in own[:1]]
-        assert not any(draw._overlap((x, y, x + w, y + h), b) for b in others), text
+        assert not any(draw.intersection((x, y, x + w, y + h), b) for b in others), text
     # A lone face keeps its tag and no legend is drawn.
     drawn.clear()
     draw.draw_faces(img, faces[:1], VOC_CLASSES)

@@ -57,13 +57,16 @@ def _check_frame(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    """Area shared by two ``(x1, y1, x2, y2, ...)`` boxes (0 when they do not overlap)."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two ``(x1, y1, x2, y2, ...)`` boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
+    inter = intersection(a, b)
+    if inter <= 0:
         return 0.0
-    inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
 

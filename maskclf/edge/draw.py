@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from maskclf.edge.detector import intersection
+
 GREEN, RED, ORANGE = (0, 200, 0), (230, 0, 0), (255, 140, 0)
 # Distinct from the three mask colours and from each other (RGB).
 PALETTE = [(0, 110, 255), (230, 0, 230), (0, 200, 210), (250, 215, 0), (140, 60, 220), (140, 80, 20),
@@ -100,10 +102,6 @@ def tag_name(label: str) -> str:
     return {"with": "mask", "without": "no mask", "incorrect": "incorrect"}.get(mask_kind(label) or "", label)
 
 
-def _overlap(a, b) -> int:
-    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
 def _place(size: tuple[int, int], box: tuple[int, int, int, int], shape, taken: list,
            faces: Sequence = ()) -> tuple[int, int] | None:
     """Top-left corner of a tag: above the box, else below it, else inside its top, else stacked further
@@ -111,15 +109,15 @@ def _place(size: tuple[int, int], box: tuple[int, int, int, int], shape, taken: 
     None when every spot would: the box's colour alone then says its class (and a legend is drawn)."""
     (w, h), (x1, y1, _, y2) = size, box
     H, W = shape[:2]
+    if w > W or h > H:
+        return None
     spots = [(x1, y1 - h), (x1, y2), (x1, y1)]
     for k in range(1, 4):
         spots += [(x1, y1 - h - k * h), (x1, y2 + k * h), (x1 - w // 2, y1 - h), (x1 + w // 2, y1 - h)]
-    if w > W or h > H:
-        return None
     for x, y in spots:
         x, y = max(0, min(x, W - w)), max(0, min(y, H - h))
         r = (x, y, x + w, y + h)
-        if not any(_overlap(r, t) for t in taken) and not any(_overlap(r, f) for f in faces):
+        if not any(intersection(r, t) for t in taken) and not any(intersection(r, f) for f in faces):
             return x, y
     return None
 
@@ -142,7 +140,7 @@ def _draw_legend(img: np.ndarray, names: list[str], colors: dict, boxes: list, s
     w, h = max(s[0] for s in sizes), sum(s[1] for s in sizes)
     H, W = img.shape[:2]
     corners = [(0, H - h), (W - w, H - h), (W - w, 0), (0, 0)]
-    x, y = min(corners, key=lambda c: sum(_overlap((c[0], c[1], c[0] + w, c[1] + h), b) for b in boxes))
+    x, y = min(corners, key=lambda c: sum(intersection((c[0], c[1], c[0] + w, c[1] + h), b) for b in boxes))
     for n, (_, th) in zip(names, sizes):
         _draw_tag(img, tag_name(n), max(0, x), max(0, y), _color_of(n, colors), scale, weight, bgr)
         y += th
@@ -169,24 +167,26 @@ def draw_faces(image: np.ndarray, faces: Iterable, labels: Sequence[str] | None 
 
     img = np.array(image, np.uint8, copy=True) if copy else image
     faces = list(faces)
-    colors = label_colors(list(labels) if labels else sorted({f.label for f in faces}))
+    present = {f.label for f in faces}
+    order = list(labels) if labels else sorted(present)
+    colors = label_colors(order)
     thickness, scale, weight = _style(img.shape)
+    t = thickness // 2
     boxes = [tuple(int(round(v)) for v in f.box[:4]) for f in faces]
+    grown = [(x1 - t, y1 - t, x2 + t, y2 + t) for x1, y1, x2, y2 in boxes]  # with their lines
     # Boxes first, tags after, so no box line crosses a neighbour's tag.
     for f, (x1, y1, x2, y2) in zip(faces, boxes):
         c = _color_of(f.label, colors)
         cv2.rectangle(img, (x1, y1), (x2, y2), c[::-1] if bgr else c, thickness)
     taken: list = []
-    tags, untagged = [], []
+    tags, untagged = [], False
     for i in sorted(range(len(faces)), key=lambda i: -faces[i].score):  # the surest tags get the best spots
         f, box = faces[i], boxes[i]
         text = f"{tag_name(f.label)} {f.score:.2f}" if show_score else tag_name(f.label)
         size = _tag_size(text, scale, weight)
-        t = thickness // 2
-        spot = _place(size, (box[0] - t, box[1] - t, box[2], box[3] + t), img.shape, taken,
-                      [(b[0] - t, b[1] - t, b[2] + t, b[3] + t) for j, b in enumerate(boxes) if j != i])
+        spot = _place(size, (box[0] - t, box[1] - t, box[2], box[3] + t), img.shape, taken, grown[:i] + grown[i + 1:])
         if spot is None:
-            untagged.append(f.label)
+            untagged = True
             continue
         x, y = spot
         taken.append((x, y, x + size[0], y + size[1]))
@@ -200,9 +200,8 @@ def draw_faces(image: np.ndarray, faces: Iterable, labels: Sequence[str] | None 
     for text, x, y, size, box, color in tags:  # tags last: no line crosses a tag
         _draw_tag(img, text, x, y, color, scale, weight, bgr)
     if untagged:
-        order = list(labels) if labels else sorted({f.label for f in faces})
-        shown = [n for n in order if n in {f.label for f in faces}] + sorted({f.label for f in faces} - set(order))
-        _draw_legend(img, shown, colors, boxes, scale, weight, bgr)
+        _draw_legend(img, [n for n in order if n in present] + sorted(present - set(order)), colors, boxes, scale,
+                     weight, bgr)
     return img
 
 
