@@ -2,7 +2,7 @@
 
 For each trained run directory given: export float32, float16, dynamic-range and int8 with
 ``maskclf.export.export_run`` (ai-edge-litert parity on the run's whole test split, median batch-1
-latency at 1 and 2 threads) and collect the reports into bench/out/export-<stamp>.md / .json.
+latency at 1 and 2 threads) and collect the reports into bench/out/export-<stamp>-<pid>.md / .json.
 
 Usage:  python bench/export.py RUN_DIR [RUN_DIR ...] [--precisions int8] [--cv CV_DIR ...]
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def main() -> None:
         ap.error("give run directories or --cv folders")
     from maskclf.export import export_run, format_report_md
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"  # two runs started in the same second keep both
     parts, reports = [f"{time.strftime('%Y-%m-%d %H:%M')} — {machine()}\n"], []
     for run in args.runs:
         t0 = time.time()
