@@ -16,6 +16,7 @@ TensorFlow and ai-edge-litert are imported inside the functions that need them.
 from __future__ import annotations
 
 import io
+import math
 import json
 import os
 import sys
@@ -620,7 +621,8 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
     failed = [n for n, r in results.items() if r["failed_check"]]
     if failed and not force:
         detail = "; ".join(f"{n} agreement {results[n]['agreement']:.4f} < {minimum[n]}" for n in failed)
-        accept = " ".join(f"{n}={results[n]['agreement']:.3f}" for n in failed)
+        # Rounded down: a rounded-up figure (0.9898 -> 0.990) would fail the same check again.
+        accept = " ".join(f"{n}={math.floor(results[n]['agreement'] * 1000) / 1000:.3f}" for n in failed)
         raise MaskclfError(f"export of {run} failed the parity check with Keras on {len(check.labels)} images of "
                            f"the {check.source}: {detail}; nothing written. Use --force to export anyway, or "
                            f"--min-agreement {accept} to accept it")
