@@ -116,6 +116,10 @@ def main() -> None:
                 for f in frames[:args.warmup]:
                     full(f.copy(), pipe)
             det_fps, pipe_fps = [], {p: [] for p in pipes}
+            # Per-stage times and face counts come from the timed passes themselves (an extra pass measured
+            # other moments of a noisy VM, so its stages did not add up to the timed FPS).
+            faces = {p: [] for p in pipes}
+            stages = {p: {"detect": [], "classify": [], "draw": []} for p in pipes}
             for _ in range(args.repeats):
                 # Interleaved frame by frame: a load change on a shared machine hits detector and pipelines alike.
                 det_s, pipe_s = 0.0, {p: 0.0 for p in pipes}
@@ -126,29 +130,25 @@ def main() -> None:
                     for p, pipe in pipes.items():
                         fresh = frame.copy()
                         t = time.perf_counter()
-                        full(fresh, pipe)
+                        r = full(fresh, pipe)
                         pipe_s[p] += time.perf_counter() - t
+                        faces[p].append(len(r.faces))
+                        for k in stages[p]:
+                            stages[p][k].append(r.timings_ms.get(k, 0.0))
                 det_fps.append(len(frames) / det_s)
                 for p in pipes:
                     pipe_fps[p].append(len(frames) / pipe_s[p])
-            # Faces and per-stage times of one extra pass (not timed as a whole).
             for p, pipe in pipes.items():
-                faces, stages = [], {"detect": [], "classify": [], "draw": []}
-                for f in frames:
-                    r = full(f.copy(), pipe)
-                    faces.append(len(r.faces))
-                    for k in stages:
-                        stages[k].append(r.timings_ms.get(k, 0.0))
                 d, q = statistics.median(det_fps), statistics.median(pipe_fps[p])
                 rows.append({"threads": nt, "upscale": up, "precision": p,
                              "model": classifiers[p].model_path.name,
                              "detector_fps": round(d, 2), "pipeline_fps": round(q, 2), "ratio": round(q / d, 3),
                              "detector_fps_runs": [round(v, 2) for v in det_fps],
                              "pipeline_fps_runs": [round(v, 2) for v in pipe_fps[p]],
-                             "faces_per_frame": round(float(np.mean(faces)), 2),
-                             "ms_per_frame": {k: round(float(np.mean(v)), 2) for k, v in stages.items()}})
+                             "faces_per_frame": round(float(np.mean(faces[p])), 2),
+                             "ms_per_frame": {k: round(float(np.mean(v)), 2) for k, v in stages[p].items()}})
                 print(f"threads {nt} upscale {up:g} {p}: detector {d:.1f} FPS, pipeline {q:.1f} FPS "
-                      f"({q / d:.2f}x), {np.mean(faces):.1f} faces/frame", file=sys.stderr, flush=True)
+                      f"({q / d:.2f}x), {np.mean(faces[p]):.1f} faces/frame", file=sys.stderr, flush=True)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
