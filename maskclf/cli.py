@@ -199,7 +199,7 @@ def cmd_detect(args) -> int:
 
     doc = run_detect(args.input, args.model, out=args.out, json_path=args.json, camera=args.camera,
                      max_frames=args.max_frames, save=not args.no_save, progress=not args.quiet,
-                     events=args.events,
+                     events=args.events, track=not args.no_track,
                      **_detector_options(args))
     s = doc["summary"]
     per = ", ".join(f"{n} {k}" for k, n in s["per_label"].items())
@@ -504,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--no-save", action="store_true", help="write no annotated images/videos (JSON only)")
     dt.add_argument("--events", metavar="OUT.jsonl", help="video/camera: append one JSON line per frame (time, faces "
                                                        "with box/label/score, timings), flushed at once")
+    dt.add_argument("--no-track", action="store_true", help="video/camera: classify every frame on its own "
+                                                          "(default: an IoU tracker keeps each face's tag and id "
+                                                          "across frames)")
     dt.add_argument("--quiet", action="store_true", help="no per-input lines")
     _add_detector_arguments(dt)
     dt.set_defaults(func=cmd_detect)

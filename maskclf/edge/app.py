@@ -24,6 +24,7 @@ from PIL import Image
 from maskclf.edge.classifier import Face, FaceClassifier
 from maskclf.edge.detector import FaceDetector, create_detector
 from maskclf.edge.draw import draw_faces, draw_fps
+from maskclf.edge.tracking import IouTracker
 from maskclf.files import MaskclfError, atomic_path, write_json
 from maskclf.images import is_image_name, load_rgb
 
@@ -199,7 +200,7 @@ def _writer(path: Path, fps: float, size: tuple[int, int]):
 def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, out_path: str | os.PathLike | None,
                   max_frames: int | None = None, progress: bool = True,
                   on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None,
-                  events: str | os.PathLike | None = None, keep_frames: bool = True) -> dict:
+                  events: str | os.PathLike | None = None, keep_frames: bool = True, track: bool = True) -> dict:
     """Annotate a video file or camera stream frame by frame, with an FPS overlay.
 
     Args:
@@ -213,6 +214,9 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             ``{"time": ISO UTC, "source", "frame", "faces", "num_faces", "timings_ms", "fps"}``.
         keep_frames: False keeps no per-frame entries (``frames`` is empty; ``stats`` has the counts),
             so an endless camera stream uses constant memory.
+        track: follow faces across frames (:class:`maskclf.edge.tracking.IouTracker`): each face gets
+            a ``"track"`` id and its track's smoothed label, score and probabilities, so tags do not
+            flicker from frame to frame; False classifies every frame on its own.
 
     Returns:
         ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
@@ -243,12 +247,18 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             cap.release()
             raise MaskclfError(f"--events {events}: cannot append to it ({e.strerror})") from None
     source_name = f"camera{source}" if camera else str(source)
+    tracker = IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide) if track else None
     try:
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
             try:
                 for i, frame in enumerate(_frames(cap, source, max_frames)):
                     # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
                     result = pipeline.process(frame, bgr=True)
+                    track_ids = None
+                    if tracker is not None:
+                        t = time.perf_counter()
+                        result.faces, track_ids = _tracked(tracker.update(result.faces))
+                        result.timings_ms["track"] = (time.perf_counter() - t) * 1e3
                     annotated = pipeline.annotate(frame, result, bgr=True, copy=False)
                     fps = meter.tick()
                     if i:
@@ -260,6 +270,9 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                         writer.write(annotated)
                     result.timings_ms = _total(result.timings_ms)
                     entry = {"frame": i, "time_s": round(i / nominal, 3)} | result.to_json() | {"fps": round(fps, 2)}
+                    if track_ids is not None:
+                        for f, tid in zip(entry["faces"], track_ids):
+                            f["track"] = tid
                     if keep_frames:
                         entries.append(entry)
                     stats["frames"] += 1
@@ -294,6 +307,10 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     return head | {"output": str(out) if out is not None else None, "frames": entries,
                    "fps": round(float(np.mean(fps_values)), 2) if fps_values else None,
                    "interrupted": interrupted, "stats": stats}
+
+
+def _tracked(pairs: list) -> tuple[list[Face], list[int]]:
+    return [f for f, _ in pairs], [t for _, t in pairs]
 
 
 class _nullpath:
@@ -333,7 +350,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                precision: str | None = None, threads: int = 1,
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
-               progress: bool = True, events: str | os.PathLike | None = None) -> dict:
+               progress: bool = True, events: str | os.PathLike | None = None, track: bool = True) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -352,6 +369,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
         progress: print a line per input.
         events: a video or camera appends one JSON line per frame here (see :func:`process_video`);
             without ``json_path`` no per-frame entries are kept in memory (a camera service runs for days).
+        track: videos and cameras keep each face's tag across frames (an IoU tracker, see
+            :func:`process_video`); False classifies every frame on its own. Photos are never tracked.
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
@@ -380,7 +399,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
     def video(src, name: str) -> None:
         target = _video_out(out_root, name) if save else None
         res = process_video(pipeline, src, target, max_frames=max_frames, progress=progress,
-                            events=events, keep_frames=keep_frames)
+                            events=events, keep_frames=keep_frames, track=track)
         key = {"camera": src} if isinstance(src, int) else {"path": str(src)}
         doc["inputs"] += [key | f for f in res["frames"]]
         stats = res.pop("stats")

@@ -1,0 +1,238 @@
+"""The IoU tracker: ids across frames, smoothed labels, expiry; and process_video with tracking on and off."""
+
+import json
+
+import numpy as np
+import pytest
+
+from maskclf.edge.classifier import Face
+from maskclf.edge.tracking import IouTracker, count_flips, match
+from maskclf.files import MaskclfError
+
+NAMES = ["with_mask", "without_mask"]
+
+
+def _face(box, p_mask):
+    k = 0 if p_mask >= 0.5 else 1
+    probs = {"with_mask": p_mask, "without_mask": 1.0 - p_mask}
+    return Face(tuple(float(v) for v in box), NAMES[k], probs[NAMES[k]], probs, 0.9)
+
+
+def _shift(box, dx, dy=0):
+    return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+
+
+# ----------------------------------------------------------------------------- the tracker alone
+
+def test_match_is_greedy_on_iou_and_ignores_small_overlaps():
+    prev = [(0, 0, 10, 10), (20, 0, 30, 10)]
+    cur = [(21, 0, 31, 10), (1, 0, 11, 10), (100, 100, 110, 110)]
+    assert sorted(match(prev, cur)) == [(0, 1), (1, 0)]
+    assert match([(0, 0, 10, 10)], [(8, 0, 18, 10)]) == []  # IoU 0.11: not the same face
+    # Greedy: the best overlap (0.82) takes its box first; what is left of the other pairs is under 0.3.
+    assert match([(0, 0, 10, 10), (3, 0, 13, 10)], [(2, 0, 12, 10), (6, 0, 16, 10)]) == [(1, 0)]
+
+
+def test_ids_follow_moving_faces_and_a_new_face_gets_a_new_id():
+    tracker = IouTracker(NAMES)
+    a, b = (10, 10, 60, 60), (200, 40, 260, 100)
+    ids = []
+    for i in range(10):  # both faces move 4 px a frame, listed in a changing order
+        faces = [_face(_shift(a, 4 * i, i), 0.9), _face(_shift(b, -4 * i), 0.2)]
+        out = tracker.update(faces[::-1] if i % 2 else faces)
+        ids.append({f.box[0] < 150: tid for f, tid in out})
+    assert all(d == ids[0] for d in ids) and len(set(ids[0].values())) == 2
+    out = tracker.update([_face(_shift(a, 40, 10), 0.9), _face((400, 300, 450, 350), 0.9)])
+    assert out[0][1] == ids[0][True]
+    assert out[1][1] not in ids[0].values() and out[1][1] == max(ids[0].values()) + 1
+
+
+def test_a_one_frame_flicker_does_not_flip_the_smoothed_label_but_a_lasting_change_does():
+    tracker = IouTracker(NAMES, decide=lambda p: (int(np.argmax(p)), float(np.max(p))))
+    box = (50, 50, 100, 100)
+    p_mask = [0.9] * 5 + [0.1] + [0.9] * 5 + [0.1] * 6
+    labels, raw = [], []
+    for i, p in enumerate(p_mask):
+        face = _face(_shift(box, 2 * i), p)
+        (smoothed, _), = tracker.update([face])
+        labels.append(smoothed.label)
+        raw.append(face.label)
+        assert smoothed.box == face.box and smoothed.detector_score == face.detector_score
+        assert smoothed.score == pytest.approx(smoothed.probs[smoothed.label])
+        assert sum(smoothed.probs.values()) == pytest.approx(1.0)
+    assert raw[5] == "without_mask" and labels[5] == "with_mask"  # the flicker is smoothed away
+    assert labels[:11] == ["with_mask"] * 11
+    assert labels[-1] == "without_mask"  # a lasting change comes through within a few frames
+    assert labels.index("without_mask") <= 11 + 3
+
+
+def test_the_decision_rule_is_the_classifiers():
+    # A two-class run's threshold (here 0.8 for with_mask) decides, not argmax.
+    tracker = IouTracker(NAMES, decide=lambda p: (0, float(p[0])) if p[0] >= 0.8 else (1, float(p[1])))
+    (f, _), = tracker.update([_face((0, 0, 50, 50), 0.7)])
+    assert f.label == "without_mask" and f.score == pytest.approx(0.3)
+
+
+def test_tracks_expire_after_missed_frames():
+    tracker = IouTracker(NAMES, max_missed=2)
+    box = (10, 10, 60, 60)
+    (_, first), = tracker.update([_face(box, 0.9)])
+    tracker.update([])
+    tracker.update([])
+    (_, again), = tracker.update([_face(box, 0.9)])  # missed 2 frames: still the same track
+    assert again == first
+    for _ in range(3):
+        tracker.update([])
+    assert tracker.tracks == []
+    (_, later), = tracker.update([_face(box, 0.1)])
+    assert later != first
+    assert tracker.update([_face(box, 0.1)])[0][0].label == "without_mask"  # no memory of the old track's 0.9
+
+
+def test_tracker_options_are_checked():
+    for kw in ({"iou_threshold": 0}, {"max_missed": -1}, {"alpha": 0}, {"alpha": 1.5}):
+        with pytest.raises(MaskclfError):
+            IouTracker(NAMES, **kw)
+
+
+def test_count_flips_counts_label_changes_of_the_same_face():
+    box = (0, 0, 10, 10)
+    frames = [[(box, "a"), ((50, 50, 60, 60), "a")], [(box, "b"), ((50, 50, 60, 60), "a")], [(box, "b")],
+              [((100, 0, 110, 10), "a")]]
+    assert count_flips(frames) == (3, 1)
+
+
+# ----------------------------------------------------------------------------- process_video
+
+cv2 = pytest.importorskip("cv2")
+
+
+class _FixedDetector:
+    """Two faces that drift a few px a frame (a stand-in for YuNet on a panning camera)."""
+
+    name = "fixed"
+
+    def __init__(self):
+        self.frame = 0
+
+    def detect(self, rgb):
+        i, self.frame = self.frame, self.frame + 1
+        return [(20 + 2 * i, 30, 90 + 2 * i, 100, 0.9), (180 - 2 * i, 40, 260 - 2 * i, 120, 0.8)]
+
+
+class _FlickeringClassifier:
+    """FaceClassifier's interface; faces are masked, but every third frame the network says the opposite."""
+
+    class_names = NAMES
+    threshold = None
+
+    def __init__(self):
+        self.frame = 0
+
+    def decide(self, probs):
+        k = int(np.argmax(probs))
+        return k, float(probs[k])
+
+    def classify(self, image, boxes, bgr=False):
+        i, self.frame = self.frame, self.frame + 1
+        p = 0.2 if i % 3 == 2 else 0.85
+        return [_face(b[:4], p) for b in boxes]
+
+    def describe(self):
+        return {"file": "flicker"}
+
+
+def _video(path, frames=12):
+    rng = np.random.default_rng(0)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    assert w.isOpened()
+    base = rng.integers(0, 255, (240, 320 + 4 * frames, 3), dtype=np.uint8)
+    for i in range(frames):
+        w.write(np.ascontiguousarray(base[:, 2 * i:2 * i + 320]))
+    w.release()
+    return path
+
+
+def _flips(doc_frames):
+    return count_flips([[(f["box"], f["label"]) for f in e["faces"]] for e in doc_frames])
+
+
+def test_process_video_gives_track_ids_and_fewer_flips_with_tracking(tmp_path):
+    from maskclf.edge.app import FaceMaskPipeline, process_video
+
+    video = _video(tmp_path / "clip.mp4")
+    docs = {}
+    for track in (False, True):
+        pipe = FaceMaskPipeline(_FlickeringClassifier(), _FixedDetector())
+        docs[track] = process_video(pipe, video, tmp_path / f"out-{track}.mp4", progress=False, track=track)
+    on, off = docs[True]["frames"], docs[False]["frames"]
+    assert len(on) == len(off) == 12
+    assert all("track" not in f for e in off for f in e["faces"])
+    ids = [[f["track"] for f in e["faces"]] for e in on]
+    assert all(x == ids[0] for x in ids) and len(set(ids[0])) == 2  # the same two faces throughout
+    assert all("track" in e["timings_ms"] for e in on)
+    pairs_on, flips_on = _flips(on)
+    pairs_off, flips_off = _flips(off)
+    assert pairs_on == pairs_off == 22
+    assert flips_off == 14 and flips_on == 0
+    assert docs[True]["stats"]["per_label"] == {"with_mask": 24, "without_mask": 0}
+
+
+def test_detect_cli_tracks_videos_unless_no_track(tmp_path, monkeypatch, capsys):
+    """`maskclf detect VIDEO` puts track ids in the JSON; --no-track leaves them out (a real video file)."""
+    from maskclf.cli import main
+    from maskclf.edge import app
+
+    monkeypatch.setattr(app, "FaceClassifier", lambda *a, **k: _FlickeringClassifier())
+    monkeypatch.setattr(app, "create_detector", lambda *a, **k: _FixedDetector())
+    video = _video(tmp_path / "clip.mp4", frames=6)
+    for flag, key in (([], True), (["--no-track"], False)):
+        js = tmp_path / f"{key}.json"
+        assert main(["detect", str(video), "--model", "unused", "--json", str(js), "--no-save", "--quiet", *flag]) == 0
+        doc = json.loads(js.read_text())
+        assert len(doc["inputs"]) == 6
+        assert all(("track" in f) is key for e in doc["inputs"] for f in e["faces"])
+    capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- a real export and YuNet
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """A tiny int8 export trained on the VOC sample, as tests/test_edge.py builds it (accuracy is not the point)."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("ai_edge_litert")
+    from conftest import SAMPLE
+
+    from maskclf import export as E
+    from maskclf.config import Config, apply_overrides
+    from maskclf.train import train
+
+    tiny = ["model.name=small_cnn", "model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]",
+            "image_size=32", "batch_size=32", "patience=50", "learning_rate=0.01", "lr_schedule=constant", "epochs=2"]
+    root = tmp_path_factory.mktemp("tracking-run")
+    cfg = apply_overrides(Config(), [f"data.path={SAMPLE}", f"train.out={root / 'runs'}", *tiny])
+    keras.utils.set_random_seed(0)
+    run = train(cfg, progress=False)
+    return E.export_run(run, precisions="int8", representative=16, force=True, threads=(1,), max_test=16,
+                        latency_runs=1, progress=False)
+
+
+def test_run_detect_on_a_real_video_keeps_track_ids_and_flips_no_more(export_dir, tmp_path):
+    from conftest import make_video
+
+    from maskclf.edge.app import run_detect
+
+    video = make_video(tmp_path / "clip.mp4", frames=10)  # a sample photo with two frontal faces, panning
+    docs = {t: run_detect(str(video), export_dir, save=False, progress=False, track=t) for t in (False, True)}
+    on, off = docs[True]["inputs"], docs[False]["inputs"]
+    assert len(on) == len(off) == 10
+    assert [[f["box"] for f in e["faces"]] for e in on] == [[f["box"] for f in e["faces"]] for e in off]
+    assert all("track" not in f for e in off for f in e["faces"])
+    ids = [sorted(f["track"] for f in e["faces"]) for e in on]
+    assert sum(len(x) for x in ids) >= 10 and all(isinstance(i, int) for x in ids for i in x)
+    # The panned faces keep their ids: far fewer ids than faces.
+    assert len({i for x in ids for i in x}) <= max(len(x) for x in ids) + 1
+    pairs_on, flips_on = _flips(on)
+    pairs_off, flips_off = _flips(off)
+    assert pairs_on == pairs_off >= 9 and flips_on <= flips_off
