@@ -1,0 +1,254 @@
+"""Video benchmark: FPS and how often a face's tag flips from frame to frame, IoU tracking off and on (issue 27).
+
+No video ships with the project, so one is made from the VOC photos: for each of ``--photos`` photos
+(spread evenly over the sorted folder), ``--frames-per-photo`` frames of a slow pan and zoom (Ken Burns:
+a 4:3 window drifting across the photo while it zooms 1.0 -> 1.3 or back, sub-pixel, eased) at 640×480,
+written with cv2.VideoWriter (mp4v) to bench/out/video-<stamp>.mp4. A camera or phone clip can be given
+instead with ``--video``.
+
+The video then goes through what ``maskclf detect VIDEO`` runs, ``maskclf.edge.app.process_video`` (decode,
+YuNet, crop + one batched classify call, tracker, drawing in place; no output video), with ``track=False``
+and ``track=True``, interleaved, ``--repeats`` times each:
+
+* FPS = frames / summed per-frame processing time (the ``timings_ms`` total: detect, classify, track, draw;
+  decoding is outside, as in bench/fps.py), median over the repeats; the wall-clock rate with decoding is
+  reported beside it.
+* flip rate = of the face pairs in consecutive frames that are the same face, the fraction whose label
+  differs. "The same face" is the tracker's own matching (``maskclf.edge.tracking.match``: greedy IoU ≥ 0.3)
+  on the detector's boxes, in both cases, so the pairs are identical with tracking off and on; pairs across
+  the cut between two photos are not counted.
+
+Writes bench/out/video-<stamp>.md and .json (command, machine, date, figures).
+
+Usage:
+  nice -n 15 python bench/video.py RUN_DIR/export [--precision int8] [--threads 1] [--repeats 3]
+         [--photos 8] [--frames-per-photo 45] [--data DIR_OF_PHOTOS] [--video FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+from foundation import machine  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "face-mask-detection" / "images"
+WIDTH, HEIGHT = 640, 480
+FPS = 25.0  # the written video's nominal rate
+ZOOM = 1.3
+NAME = "bench/video.py"
+
+
+def fail(msg: str) -> None:
+    sys.exit(f"{NAME}: {msg}")
+
+
+def ken_burns(rgb: np.ndarray, n: int, zoom_in: bool, reverse: bool) -> list[np.ndarray]:
+    """``n`` BGR WIDTH×HEIGHT frames of a slow pan and zoom over one RGB photo.
+
+    The window is 4:3, the largest that fits at zoom 1; its centre moves from one corner of the room
+    left to the opposite one while the zoom goes 1 -> ZOOM (or back), eased so the motion starts and
+    ends slowly. Sub-pixel (an affine warp), so faces move smoothly rather than in whole-pixel steps.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    w0 = min(w, h * WIDTH / HEIGHT)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    frames = []
+    for k in range(n):
+        u = 0.5 - 0.5 * math.cos(math.pi * k / max(1, n - 1))
+        z = 1.0 + (ZOOM - 1.0) * (u if zoom_in else 1.0 - u)
+        ww = w0 / z
+        wh = ww * HEIGHT / WIDTH
+        pos = 1.0 - u if reverse else u
+        cx = ww / 2 + (w - ww) * pos
+        cy = wh / 2 + (h - wh) * pos
+        s = WIDTH / ww
+        m = np.array([[s, 0.0, -(cx - ww / 2) * s], [0.0, s, -(cy - wh / 2) * s]])
+        frames.append(cv2.warpAffine(bgr, m, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+def make_video(folder: Path, photos: int, per_photo: int, path: Path) -> list[str]:
+    """Write the Ken Burns video of ``photos`` photos spread evenly over ``folder``; their names."""
+    import cv2
+
+    from maskclf.files import MaskclfError
+    from maskclf.images import is_image_name, load_rgb
+
+    if not folder.is_dir():
+        fail(f"{folder}: no such photo folder; pass --data with a folder of photos "
+             "(the VOC images are ../shared/data/face-mask-detection/images)")
+    names = sorted(p for p in folder.iterdir() if is_image_name(p.name))
+    if not names:
+        fail(f"{folder}: no photos here; pass --data with a folder of .jpg/.png photos")
+    step = max(1, len(names) // photos)
+    chosen = names[::step][:photos]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        fail(f"{path}: cannot write an mp4v video here; pass --out with a writable folder")
+    try:
+        for k, p in enumerate(chosen):
+            try:
+                rgb = np.asarray(load_rgb(p), np.uint8)
+            except MaskclfError as e:
+                fail(f"{e}; remove the file or pass --data with another folder")
+            for f in ken_burns(rgb, per_photo, zoom_in=k % 2 == 0, reverse=k % 4 >= 2):
+                writer.write(f)
+    finally:
+        writer.release()
+    return [p.name for p in chosen]
+
+
+def flips(frames: list[dict], per_segment: int | None) -> tuple[int, int]:
+    """(pairs, flips) over consecutive frames, not across the cut between two photos."""
+    from maskclf.edge.tracking import count_flips
+
+    faces = [[(f["box"], f["label"]) for f in e["faces"]] for e in frames]
+    step = per_segment or len(faces) or 1
+    pairs = changed = 0
+    for s in range(0, len(faces), step):
+        p, c = count_flips(faces[s:s + step])
+        pairs, changed = pairs + p, changed + c
+    return pairs, changed
+
+
+def check_export(export: Path, precision: str) -> None:
+    if not export.is_dir():
+        fail(f"{export}: no such export folder; pass RUN_DIR/export as made by `maskclf export RUN_DIR`")
+    if not (export / f"model_{precision}.tflite").is_file():
+        found = sorted(p.stem.removeprefix("model_") for p in export.glob("model_*.tflite"))
+        fail(f"{export}: no model_{precision}.tflite (found {', '.join(found) or 'none'}); pass --precision "
+             f"with one of those or export it with `maskclf export RUN_DIR --quantize {precision}`")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("export", help="an export folder (RUN_DIR/export) with model_<precision>.tflite files")
+    ap.add_argument("--precision", default="int8", help="which model of the export folder (default int8)")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of photos (default the VOC images)")
+    ap.add_argument("--photos", type=int, default=8, help="photos in the made video (default 8)")
+    ap.add_argument("--frames-per-photo", type=int, default=45, help="frames of pan/zoom per photo (default 45)")
+    ap.add_argument("--video", help="run on this video file instead of making one (no cuts are known in it)")
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV and interpreter threads (default 1)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--upscale", type=float, default=1.0, help="detector upscale (default 1, as maskclf detect)")
+    ap.add_argument("--out", default=str(HERE / "out"))
+    args = ap.parse_args()
+    if args.photos < 1 or args.frames_per_photo < 2 or args.repeats < 1 or args.threads < 1:
+        fail("--photos, --repeats and --threads must be at least 1, --frames-per-photo at least 2")
+
+    export = Path(args.export)
+    check_export(export, args.precision)
+    import cv2
+
+    from maskclf.edge.app import FaceMaskPipeline, process_video
+    from maskclf.edge.classifier import FaceClassifier
+    from maskclf.edge.detector import create_detector
+
+    cv2.setNumThreads(args.threads)
+    pipe = FaceMaskPipeline(FaceClassifier(export, num_threads=args.threads, precision=args.precision),
+                            create_detector("yunet", upscale=args.upscale))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--out {out}: cannot create it ({e.strerror}); pass --out with a writable folder")
+    if args.video:
+        video, photos, per_segment = Path(args.video), [], None
+        if not video.is_file():
+            fail(f"{video}: no such video file; pass --video with an existing file or leave it out to make one")
+    else:
+        video, per_segment = out / f"video-{stamp}.mp4", args.frames_per_photo
+        t = time.perf_counter()
+        photos = make_video(Path(args.data), args.photos, args.frames_per_photo, video)
+        print(f"made {video} ({len(photos)} photos x {args.frames_per_photo} frames) in "
+              f"{time.perf_counter() - t:.1f} s; {machine()}", file=sys.stderr, flush=True)
+
+    process_video(pipe, video, None, max_frames=10, progress=False, track=True)  # warm-up, untimed
+    runs: dict = {False: [], True: []}
+    for r in range(args.repeats):
+        for track in (False, True):  # interleaved: a load change on the shared machine hits both alike
+            t = time.perf_counter()
+            res = process_video(pipe, video, None, progress=False, track=track)
+            wall = time.perf_counter() - t
+            frames = res["frames"]
+            proc_ms = sum(e["timings_ms"]["total"] for e in frames)
+            pairs, changed = flips(frames, per_segment)
+            run = {"frames": len(frames), "fps": len(frames) / (proc_ms / 1e3), "wall_fps": len(frames) / wall,
+                   "pairs": pairs, "flips": changed, "faces": sum(len(e["faces"]) for e in frames),
+                   "track_ms": float(np.mean([e["timings_ms"].get("track", 0.0) for e in frames])),
+                   "tracks": len({f["track"] for e in frames for f in e["faces"] if "track" in f}),
+                   "per_label": res["stats"]["per_label"]}
+            runs[track].append(run)
+            print(f"repeat {r + 1} tracking {'on ' if track else 'off'}: {run['fps']:.1f} FPS "
+                  f"({run['wall_fps']:.1f} with decoding), {changed}/{pairs} flips", file=sys.stderr, flush=True)
+
+    rows = {}
+    for track, rs in runs.items():
+        first = rs[0]
+        rows["on" if track else "off"] = {
+            "fps": round(statistics.median(r["fps"] for r in rs), 2),
+            "fps_runs": [round(r["fps"], 2) for r in rs],
+            "wall_fps": round(statistics.median(r["wall_fps"] for r in rs), 2),
+            "frames": first["frames"], "faces_per_frame": round(first["faces"] / max(1, first["frames"]), 2),
+            "pairs": first["pairs"], "flips": first["flips"],
+            "flip_rate": round(first["flips"] / first["pairs"], 4) if first["pairs"] else None,
+            "flips_same_every_repeat": all((r["pairs"], r["flips"]) == (first["pairs"], first["flips"]) for r in rs),
+            "track_ms_per_frame": round(statistics.median(r["track_ms"] for r in rs), 3),
+            "tracks": first["tracks"] if track else None, "per_label": first["per_label"]}
+    off, on = rows["off"], rows["on"]
+    meta = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine(), "load_average": [round(v, 2) for v in os.getloadavg()], "opencv": cv2.__version__,
+            "export": str(export.resolve()), "model": pipe.classifier.model_path.name,
+            "precision": pipe.classifier.precision, "threads": args.threads, "upscale": args.upscale,
+            "video": str(video), "size": [WIDTH, HEIGHT], "frames_per_photo": per_segment, "photos": photos,
+            "data": str(args.data) if photos else None, "repeats": args.repeats}
+    src = (f"{len(photos)} VOC photos × {per_segment} frames of pan/zoom (`{video.name}`, mp4v, {WIDTH}×{HEIGHT})"
+           if photos else f"`{video}`")
+    md = [f"### Video: FPS and tag flips, IoU tracking off and on ({meta['date']})", "",
+          f"`{meta['command']}`", "",
+          f"{meta['machine']}; OpenCV {cv2.__version__}; load average at the end {meta['load_average']}; "
+          f"{src}; {meta['model']}, {args.threads} thread(s), YuNet upscale {args.upscale:g}; "
+          f"`process_video` as `maskclf detect VIDEO` runs it (no output video), median of {args.repeats} passes.", "",
+          "| tracking | FPS | FPS with decoding | faces/frame | same-face pairs | label flips | flip rate | track ms/frame |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in (("off (`--no-track`)", off), ("on (default)", on)):
+        rate = f"{100 * r['flip_rate']:.2f} %" if r["flip_rate"] is not None else "—"
+        md.append(f"| {name} | {r['fps']:.1f} | {r['wall_fps']:.1f} | {r['faces_per_frame']:.1f} | {r['pairs']} | "
+                  f"{r['flips']} | {rate} | {r['track_ms_per_frame']:.2f} |")
+    md.append("")
+    if off["flip_rate"] and on["flip_rate"] is not None:
+        md.append(f"Tracking keeps {100 * (1 - on['flips'] / off['flips']):.0f} % of the flips away "
+                  f"({off['flips']} -> {on['flips']}) at {100 * (on['fps'] / off['fps'] - 1):+.1f} % FPS; "
+                  f"{on['tracks']} track ids for {on['faces_per_frame'] * on['frames']:.0f} faces.")
+    (out / f"video-{stamp}.md").write_text("\n".join(md) + "\n")
+    (out / f"video-{stamp}.json").write_text(json.dumps(meta | {"off": off, "on": on}, indent=2) + "\n")
+    print("\n".join(md))
+    print(f"\nwrote {out / f'video-{stamp}.md'} and .json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    from maskclf.files import MaskclfError
+
+    try:
+        main()
+    except MaskclfError as e:  # an unreadable model or video: one line, as the CLI gives it
+        sys.exit(f"{NAME}: {e}")
