@@ -182,7 +182,8 @@ def cmd_export(args) -> int:
             raise MaskclfError(f"--min-agreement {item!r}: expected PRECISION=VALUE, e.g. int8=0.98")
         minimum[key.strip()] = value.strip()
     out = export_run(args.run_dir, precisions=args.quantize, representative=args.representative, force=args.force,
-                     min_agreement=minimum, max_test=args.max_test, progress=not args.quiet)
+                     min_agreement=minimum, max_test=args.max_test, progress=not args.quiet,
+                     **{k: v for k, v in (("author", args.author), ("license", args.license)) if v is not None})
     print(format_report_table(json.loads((out / "report.json").read_text())))
     print(f"export folder: {out}")
     return 0
@@ -488,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable (defaults float32 0.999, float16 0.995, dynamic and int8 0.99)")
     x.add_argument("--max-test", type=int, metavar="N", help="check on at most N test images (default all)")
     x.add_argument("--force", action="store_true", help="write the export even if a parity check fails")
+    x.add_argument("--author", help="author in each file's standard TFLite metadata (default: maskclf)")
+    x.add_argument("--license", metavar="TEXT", help="licence in each file's standard TFLite metadata "
+                                                      "(default: a note that the training data's licences apply)")
     x.add_argument("--quiet", action="store_true", help="no progress output")
     x.set_defaults(func=cmd_export)
 

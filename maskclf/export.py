@@ -5,10 +5,17 @@
 file) and a parity report (``report.json``, ``report.md``) measured with ai-edge-litert on the
 run's test split.
 
-Class names travel inside each .tflite as well: a ZIP archive holding ``labels.txt`` and
-``metadata.json`` is appended to the flatbuffer, the way TFLite Support packs "associated files"
-(the interpreter ignores the trailing bytes; Android's MetadataExtractor and Python's zipfile read
-them). :func:`read_labels_from_tflite` reads them back.
+Each .tflite also describes itself, in two layers that share one appended ZIP:
+
+- the standard TFLite metadata (``TFLITE_METADATA``, TFLite Support's schema, written by
+  :mod:`maskclf.tflite_metadata`): name, version, author, licence, the input as an RGB image with
+  mean 0 / std 1 normalisation (pixels 0-255 go in as they are), the output as probabilities with
+  ``labels.txt`` associated. MediaPipe Tasks' ImageClassifier, the TFLite Task Library and Android
+  Studio's model binding read it; :func:`maskclf.tflite_metadata.read_standard_metadata` checks it;
+- a ZIP archive holding ``labels.txt`` (the associated file the standard metadata names) and maskclf's
+  ``metadata.json``, appended to the flatbuffer the way TFLite Support packs "associated files" (the
+  interpreter ignores the trailing bytes; Android's MetadataExtractor and Python's zipfile read them).
+  :func:`read_labels_from_tflite` and :func:`read_tflite_metadata` read them back.
 
 TensorFlow and ai-edge-litert are imported inside the functions that need them.
 """
@@ -28,6 +35,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from maskclf import tflite_metadata
 from maskclf.files import (MaskclfError, atomic_path, file_digest, read_labels, write_json, write_labels,
                            write_text)
 
@@ -37,6 +45,8 @@ PRECISIONS = ("float32", "float16", "dynamic", "int8")
 DEFAULT_MIN_AGREEMENT = {"float32": 0.999, "float16": 0.995, "dynamic": 0.99, "int8": 0.99}
 EXPORT_DIR = "export"
 PACKED_FILES = ("labels.txt", "metadata.json")
+DEFAULT_AUTHOR = "maskclf"
+DEFAULT_LICENSE = "not stated by the exporter: the licences of the training data and pretrained weights apply"
 _LATENCY_WARMUP = 5
 
 
@@ -216,8 +226,8 @@ def read_tflite_metadata(path: str | os.PathLike) -> dict:
 
 def verify_export(export_dir: str | os.PathLike, load_models: bool = True) -> dict:
     """Check an export folder: every file listed in metadata.json has its size and sha256, and each
-    model loads and carries the same labels as labels.txt. Needs no TensorFlow (only ai-edge-litert
-    when ``load_models``), so it runs on the device after copying.
+    model loads, carries the same labels as labels.txt and standard TFLite metadata that fits it.
+    Needs no TensorFlow (only ai-edge-litert), so it runs on the device after copying.
 
     Returns:
         The metadata dict.
@@ -246,6 +256,7 @@ def verify_export(export_dir: str | os.PathLike, load_models: bool = True) -> di
         p = d / info["file"]
         if read_labels_from_tflite(p) != labels:
             raise MaskclfError(f"{p}: its packed labels differ from labels.txt; copy the whole export folder again")
+        tflite_metadata.read_standard_metadata(p)  # what MediaPipe and the Task Library will read
         if load_models:
             load_interpreter(p)
     return metadata
@@ -541,6 +552,24 @@ def _metadata(cfg, run: Path, class_names: list[str], threshold: float | None, m
     }
 
 
+def _description(cfg, run: Path, class_names: list[str], threshold: float | None, precision: str, author: str,
+                 license: str) -> "tflite_metadata.ModelDescription":
+    """What the standard TFLite metadata of one exported precision says."""
+    import maskclf
+
+    size = cfg.data.image_size
+    rule = (f"predict {class_names[0]} when its probability >= {threshold:.4f}, else {class_names[1]}"
+            if threshold is not None else "take the most probable class")
+    return tflite_metadata.ModelDescription(
+        name=f"maskclf {cfg.model.name} face-mask classifier",
+        labels=tuple(class_names), image_size=size,
+        description=(f"Classifies one face crop as {', '.join(class_names)} ({precision} export of run {run.name}, "
+                     f"maskclf {maskclf.__version__}). Input: the face's square box grown by {cfg.data.crop_margin} "
+                     f"of its side on each side, RGB, resized bilinearly to {size}x{size}, pixels 0-255 unscaled. "
+                     f"Output: softmax probabilities in labels.txt order; {rule}."),
+        version=run.name, author=author, license=license)
+
+
 def _ensemble_members(run: Path) -> int:
     """How many networks the model averages (``maskclf ensemble``); 1 for an ordinary run."""
     from maskclf.ensemble import members_of
@@ -550,7 +579,8 @@ def _ensemble_members(run: Path) -> int:
 
 def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRECISIONS, representative: int = 200,
                force: bool = False, min_agreement: dict[str, float] | None = None, threads: Sequence[int] = (1, 2),
-               max_test: int | None = None, progress: bool = True, latency_runs: int = 50) -> Path:
+               max_test: int | None = None, progress: bool = True, latency_runs: int = 50,
+               author: str = DEFAULT_AUTHOR, license: str = DEFAULT_LICENSE) -> Path:
     """Export a run's best model to TFLite in several precisions and check each against Keras.
 
     Nothing is written until every precision is converted and checked, so a failed check leaves a
@@ -568,6 +598,8 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
         max_test: check on at most this many test images (seeded sample); None for all.
         progress: print progress to stderr.
         latency_runs: timed batch-1 runs per precision and thread count.
+        author: the author written into each file's standard TFLite metadata.
+        license: the licence text written into each file's standard TFLite metadata.
 
     Returns:
         The export folder ``RUN_DIR/export``.
@@ -629,14 +661,22 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
 
     metadata = _metadata(cfg, run, class_names, threshold, models)
     export_dir = run / EXPORT_DIR
-    labels_bytes = "".join(f"{n}\n" for n in class_names).encode("utf-8")
+    labels_bytes = tflite_metadata.labels_bytes(class_names)
     for name, data in flatbuffers.items():
         inside = {k: v for k, v in metadata.items() if k != "models"} | {"model": models[name]}
-        packed = pack_files(data, {"labels.txt": labels_bytes, "metadata.json": json.dumps(inside, indent=2).encode()})
-        # The trailing ZIP must not change a single output; checked on every export.
+        standard = tflite_metadata.build_metadata(
+            _description(cfg, run, class_names, threshold, name, author, license),
+            input_is_uint8=models[name]["input_dtype"] == "uint8")
+        # One ZIP holds labels.txt (the standard metadata's associated file) and maskclf's metadata.json.
+        packed = pack_files(tflite_metadata.add_metadata(data, standard),
+                            {"labels.txt": labels_bytes, "metadata.json": json.dumps(inside, indent=2).encode()})
+        # Re-packing the flatbuffer with the metadata and the trailing ZIP must not change a single output,
+        # and the file must read back; checked on every export.
         if not np.array_equal(predict_tflite(load_interpreter(packed), check.images[:8]),
                               predict_tflite(load_interpreter(data), check.images[:8])):
-            raise MaskclfError(f"{name}: packing labels into the .tflite changed its outputs; please report this")
+            raise MaskclfError(f"{name}: packing metadata into the .tflite changed its outputs; please report this")
+        if tflite_metadata.read_standard_metadata(packed).labels != class_names:
+            raise MaskclfError(f"{name}: the standard metadata does not read back; please report this")
         results[name]["size_bytes"] = len(packed)
         with atomic_path(export_dir / models[name]["file"]) as tmp:
             tmp.write_bytes(packed)

@@ -1,6 +1,7 @@
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-from conftest import make_class_folders  # noqa: E402
+from conftest import REPO, SAMPLE, make_class_folders  # noqa: E402
 
 from maskclf import export as E  # noqa: E402
 from maskclf import images  # noqa: E402
@@ -23,6 +24,8 @@ from maskclf.datasets import read_split_csv  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 from maskclf.models import available_models, create_model  # noqa: E402
 from maskclf.train import train  # noqa: E402
+from maskclf.tflite_metadata import read_standard_metadata  # noqa: E402
+from maskclf.voc import find_image, parse_voc  # noqa: E402
 
 # Like test_train's TINY, but trained to confident outputs (constant high rate, no geometric augmentation):
 # a net whose probabilities all sit near 0.5 flips under any quantisation and tests nothing.
@@ -132,6 +135,87 @@ def test_labels_are_packed_in_every_tflite(exported):
             assert sorted(z.namelist()) == ["labels.txt", "metadata.json"]
         inside = E.read_tflite_metadata(path)
         assert inside["model"]["precision"] == p and inside["class_names"] == ["circle", "square"]
+
+
+def test_every_precision_carries_standard_tflite_metadata(run_dir, exported):
+    """The TFLITE_METADATA that MediaPipe, the Task Library and Android Studio read, through the flatbuffer
+    reader on ai-edge-litert's schema; the interpreter still loads the re-packed file with its signature."""
+    for p in PRECISIONS:
+        path = exported / f"model_{p}.tflite"
+        md = read_standard_metadata(path)
+        assert md.name == "maskclf maskclf_cnn face-mask classifier" and md.version == run_dir.name
+        assert md.author == "maskclf" and md.license and f"{p} export" in md.description
+        assert md.labels == ["circle", "square"] and md.labels_file == "labels.txt" and md.output_classes == 2
+        assert md.color_space == "RGB" and md.mean == (0.0,) and md.std == (1.0,) and md.input_range == (0.0, 255.0)
+        assert md.input_shape == (1, 32, 32, 3) and md.input_dtype == ("uint8" if p == "int8" else "float32")
+        assert md.associated_files == ["labels.txt", "metadata.json"]  # one ZIP for both layers
+        it = Interpreter(model_path=str(path))
+        assert "serving_default" in it.get_signature_list()
+        assert list(it.get_input_details()[0]["shape_signature"]) == [-1, 32, 32, 3]
+
+
+MEDIAPIPE_MAKE = "python -m venv .venv-mediapipe && .venv-mediapipe/bin/pip install -r tests/mediapipe-requirements.txt"
+
+
+def _mediapipe_python() -> str:
+    """The interpreter of the MediaPipe venv (MASKCLF_MEDIAPIPE_PYTHON, else REPO/.venv-mediapipe, made by .ci/run);
+    skips when it is absent, i.e. mediapipe could not be installed here."""
+    given = os.environ.get("MASKCLF_MEDIAPIPE_PYTHON")
+    exe = given or str(REPO / ".venv-mediapipe" / "bin" / "python")
+    how = f"make it with `{MEDIAPIPE_MAKE}` (what .ci/run does) or set MASKCLF_MEDIAPIPE_PYTHON"
+    if (REPO / ".venv-mediapipe" / "install.log").is_file():
+        how += "; .ci/run's try is in .venv-mediapipe/install.log"
+    if not given and not os.path.exists(exe):
+        pytest.skip(f"no MediaPipe venv at {exe}: {how}")
+    r = subprocess.run([exe, "-c", "import mediapipe"], capture_output=True, text=True, timeout=120)
+    if r.returncode and not given:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1][:160]
+        pytest.skip(f"{exe} cannot import mediapipe ({last}): {how}")
+    assert r.returncode == 0, f"MASKCLF_MEDIAPIPE_PYTHON={exe} cannot import mediapipe: {r.stderr[-500:]}"
+    return exe
+
+
+def _sample_face_crops(classifier, count: int = 24, min_side: int = 24) -> np.ndarray:
+    """Real faces of data/sample (boxes >= min_side px), cropped and resized as maskclf.edge crops them."""
+    out = []
+    for xml in sorted((SAMPLE / "annotations").glob("*.xml")):
+        ann = parse_voc(xml)
+        boxes = [(o.xmin, o.ymin, o.xmax, o.ymax) for o in ann.objects
+                 if min(o.xmax - o.xmin, o.ymax - o.ymin) >= min_side]
+        if boxes:
+            out.extend(classifier.crops(images.load_rgb(find_image(SAMPLE / "images", ann)), boxes)[0])
+        if len(out) >= count:
+            break
+    return np.stack(out[:count])
+
+
+def test_mediapipe_image_classifier_gives_the_labels_and_top1_of_maskclf(exported, tmp_path):
+    """MediaPipe Tasks' ImageClassifier, a client nobody here wrote, loads every precision from its metadata
+    alone (labels, normalisation) and classifies real faces as maskclf's own classifier does. The crops are fed
+    at the model's size, so MediaPipe's resize is the identity and both see the same pixels."""
+    from maskclf.edge.classifier import FaceClassifier
+
+    exe = _mediapipe_python()
+    crops = _sample_face_crops(FaceClassifier(exported / "model_float32.tflite"))
+    np.save(tmp_path / "crops.npy", crops)
+    paths = [str(exported / f"model_{p}.tflite") for p in PRECISIONS]
+    r = subprocess.run([exe, str(REPO / "tests" / "mediapipe_classify.py"), str(tmp_path / "crops.npy"), *paths],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])["models"]
+    for p, path in zip(PRECISIONS, paths):
+        clf = FaceClassifier(path)
+        want = clf.predict(crops)
+        mp_result = got[path]
+        assert mp_result["labels"] == clf.class_names == ["circle", "square"], p
+        scores = np.array(mp_result["scores"])
+        # Same file, same pixels: the scores agree to float rounding (int8: MediaPipe dequantises the uint8 output).
+        assert np.abs(scores - want).max() < 1e-5, (p, np.abs(scores - want).max())
+        top2 = np.sort(want, axis=1)[:, -2:]
+        decided = top2[:, 1] - top2[:, 0] > 1e-5  # uint8 scores can tie exactly; either order is then right
+        ours = [clf.class_names[k] for k in want.argmax(1)]
+        agree = [a == b for a, b, d in zip(mp_result["top1"], ours, decided) if d]
+        assert len(agree) >= len(crops) // 2 and all(agree), (p, agree)
 
 
 def test_packed_zip_does_not_change_outputs(exported):
