@@ -232,11 +232,12 @@ def main() -> None:
           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in (("off (`--no-track`)", off), ("on (default)", on)):
         rate = f"{100 * r['flip_rate']:.2f} %" if r["flip_rate"] is not None else "—"
+        track_ms = f"{r['track_ms_per_frame']:.2f}" if r is on else "—"
         md.append(f"| {name} | {r['fps']:.1f} | {r['wall_fps']:.1f} | {r['faces_per_frame']:.1f} | {r['pairs']} | "
-                  f"{r['flips']} | {rate} | {r['track_ms_per_frame']:.2f} |")
+                  f"{r['flips']} | {rate} | {track_ms} |")
     md.append("")
     if off["flip_rate"] and on["flip_rate"] is not None:
-        md.append(f"Tracking keeps {100 * (1 - on['flips'] / off['flips']):.0f} % of the flips away "
+        md.append(f"Tracking removes {100 * (1 - on['flips'] / off['flips']):.0f} % of the flips "
                   f"({off['flips']} -> {on['flips']}) at {100 * (on['fps'] / off['fps'] - 1):+.1f} % FPS; "
                   f"{on['tracks']} track ids for {on['faces_per_frame'] * on['frames']:.0f} faces.")
     (out / f"video-{stamp}.md").write_text("\n".join(md) + "\n")
