@@ -57,17 +57,24 @@ def letterbox(rgb: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.n
     return out
 
 
-def make_frames(folder: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
-    """``n`` BGR 640×480 frames from photos spread evenly over the sorted folder."""
-    from maskclf.images import is_image_name, load_rgb
+def spread_photos(folder: Path, n: int, script: str) -> list[Path]:
+    """``n`` photos spread evenly over the sorted ``folder``; a one-line exit naming ``script`` if there are none."""
+    from maskclf.images import is_image_name
 
     if not folder.is_dir():
-        sys.exit(f"bench/fps.py: {folder}: no such folder; pass --data with a folder of photos")
+        sys.exit(f"{script}: {folder}: no such folder; pass --data with a folder of photos "
+                 "(the VOC images are ../shared/data/face-mask-detection/images)")
     photos = sorted(p for p in folder.iterdir() if is_image_name(p.name))
     if not photos:
-        sys.exit(f"bench/fps.py: {folder}: no photos here; pass --data with a folder of photos")
-    step = max(1, len(photos) // n)
-    chosen = photos[::step][:n]
+        sys.exit(f"{script}: {folder}: no photos here; pass --data with a folder of .jpg/.png photos")
+    return photos[::max(1, len(photos) // n)][:n]
+
+
+def make_frames(folder: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """``n`` BGR 640×480 frames from photos spread evenly over the sorted folder."""
+    from maskclf.images import load_rgb
+
+    chosen = spread_photos(folder, n, "bench/fps.py")
     frames = [np.ascontiguousarray(letterbox(np.asarray(load_rgb(p), np.uint8))[:, :, ::-1]) for p in chosen]
     return frames, [p.name for p in chosen]
 

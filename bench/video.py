@@ -40,14 +40,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE.parent))
 
 from foundation import machine  # noqa: E402
+from fps import DEFAULT_DATA, HEIGHT, WIDTH, spread_photos  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "face-mask-detection" / "images"
-WIDTH, HEIGHT = 640, 480
 FPS = 25.0  # the written video's nominal rate
 ZOOM = 1.3
 NAME = "bench/video.py"
@@ -89,16 +87,9 @@ def make_video(folder: Path, photos: int, per_photo: int, path: Path) -> list[st
     import cv2
 
     from maskclf.files import MaskclfError
-    from maskclf.images import is_image_name, load_rgb
+    from maskclf.images import load_rgb
 
-    if not folder.is_dir():
-        fail(f"{folder}: no such photo folder; pass --data with a folder of photos "
-             "(the VOC images are ../shared/data/face-mask-detection/images)")
-    names = sorted(p for p in folder.iterdir() if is_image_name(p.name))
-    if not names:
-        fail(f"{folder}: no photos here; pass --data with a folder of .jpg/.png photos")
-    step = max(1, len(names) // photos)
-    chosen = names[::step][:photos]
+    chosen = spread_photos(folder, photos, NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
@@ -129,15 +120,6 @@ def flips(frames: list[dict], per_segment: int | None) -> tuple[int, int]:
     return pairs, changed
 
 
-def check_export(export: Path, precision: str) -> None:
-    if not export.is_dir():
-        fail(f"{export}: no such export folder; pass RUN_DIR/export as made by `maskclf export RUN_DIR`")
-    if not (export / f"model_{precision}.tflite").is_file():
-        found = sorted(p.stem.removeprefix("model_") for p in export.glob("model_*.tflite"))
-        fail(f"{export}: no model_{precision}.tflite (found {', '.join(found) or 'none'}); pass --precision "
-             f"with one of those or export it with `maskclf export RUN_DIR --quantize {precision}`")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("export", help="an export folder (RUN_DIR/export) with model_<precision>.tflite files")
@@ -155,7 +137,6 @@ def main() -> None:
         fail("--photos, --repeats and --threads must be at least 1, --frames-per-photo at least 2")
 
     export = Path(args.export)
-    check_export(export, args.precision)
     import cv2
 
     from maskclf.edge.app import FaceMaskPipeline, process_video

@@ -183,7 +183,7 @@ def cmd_export(args) -> int:
         minimum[key.strip()] = value.strip()
     out = export_run(args.run_dir, precisions=args.quantize, representative=args.representative, force=args.force,
                      min_agreement=minimum, max_test=args.max_test, progress=not args.quiet,
-                     **{k: v for k, v in (("author", args.author), ("license", args.license)) if v is not None})
+                     author=args.author, license=args.license)
     print(format_report_table(json.loads((out / "report.json").read_text())))
     print(f"export folder: {out}")
     return 0

@@ -22,13 +22,11 @@ TensorFlow and ai-edge-litert are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import io
 import math
 import json
 import os
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -163,42 +161,17 @@ def convert(model, spec: QuantizationSpec, representative_images: np.ndarray | N
                            f"try another precision with --quantize") from None
 
 
-def pack_files(tflite: bytes, files: dict[str, bytes]) -> bytes:
-    """Append a ZIP archive of ``files`` to a flatbuffer (TFLite Support's "associated files").
-
-    Written in append mode on the model bytes, so the ZIP offsets count from the file start as
-    TFLite Support's own writer does; stored uncompressed so devices can read them in place.
-    """
-    buf = io.BytesIO(tflite)
-    buf.seek(0, io.SEEK_END)
-    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_STORED) as z:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
-            z.writestr(info, data)
-    return buf.getvalue()
-
-
-def _check_flatbuffer(path: Path, data: bytes) -> None:
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise MaskclfError(f"{path}: not a TFLite model (no TFL3 identifier); re-export it with `maskclf export`")
+pack_files = tflite_metadata.pack_files  # the writer of the appended ZIP lives beside its readers
 
 
 def packed_files(path: str | os.PathLike) -> dict[str, bytes]:
     """The files packed into a .tflite by :func:`pack_files` (name → bytes)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise MaskclfError(f"{p}: file not found") from None
-    except IsADirectoryError:
-        raise MaskclfError(f"{p}: is a folder, expected a .tflite file") from None
-    _check_flatbuffer(p, data)
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            return {n: z.read(n) for n in z.namelist()}
-    except (zipfile.BadZipFile, OSError, EOFError):
-        raise MaskclfError(f"{p}: no packed labels (no ZIP archive at the end); "
-                           "re-export it with `maskclf export` or use the labels.txt beside it") from None
+    where, data = tflite_metadata.read_model(path)
+    files = tflite_metadata.appended_files(data)
+    if not files:
+        raise MaskclfError(f"{where}: no packed labels (no ZIP archive at the end); "
+                           "re-export it with `maskclf export` or use the labels.txt beside it")
+    return files
 
 
 def read_labels_from_tflite(path: str | os.PathLike) -> list[str]:
@@ -254,9 +227,9 @@ def verify_export(export_dir: str | os.PathLike, load_models: bool = True) -> di
     labels = read_labels(d / "labels.txt")
     for info in metadata.get("models", {}).values():
         p = d / info["file"]
-        if read_labels_from_tflite(p) != labels:
+        # The standard metadata (what MediaPipe and the Task Library read) and its packed label file, in one read.
+        if tflite_metadata.read_standard_metadata(p).labels != labels:
             raise MaskclfError(f"{p}: its packed labels differ from labels.txt; copy the whole export folder again")
-        tflite_metadata.read_standard_metadata(p)  # what MediaPipe and the Task Library will read
         if load_models:
             load_interpreter(p)
     return metadata
@@ -270,7 +243,7 @@ def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1):
 
     if isinstance(model, (bytes, bytearray)):
         where, data = "model bytes", bytes(model)
-        _check_flatbuffer(Path("<bytes>"), data)
+        tflite_metadata.check_identifier("<model bytes>", data)
         kwargs: dict[str, Any] = {"model_content": data}
     else:
         where = str(model)
@@ -278,7 +251,7 @@ def load_interpreter(model: str | os.PathLike | bytes, num_threads: int = 1):
         if not p.is_file():
             raise MaskclfError(f"{p}: .tflite file not found; run `maskclf export RUN_DIR` first")
         with open(p, "rb") as f:
-            _check_flatbuffer(p, f.read(8))
+            tflite_metadata.check_identifier(p, f.read(8))
         kwargs = {"model_path": str(p)}
     from ai_edge_litert.interpreter import OpResolverType
 
@@ -580,7 +553,7 @@ def _ensemble_members(run: Path) -> int:
 def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRECISIONS, representative: int = 200,
                force: bool = False, min_agreement: dict[str, float] | None = None, threads: Sequence[int] = (1, 2),
                max_test: int | None = None, progress: bool = True, latency_runs: int = 50,
-               author: str = DEFAULT_AUTHOR, license: str = DEFAULT_LICENSE) -> Path:
+               author: str | None = None, license: str | None = None) -> Path:
     """Export a run's best model to TFLite in several precisions and check each against Keras.
 
     Nothing is written until every precision is converted and checked, so a failed check leaves a
@@ -598,8 +571,8 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
         max_test: check on at most this many test images (seeded sample); None for all.
         progress: print progress to stderr.
         latency_runs: timed batch-1 runs per precision and thread count.
-        author: the author written into each file's standard TFLite metadata.
-        license: the licence text written into each file's standard TFLite metadata.
+        author: the author written into each file's standard TFLite metadata (None: ``DEFAULT_AUTHOR``).
+        license: the licence text written into each file's standard TFLite metadata (None: ``DEFAULT_LICENSE``).
 
     Returns:
         The export folder ``RUN_DIR/export``.
@@ -662,6 +635,8 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
     metadata = _metadata(cfg, run, class_names, threshold, models)
     export_dir = run / EXPORT_DIR
     labels_bytes = tflite_metadata.labels_bytes(class_names)
+    author = DEFAULT_AUTHOR if author is None else author
+    license = DEFAULT_LICENSE if license is None else license
     for name, data in flatbuffers.items():
         inside = {k: v for k, v in metadata.items() if k != "models"} | {"model": models[name]}
         standard = tflite_metadata.build_metadata(

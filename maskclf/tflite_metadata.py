@@ -7,7 +7,7 @@ holds a ``ModelMetadata`` flatbuffer (file identifier ``M001``): name, descripti
 licence; the input tensor as an RGB image with its normalisation (mean 0, std 1: the model normalises
 inside itself and takes pixels 0-255) and value range; the output tensor as class probabilities with
 ``labels.txt`` associated as ``TENSOR_AXIS_LABELS``. The associated files themselves live in the ZIP
-appended to the flatbuffer (see ``maskclf.export.pack_files``), which also carries maskclf's own
+appended to the flatbuffer (:func:`pack_files`), which also carries maskclf's own
 ``metadata.json``.
 
 The tables are built with the flatc-generated Python of the metadata schema (vendored in
@@ -243,6 +243,55 @@ def _fail(path, what: str) -> MaskclfError:
     return MaskclfError(f"{path}: {what}")
 
 
+REDO = "re-export it with `maskclf export RUN_DIR`"
+
+
+def check_identifier(where, data: bytes) -> None:
+    """Raise a one-line MaskclfError unless ``data`` starts like a TFLite flatbuffer (TFL3)."""
+    if len(data) < 8 or data[4:8] != MODEL_IDENTIFIER:
+        raise _fail(where, f"not a TFLite model (no TFL3 identifier); copy it again or {REDO}")
+
+
+def read_model(model: str | os.PathLike | bytes) -> tuple[str | Path, bytes]:
+    """``(where, bytes)`` of a .tflite path or bytes, checked to be a TFLite flatbuffer."""
+    if isinstance(model, (bytes, bytearray)):
+        where, data = "<model bytes>", bytes(model)
+    else:
+        where = Path(model)
+        try:
+            data = where.read_bytes()
+        except FileNotFoundError:
+            raise _fail(where, "file not found") from None
+        except IsADirectoryError:
+            raise _fail(where, "is a folder, expected a .tflite file") from None
+    check_identifier(where, data)
+    return where, data
+
+
+def pack_files(tflite: bytes, files: dict[str, bytes]) -> bytes:
+    """Append a ZIP archive of ``files`` to a flatbuffer (TFLite Support's "associated files").
+
+    Written in append mode on the model bytes, so the ZIP offsets count from the file start as
+    TFLite Support's own writer does; stored uncompressed so devices can read them in place.
+    """
+    buf = io.BytesIO(tflite)
+    buf.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_STORED) as z:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def appended_files(data: bytes) -> dict[str, bytes]:
+    """The files of the ZIP appended to a model's bytes (name -> bytes); empty when there is none."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return {n: z.read(n) for n in z.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return {}
+
+
 def read_standard_metadata(model: str | os.PathLike | bytes) -> StandardMetadata:
     """Read a .tflite file's standard metadata and check it fits the model.
 
@@ -261,19 +310,8 @@ def read_standard_metadata(model: str | os.PathLike | bytes) -> StandardMetadata
             a model without standard metadata, or a label count that does not match the output.
     """
     _, model_fb, fb = _schemas()
-    if isinstance(model, (bytes, bytearray)):
-        where, data = "<model bytes>", bytes(model)
-    else:
-        where = Path(model)
-        try:
-            data = where.read_bytes()
-        except FileNotFoundError:
-            raise _fail(where, "file not found") from None
-        except IsADirectoryError:
-            raise _fail(where, "is a folder, expected a .tflite file") from None
-    redo = "re-export it with `maskclf export RUN_DIR`"
-    if len(data) < 8 or data[4:8] != MODEL_IDENTIFIER:
-        raise _fail(where, f"not a TFLite model (no TFL3 identifier); copy it again or {redo}")
+    where, data = read_model(model)
+    redo = REDO
     try:
         root = model_fb.Model.GetRootAs(data, 0)
         entries = {_text(root.Metadata(i).Name()): root.Metadata(i).Buffer() for i in range(root.MetadataLength())}
@@ -304,11 +342,7 @@ def read_standard_metadata(model: str | os.PathLike | bytes) -> StandardMetadata
         m = fb.ModelMetadataT.InitFromObj(fb.ModelMetadata.GetRootAs(meta_bytes, 0))
     except Exception:
         raise _fail(where, f"corrupt {METADATA_NAME} metadata (its tables do not parse); copy it again or {redo}") from None
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        packed = {n: archive.read(n) for n in archive.namelist()}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        packed = {}
+    packed = appended_files(data)
 
     if len(m.subgraphMetadata or []) != 1:
         raise _fail(where, f"{METADATA_NAME} describes {len(m.subgraphMetadata or [])} subgraphs, not 1; {redo}")

@@ -257,7 +257,8 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                     track_ids = None
                     if tracker is not None:
                         t = time.perf_counter()
-                        result.faces, track_ids = _tracked(tracker.update(result.faces))
+                        pairs = tracker.update(result.faces)
+                        result.faces, track_ids = [f for f, _ in pairs], [i for _, i in pairs]
                         result.timings_ms["track"] = (time.perf_counter() - t) * 1e3
                     annotated = pipeline.annotate(frame, result, bgr=True, copy=False)
                     fps = meter.tick()
@@ -307,10 +308,6 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     return head | {"output": str(out) if out is not None else None, "frames": entries,
                    "fps": round(float(np.mean(fps_values)), 2) if fps_values else None,
                    "interrupted": interrupted, "stats": stats}
-
-
-def _tracked(pairs: list) -> tuple[list[Face], list[int]]:
-    return [f for f, _ in pairs], [t for _, t in pairs]
 
 
 class _nullpath:
