@@ -7,6 +7,7 @@ separately, mean ms over ``--repeats`` passes of all frames, one thread:
 * the whole frame turned into a Pillow image (what the crops used to need);
 * YuNet on the BGR frame (``detect_bgr``), and ``detect`` on the RGB frame (conversion included);
 * the crops of the frame's faces (``FaceClassifier.crops``, BGR slicing) and one batched ``predict``;
+* the bare ``invoke`` per face at batch 1, 2, 4, 8 and 16 (the network's own arithmetic);
 * interpreter re-allocation: ``predict`` over a realistic sequence of face counts (1-12 per frame) with the
   classifier's single interpreter (re-sized whenever the count changes) vs one interpreter per batch size.
 
@@ -94,6 +95,21 @@ def main() -> None:
             fn(batch[n])
         realloc[name] = (time.perf_counter() - t) / len(counts) * 1e3
 
+    # The network's own arithmetic: a bare invoke per batch size (input set once, outside the timer).
+    it = E.load_interpreter(clf.model_path, num_threads=1)
+    d = it.get_input_details()[0]
+    invoke_ms_per_face = {}
+    for n in (1, 2, 4, 8, 16):
+        it.resize_tensor_input(d["index"], [n, clf.size, clf.size, 3])
+        it.allocate_tensors()
+        it.set_tensor(d["index"], np.random.default_rng(n).integers(0, 255, (n, clf.size, clf.size, 3))
+                      .astype(d["dtype"]))
+        it.invoke()
+        t = time.perf_counter()
+        for _ in range(100):
+            it.invoke()
+        invoke_ms_per_face[n] = (time.perf_counter() - t) / (100 * n) * 1e3
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "export": str(Path(a.export).resolve()),
             "precision": a.precision, "frames": len(frames), "repeats": a.repeats,
@@ -107,10 +123,15 @@ def main() -> None:
     md += ["", f"Interpreter re-allocation ({len(counts)} predict calls of 1-12 faces, mean "
            f"{meta['mean_faces_in_realloc_sequence']}):", "", "| interpreters | ms per call |", "|---|---:|"]
     md += [f"| {k} | {v:.2f} |" for k, v in realloc.items()]
+    md += ["", "Bare `invoke` (the network alone), ms per face by batch size:", "",
+           "| " + " | ".join(f"batch {n}" for n in invoke_ms_per_face) + " |",
+           "|" + "---:|" * len(invoke_ms_per_face),
+           "| " + " | ".join(f"{v:.3f}" for v in invoke_ms_per_face.values()) + " |"]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"profile-{stamp}.md").write_text("\n".join(md) + "\n")
-    (out / f"profile-{stamp}.json").write_text(json.dumps(meta | {"ms_per_frame": ms, "realloc_ms": realloc},
+    (out / f"profile-{stamp}.json").write_text(json.dumps(meta | {"ms_per_frame": ms, "realloc_ms": realloc,
+                                                                      "invoke_ms_per_face": invoke_ms_per_face},
                                                           indent=2) + "\n")
     print("\n".join(md))
 
