@@ -33,7 +33,9 @@ def _build_config(args) -> "object":
 
     cfg = C.load_config(args.config) if getattr(args, "config", None) else C.Config()
     overrides: dict = {}
-    for flag, key in (("data", "data.path"), ("model", "model.name"), ("image_size", "data.image_size"),
+    if getattr(args, "data", None):
+        overrides.update(C.data_overrides(args.data))
+    for flag, key in (("model", "model.name"), ("image_size", "data.image_size"),
                       ("epochs", "train.epochs"), ("batch_size", "train.batch_size"), ("out", "train.out"),
                       ("seed", "train.seed"), ("extra_train", "data.extra_train")):
         v = getattr(args, flag, None)
@@ -119,10 +121,10 @@ def cmd_predict(args) -> int:
 
 def cmd_data_inspect(args) -> int:
     from maskclf import config as C
-    from maskclf.datasets import assign_splits, load_dataset, summarize
+    from maskclf.sources import assign_splits, load_data, summarize
 
-    cfg = C.apply_overrides(C.Config(), {"data.path": args.path, **dict(C._split_kv(o) for o in args.overrides)})
-    ds = load_dataset(cfg.data, progress=True)
+    cfg = C.apply_overrides(C.Config(), {**C.data_overrides(args.path), **dict(C._split_kv(o) for o in args.overrides)})
+    ds = load_data(cfg.data, progress=True)
     splits = assign_splits(ds, cfg.data) if not args.no_split else None
     print(summarize(ds, splits, max_examples=args.examples))
     return 0
@@ -330,7 +332,13 @@ def cmd_cv(args) -> int:
 
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
-    if args.ensemble:
+    if args.by_source:
+        from maskclf.experiments import cross_validate_by_source
+
+        if args.ensemble or args.fold:
+            raise MaskclfError("--by-source holds out whole sources: use --source NAME, not --fold/--ensemble")
+        out = cross_validate_by_source(cfg, out=args.cv_out, only=args.source, progress=not args.quiet)
+    elif args.ensemble:
         from pathlib import Path
 
         from maskclf.ensemble import ensemble_cv
@@ -402,7 +410,10 @@ def cmd_paint(args) -> int:
 
 def _add_training_options(p: argparse.ArgumentParser, overrides_help: str) -> None:
     """The options of one training configuration, shared by ``train`` and ``cv`` (read by _build_config)."""
-    p.add_argument("--data", help="dataset root: class folders, split folders or Pascal VOC (default data/sample)")
+    p.add_argument("--data", action="append", metavar="DIR",
+                   help="dataset root: class folders, split folders or Pascal VOC (default data/sample); repeat it to "
+                        "train on several sources at once (metrics also per source; per-source class_map: "
+                        "data.sources in a config)")
     p.add_argument("--model", help="model name (see `maskclf models`; default maskclf_cnn)")
     p.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
@@ -450,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     di = dsub.add_parser("inspect", help="check a dataset: layout, counts, sizes, duplicates, problems")
-    di.add_argument("path")
+    di.add_argument("path", nargs="+", help="dataset root(s); several are inspected as one, with a per-source table")
     di.add_argument("--no-split", action="store_true", help="do not compute the train/validation/test split")
     di.add_argument("--examples", type=int, default=3, help="examples listed per problem kind")
     di.add_argument("overrides", nargs="*", metavar="key=value", help="data options, e.g. data.crop_margin=0.3")
@@ -538,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Search hyperparameters (tuning/README.md). Running the same command again "
                                     "resumes the search; `maskclf train --config DIR/best.yaml` trains the winner.")
     tu.add_argument("space", help="search space YAML, e.g. tuning/small_cnn.yaml")
-    tu.add_argument("--data", help="dataset root (default data/sample)")
+    tu.add_argument("--data", action="append", metavar="DIR", help="dataset root (default data/sample); repeatable")
     tu.add_argument("--tuner", choices=["random", "hyperband", "bayesian", "grid"], help="default: the space's")
     tu.add_argument("--max-trials", type=int, metavar="N", help="trial budget (default: the space's)")
     tu.add_argument("--max-epochs", type=int, metavar="N", help="epochs per trial (default: the space's)")
@@ -555,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("compare", help="train several models on one split; table of per-class accuracy",
                         description="Train each model on the same train/validation/test split and write "
                                     "compare.csv, compare.md and compare.png (seed report 004's table).")
-    co.add_argument("--data", help="dataset root (default data/sample)")
+    co.add_argument("--data", action="append", metavar="DIR", help="dataset root (default data/sample); repeatable")
     co.add_argument("--models", required=True, help="comma-separated names, e.g. small_cnn,vgg19,efficientnet_b0")
     co.add_argument("--epochs", type=int, help="maximum epochs per model")
     co.add_argument("--image-size", type=int, help="one input size for all (default: each model's own)")
@@ -609,6 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
     cv.add_argument("--fold", type=int, action="append", metavar="F",
                     help="train only fold F (1..K; repeatable), e.g. to share folds between machines")
+    cv.add_argument("--by-source", action="store_true",
+                    help="leave-one-source-out instead of K folds: with --data A --data B ..., train on all sources "
+                         "but one and test on every image of that one (cv.md: one row per held-out source)")
+    cv.add_argument("--source", action="append", metavar="NAME",
+                    help="with --by-source: hold out only this source (repeatable)")
     _add_training_options(cv, "config overrides for every fold")
     cv.add_argument("--out", dest="cv_out", metavar="DIR", help="output folder (default runs/cv-<model>-<size>)")
     cv.add_argument("--ensemble", type=int, metavar="N",

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -44,6 +45,11 @@ class DataConfig:
             ``without_mask`` faces that also join it as ``mask_weared_incorrect`` copies with a mask
             painted below the nose or on the chin (``maskclf.paintmask``; needs OpenCV). Only training
             faces are painted, so validation and test stay real photos.
+        sources: more dataset roots trained and tested together with ``path`` (``--data A --data B``):
+            each a path, or a mapping ``{path, class_map, layout, name}`` (``class_map`` and ``layout``
+            default to this section's). Classes are matched by name after mapping; a class the first
+            source (or ``classes``) lacks is an error naming the source. Every image keeps its source
+            name, so metrics are also reported per source (:mod:`maskclf.sources`).
     """
 
     path: str = "data/sample"
@@ -59,6 +65,7 @@ class DataConfig:
     split_seed: int = 0
     extra_train: str = ""
     paint_train: float = 0.0
+    sources: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -298,7 +305,7 @@ def learning_rate(cfg: "Config", started: bool | None = None) -> float:
 # (section, key) of fields added after the first release -> the value that behaves as before they existed.
 # A field whose default changes must keep its legacy value here: runs made with the new default then get
 # a new fingerprint (model.init_from: default bundled since session 4; older runs started at random).
-LATE_FIELDS = {("data", "extra_train"): "", ("data", "paint_train"): 0.0, ("augment", "resolution_range"): [],
+LATE_FIELDS = {("data", "extra_train"): "", ("data", "sources"): [], ("data", "paint_train"): 0.0, ("augment", "resolution_range"): [],
                ("augment", "resolution_probability"): 0.5, ("augment", "jpeg_quality_range"): [],
                ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0, ("train", "logit_adjust"): 0.0,
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
@@ -314,6 +321,7 @@ BUNDLED = {"maskclf_cnn": "maskclf_cnn-35-chd-painted.keras", "seed004_cnn": "se
 FIRST_BUNDLED = {"seed004_cnn-35-chandrikadeb7.keras"}
 
 
+SOURCE_KEYS = {"path", "class_map", "layout", "name"}  # the keys of a data.sources entry
 SECTIONS = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
 VALID_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad", "nadam")
 
@@ -385,6 +393,16 @@ def _check_values(cfg: Config) -> None:
     if not 0 <= d.paint_train <= 1:
         raise MaskclfError(f"config key data.paint_train: {d.paint_train} is outside 0..1 (the share of bare "
                            "training faces to paint)")
+    for i, src in enumerate(d.sources):
+        if isinstance(src, dict):
+            bad = sorted(set(src) - SOURCE_KEYS)
+            if bad or not isinstance(src.get("path"), str) or not src["path"]:
+                raise MaskclfError(f"config key data.sources[{i}]: expected a path or a mapping with keys "
+                                   f"{', '.join(sorted(SOURCE_KEYS))} (path required), got {src!r}")
+            if not isinstance(src.get("class_map", {}), dict):
+                raise MaskclfError(f"config key data.sources[{i}].class_map: expected a mapping old: new")
+        elif not isinstance(src, str) or not src:
+            raise MaskclfError(f"config key data.sources[{i}]: expected a path or a mapping, got {src!r}")
     if t.optimizer.lower() not in VALID_OPTIMIZERS:
         raise MaskclfError(f"config key train.optimizer: {t.optimizer!r} is not one of {', '.join(VALID_OPTIMIZERS)}")
     if t.patience < 0:
@@ -507,6 +525,15 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict) -> Config:
         else:
             d[sec][name] = value
     return from_dict(d, source="overrides")
+
+
+def data_overrides(data) -> dict:
+    """Overrides for ``--data``: one root (a string), or several (a list: the first becomes ``data.path``,
+    the rest ``data.sources``). Giving ``--data`` replaces the config's roots."""
+    roots = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(d) for d in data]
+    if not roots:
+        return {}
+    return {"data.path": roots[0], "data.sources": roots[1:]}
 
 
 def _split_kv(text: str) -> tuple[str, str]:

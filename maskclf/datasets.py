@@ -65,6 +65,8 @@ class LabeledImages:
         problems: everything skipped, with reasons.
         notes: counters of filtered-but-valid items (e.g. faces below min size).
         sizes: (width, height) of each image.
+        origins: the source (dataset) name per path; empty when loaded by :func:`load_dataset` alone
+            (one root), filled by :func:`maskclf.sources.load_data`.
     """
 
     root: str
@@ -78,6 +80,7 @@ class LabeledImages:
     problems: list[Problem] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -90,17 +93,34 @@ class LabeledImages:
         """A copy whose lists can grow without touching this one (``compare`` shares a dataset between models)."""
         return replace(self, paths=list(self.paths), labels=list(self.labels), groups=list(self.groups),
                        given_splits=list(self.given_splits), sources=list(self.sources),
-                       problems=list(self.problems), notes=Counter(self.notes), sizes=list(self.sizes))
+                       problems=list(self.problems), notes=Counter(self.notes), sizes=list(self.sizes),
+                       origins=list(self.origins))
+
+    def subset(self, indices: list[int], class_names: list[str] | None = None) -> "LabeledImages":
+        """The images at ``indices`` (relabelled to ``class_names``, which must hold their classes)."""
+        names = list(class_names or self.class_names)
+        new = {i: names.index(n) for i, n in enumerate(self.class_names) if n in names}
+
+        def pick(values: list) -> list:
+            return [values[i] for i in indices] if values else []
+
+        return replace(self, class_names=names, paths=pick(self.paths), labels=[new[self.labels[i]] for i in indices],
+                       groups=pick(self.groups), given_splits=pick(self.given_splits), sources=pick(self.sources),
+                       problems=list(self.problems), notes=Counter(self.notes), sizes=pick(self.sizes),
+                       origins=pick(self.origins))
 
     def add_training(self, splits: list[str], path: str, label: int, group: str, source: str,
-                     size: tuple[int, int]) -> None:
-        """Append one image to the training split (``splits`` grows with it)."""
+                     size: tuple[int, int], origin: str | None = None) -> None:
+        """Append one image to the training split (``splits`` grows with it); ``origin`` names its source
+        (default: the last image's)."""
         self.paths.append(path)
         self.labels.append(label)
         self.groups.append(group)
         self.given_splits.append("train")
         self.sources.append(source)
         self.sizes.append(size)
+        if self.origins:
+            self.origins.append(self.origins[-1] if origin is None else origin)
         splits.append("train")
 
 
@@ -228,6 +248,14 @@ def _inspect_files(paths: list[Path], index: _Index, progress: bool, what: str) 
                     print(f"  checked {n}/{len(todo)} {what}", file=sys.stderr, flush=True)
         index.save()
     return out  # type: ignore[return-value]
+
+
+def image_fingerprints(ds: LabeledImages, progress: bool = False) -> tuple[list[int], list[bytes]]:
+    """The dhash and 16x16 thumbnail of every image of ``ds`` (one root), from the per-file index (folder
+    layouts were indexed when loaded; VOC face crops are indexed on first use)."""
+    root = cache_dir("voc-crops") if ds.layout == "voc" else Path(ds.root)
+    infos = _inspect_files([Path(p) for p in ds.paths], _Index(root), progress, "images for duplicates")
+    return [i.dhash for i in infos], [i.thumb for i in infos]
 
 
 # ----------------------------------------------------------------------------- folder layouts
@@ -385,37 +413,52 @@ def _final_classes(root: Path, labels: list[str], declared: list[str], problems:
 
 # ----------------------------------------------------------------------------- duplicates
 
-def _duplicate_groups(names: list[str], hashes: list[int], thumbs: list[bytes], distance: int) -> list[str]:
-    """Group names: images within ``distance`` bits of dhash and with similar thumbnails share a group.
+def near_duplicate_pairs(hashes: list[int], thumbs: list[bytes], distance: int):
+    """Pairs ``(i, j)``, ``i < j``, of images within ``distance`` bits of dhash whose 16x16 thumbnails also
+    differ by at most 6 grey levels on average (so flat or simple images, which all hash alike, stay apart
+    unless they really look the same)."""
+    n = len(hashes)
+    if distance < 0 or n < 2:
+        return
+    h = np.array(hashes, dtype=np.uint64)
+    t = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(n, -1).astype(np.int16)
+    chunk = max(1, 4_000_000 // n)
+    for start in range(0, n, chunk):
+        block = h[start:start + chunk, None] ^ h[None, :]
+        ii, jj = np.nonzero(np.bitwise_count(block) <= distance)
+        ii = ii + start
+        keep = ii < jj
+        for i, j in zip(ii[keep], jj[keep]):
+            if np.abs(t[i] - t[j]).mean() <= 6.0:
+                yield int(i), int(j)
 
-    The thumbnail check keeps flat or simple images (which all hash alike) apart unless they
-    really look the same.
-    """
-    n = len(names)
-    parent = list(range(n))
 
-    def find(i: int) -> int:
+class UnionFind:
+    """Disjoint sets over 0..n-1; ``find`` gives the smallest member of an element's set."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    if distance >= 0 and n > 1:
-        h = np.array(hashes, dtype=np.uint64)
-        t = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(n, -1).astype(np.int16)
-        chunk = max(1, 4_000_000 // n)
-        for start in range(0, n, chunk):
-            block = h[start:start + chunk, None] ^ h[None, :]
-            close = np.bitwise_count(block) <= distance
-            ii, jj = np.nonzero(close)
-            ii = ii + start
-            keep = ii < jj
-            for i, j in zip(ii[keep], jj[keep]):
-                if np.abs(t[i] - t[j]).mean() <= 6.0:
-                    ri, rj = find(int(i)), find(int(j))
-                    if ri != rj:
-                        parent[max(ri, rj)] = min(ri, rj)
-    return [names[find(i)] for i in range(n)]
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+def _duplicate_groups(names: list[str], hashes: list[int], thumbs: list[bytes], distance: int) -> list[str]:
+    """Group names: images that are near duplicates (:func:`near_duplicate_pairs`) share a group, named
+    after its first member."""
+    sets = UnionFind(len(names))
+    for i, j in near_duplicate_pairs(hashes, thumbs, distance):
+        sets.union(i, j)
+    return [names[sets.find(i)] for i in range(len(names))]
 
 
 # ----------------------------------------------------------------------------- Pascal VOC
@@ -683,7 +726,7 @@ def add_extra_train(ds: LabeledImages, splits: list[str], cfg: DataConfig,
             problems.append(Problem("unreadable image", str(f), info.message))
             continue
         out.add_training(new_splits, str(f), ds.class_names.index(name), f"{EXTRA_GROUP}{root.name}/{folder}",
-                         str(root), (info.width, info.height))
+                         str(root), (info.width, info.height), "extra_train")
         added[name] += 1
     if not added:
         raise MaskclfError(f"{root}: no readable images in class folders; data.extra_train expects DIR/<class>/*.png")
@@ -694,14 +737,15 @@ def add_extra_train(ds: LabeledImages, splits: list[str], cfg: DataConfig,
 
 
 def write_split_csv(path: str | os.PathLike, ds: LabeledImages, splits: list[str]) -> Path:
-    """Write ``split.csv`` (path,label,group,split,source), atomically."""
+    """Write ``split.csv`` (path,label,group,split,source[,dataset]), atomically; ``dataset`` (the source
+    name of each image) when the images carry origins."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["path", "label", "group", "split", "source"])
-            for p, y, g, s, src in zip(ds.paths, ds.labels, ds.groups, splits, ds.sources):
+            w.writerow(["path", "label", "group", "split", "source"] + (["dataset"] if ds.origins else []))
+            for i, (p, y, g, s, src) in enumerate(zip(ds.paths, ds.labels, ds.groups, splits, ds.sources)):
                 if s != "drop":
-                    w.writerow([p, ds.class_names[y], g, s, src])
+                    w.writerow([p, ds.class_names[y], g, s, src] + ([ds.origins[i]] if ds.origins else []))
     return Path(path)
 
 
@@ -747,6 +791,8 @@ def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: 
         merged = photos - len(gc)
         lines.append(f"groups: {len(gc)} photo groups from {photos} photos "
                      f"({merged} photos merged as duplicates of another)")
+    elif ds.layout == "sources":
+        lines.append(f"groups: {len(gc)} (a photo's faces, and duplicate images, share one; never split)")
     else:
         lines.append(f"duplicate groups: {len(dup)} groups holding {sum(dup.values())} images")
     for k, v in sorted(ds.notes.items()):

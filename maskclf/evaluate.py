@@ -232,6 +232,31 @@ def choose_threshold(y_true: Any, probs: Any, positive_index: int = 0) -> float:
     return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
 
+def per_source_metrics(y_true: Any, probs: Any, class_names: Sequence[str], origins: Sequence[str],
+                       threshold: float | None = None) -> dict:
+    """Headline metrics of each source's images (``origins``: the source name per image).
+
+    A source without some class (e.g. a two-class set under a three-class model) is scored on the classes it
+    has: balanced accuracy is the mean recall over them, and predicting a class it lacks counts as an error.
+
+    Returns:
+        {source: {num_samples, accuracy, balanced_accuracy, classes, recall, precision, confusion_matrix}}.
+    """
+    names = [str(n) for n in class_names]
+    y, p = _check_inputs(y_true, probs, names)
+    out = {}
+    for src in dict.fromkeys(origins):
+        mask = np.array([o == src for o in origins])
+        m = compute_metrics(y[mask], p[mask], names, threshold=threshold)
+        present = [n for n in names if m["per_class"][n]["support"]]
+        out[src] = {"num_samples": m["num_samples"], "accuracy": m["accuracy"],
+                    "balanced_accuracy": m["balanced_accuracy"], "classes": present,
+                    "recall": {n: m["per_class"][n]["recall"] for n in present},
+                    "precision": {n: m["per_class"][n]["precision"] for n in names},
+                    "confusion_matrix": m["confusion_matrix"]}
+    return out
+
+
 def write_metrics(metrics: dict, path: str | os.PathLike) -> Path:
     """Write ``metrics`` as JSON atomically.
 
@@ -279,6 +304,10 @@ def format_summary(metrics: dict) -> str:
         )
     elif "roc_auc_ovr" in metrics:
         lines.append(f"ROC-AUC (macro OvR) {_fmt(metrics['roc_auc_ovr'])}")
+    for src, m in metrics.get("per_source", {}).items():
+        recalls = "  ".join(f"{n} {_fmt(r)}" for n, r in m["recall"].items())
+        lines.append(f"source {src}: {m['num_samples']} images, balanced accuracy {_fmt(m['balanced_accuracy'])}"
+                     f"  (recall {recalls})")
     return "\n".join(lines)
 
 
@@ -351,7 +380,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
     """
     import sys
 
-    from maskclf import datasets, plots
+    from maskclf import datasets, plots, sources
     from maskclf.config import load_config, with_changes
     from maskclf.files import read_labels
 
@@ -364,16 +393,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
     size = cfg.data.image_size
     threshold = None
     if data is None:
-        rows = datasets.read_split_csv(run / "split.csv")
-        if any(not os.path.exists(r["path"]) for r in rows):
-            # VOC crops live in the user cache; rebuilding gives the same paths (content-keyed).
-            if progress:
-                print("some images of split.csv are missing; rebuilding the face-crop cache", file=sys.stderr)
-            datasets.load_dataset(cfg.data, progress=progress)
-            missing = [r["path"] for r in rows if not os.path.exists(r["path"])]
-            if missing:
-                raise MaskclfError(f"{missing[0]}: image of split.csv not found ({len(missing)} missing); "
-                                   "pass --data to evaluate on a dataset")
+        rows = sources.run_split_rows(run, cfg.data, "pass --data to evaluate on a dataset", progress)
         by = {s: [r for r in rows if r["split"] == s] for s in ("validation", "test")}
         if not by["test"]:
             raise MaskclfError(f"{run}/split.csv has no test images; pass --data PATH to evaluate on a dataset")
@@ -387,6 +407,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
             threshold = choose_threshold([lookup[r["label"]] for r in by["validation"]], vp)
         paths = [r["path"] for r in by["test"]]
         y = np.array([lookup[r["label"]] for r in by["test"]])
+        origins = [r.get("dataset") or "" for r in by["test"]]
         suffix, source = "", "test split"
     else:
         dcfg = with_changes(cfg, data={"path": str(data), "layout": "auto", "val_fraction": 0.0,
@@ -407,6 +428,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
         print(f"evaluating {len(paths)} images of the {source}", file=sys.stderr, flush=True)
     probs = predict_paths(model, paths, size)
     metrics = compute_metrics(y, probs, class_names, threshold=threshold)
+    if data is None and len(set(origins)) > 1:
+        metrics["per_source"] = per_source_metrics(y, probs, class_names, origins, threshold)
     metrics.update({"evaluated_on": source, "model": cfg.model.name, "image_size": size, "run_dir": str(run)})
     if extra:
         metrics.update(extra)

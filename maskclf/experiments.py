@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskclf import datasets
+from maskclf import datasets, sources
 from maskclf.config import Config
 from maskclf.files import MaskclfError, write_json, write_text
 
@@ -28,7 +28,7 @@ def _log(msg: str, progress: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def compare(data: str | None, models: list[str], epochs: int | None = None, image_size: int | None = None,
+def compare(data: str | list | None, models: list[str], epochs: int | None = None, image_size: int | None = None,
             weights: str | None = None, out=None, overrides: Iterable = (), progress: bool = True) -> Path:
     """Train several models on the same split and tabulate them like seed report 004.
 
@@ -68,11 +68,11 @@ def compare(data: str | None, models: list[str], epochs: int | None = None, imag
             raise MaskclfError(f"model.{opt}: none of {', '.join(models)} has this option")
     base = C.apply_overrides(C.Config(), general)
     if data is not None:
-        base = C.apply_overrides(base, {"data.path": str(data)})
+        base = C.apply_overrides(base, C.data_overrides(data))
     directory = Path(out or Path(base.train.out) / "compare")
     base = C.apply_overrides(base, {"train.out": str(directory / "runs"), **({"train.epochs": epochs} if epochs else {})})
-    ds = datasets.load_dataset(base.data, progress=progress)
-    splits = datasets.assign_splits(ds, base.data)
+    ds = sources.load_data(base.data, progress=progress)
+    splits = sources.assign_splits(ds, base.data)
     rows = []
     for spec in specs:
         ov = {"model.name": spec.name, "data.image_size": image_size or spec.image_size,
@@ -211,9 +211,10 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
     wanted = set(only) if only else set(range(1, folds + 1))
     if not wanted <= set(range(1, folds + 1)):
         raise MaskclfError(f"--fold: fold numbers run from 1 to {folds}, got {sorted(wanted)}")
-    _log(f"reading {cfg.data.path} ...", progress)
-    ds = datasets.load_dataset(cfg.data, progress=progress)
-    fold_splits = kfold_splits(ds.labels, ds.groups, folds, cfg.data.val_fraction, cfg.data.split_seed)
+    _log(f"reading {sources.describe(cfg.data)} ...", progress)
+    ds = sources.load_data(cfg.data, progress=progress)
+    # With several sources, folds are stratified by source and class, so every fold tests every source.
+    fold_splits = kfold_splits(sources.strata(ds), ds.groups, folds, cfg.data.val_fraction, cfg.data.split_seed)
     teachers = _fold_teachers(cfg.train.distill_from, folds)
     rows = []
     for f, splits in enumerate(fold_splits, start=1):
@@ -243,6 +244,82 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
     write_text(directory / "cv.md", format_cv(summary))
     _plot_folds(summary, directory / "cv.png")
     return directory
+
+
+def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None = None, progress: bool = True) -> Path:
+    """Leave-one-source-out: for each source of ``cfg.data`` (``data.path`` + ``data.sources``), train on the
+    others and test on every image of it; the honest figure for photos from a source never seen in training.
+
+    Args:
+        cfg: the configuration of every fold (its data must name at least two sources).
+        out: output folder (default ``<train.out>/cv-by-source-<model>-<size>``); the fold holding out source
+            S trains into ``out/heldout-<S>/`` and is not retrained when finished with the same configuration.
+        only: hold out only these sources (names as in the data report), e.g. to share folds between machines.
+        progress: print progress.
+
+    Returns:
+        The folder with ``cv.json`` and ``cv.md`` (one row per held-out source, and their mean).
+    """
+    from maskclf import config as C
+    from maskclf.train import find_completed_run, train
+
+    directory = Path(out or Path(cfg.train.out) / f"cv-by-source-{cfg.model.name}-{cfg.data.image_size}")
+    _log(f"reading {sources.describe(cfg.data)} ...", progress)
+    ds = sources.load_data(cfg.data, progress=progress)
+    names = list(dict.fromkeys(ds.origins))
+    if len(names) < 2:
+        raise MaskclfError("maskclf cv --by-source needs at least two sources: give --data A --data B "
+                           "(or data.sources in the config)")
+    wanted = set(only) if only else set(names)
+    if not wanted <= set(names):
+        raise MaskclfError(f"--source {', '.join(sorted(wanted - set(names)))}: not a source; sources: {', '.join(names)}")
+    rows = []
+    for held in names:
+        fold, splits, left_out = sources.leave_one_out(ds, held, cfg.data.val_fraction, cfg.data.split_seed)
+        fcfg = C.apply_overrides(cfg, {"train.out": str(directory / f"heldout-{held}")})
+        run = find_completed_run(Path(fcfg.train.out), fcfg.fingerprint())
+        if run is None and held in wanted:
+            _log(f"maskclf cv --by-source: testing on {held} ({splits.count('test')} images"
+                 + (f"; {left_out} of classes the other sources lack left out" if left_out else "")
+                 + f"), training on {', '.join(n for n in names if n != held)}", progress)
+            run = train(fcfg, progress=progress, data=(fold, splits))
+        if run is None:
+            continue
+        m = json.loads((run / "metrics.json").read_text())
+        present = [c for c in m["class_names"] if m["per_class"][c]["support"]]
+        rows.append({"held_out": held, "trained_on": [n for n in names if n != held], "run_dir": str(run),
+                     "test_images": m["num_samples"], "left_out": left_out, "class_names": m["class_names"],
+                     "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"],
+                     "recall": {c: m["per_class"][c]["recall"] for c in present},
+                     "precision": {c: m["per_class"][c]["precision"] for c in m["class_names"]},
+                     "confusion_matrix": m["confusion_matrix"],
+                     "validation_best": _best_validation(run, cfg.train.monitor)})
+    if not rows:
+        raise MaskclfError(f"{directory}: no held-out source finished")
+    summary = {"by_source": True, "sources": names, "data": sources.describe(cfg.data), "model": cfg.model.name,
+               "image_size": cfg.data.image_size, "config": cfg.to_dict(),
+               "balanced_accuracy": _mean_sd([r["balanced_accuracy"] for r in rows]), "per_source": rows}
+    write_json(directory / "cv.json", summary)
+    write_text(directory / "cv.md", format_cv_by_source(summary))
+    return directory
+
+
+def format_cv_by_source(summary: dict) -> str:
+    """The leave-one-source-out summary as Markdown: one row per held-out source."""
+    lines = [f"# Leave-one-source-out: {summary['model']} at {summary['image_size']} px, "
+             f"{len(summary['per_source'])} of {len(summary['sources'])} sources held out", "",
+             f"Data: `{summary['data']}`. Each row trains on the other sources and tests on every image of the "
+             "held-out one (scored on its own classes: predicting a class it lacks is an error).", "",
+             "| held out | trained on | test images | balanced acc. | recall per class | precision per class |",
+             "|---|---|---:|---:|---|---|"]
+    for r in summary["per_source"]:
+        rec = ", ".join(f"{c} {v:.3f}" for c, v in r["recall"].items())
+        prec = ", ".join(f"{c} {v:.3f}" for c, v in r["precision"].items())
+        note = f" ({r['left_out']} left out)" if r["left_out"] else ""
+        lines.append(f"| {r['held_out']} | {', '.join(r['trained_on'])} | {r['test_images']}{note} | "
+                     f"**{r['balanced_accuracy']:.4f}** | {rec} | {prec} |")
+    lines += ["", f"Mean over held-out sources: balanced accuracy **{_pm(summary['balanced_accuracy'])}** %."]
+    return "\n".join(lines) + "\n"
 
 
 def cv_fold_runs(directory: str | os.PathLike) -> tuple[int, dict[int, Path]]:
@@ -299,6 +376,8 @@ def _fold_row(m: dict, class_names: list[str]) -> dict:
            "support": {c: m["per_class"][c]["support"] for c in class_names},
            "confusion_matrix": m["confusion_matrix"],
            "train_seconds": m.get("training", {}).get("seconds"), "epochs": m.get("training", {}).get("epochs")}
+    if m.get("per_source"):
+        row["per_source"] = {s: v["balanced_accuracy"] for s, v in m["per_source"].items()}
     return row
 
 
@@ -306,8 +385,12 @@ def _summarize_folds(rows: list[dict], class_names: list[str], cfg: Config, fold
     pooled = np.sum([np.asarray(r["confusion_matrix"]) for r in rows], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled_recall = np.diag(pooled) / pooled.sum(axis=1)
+    per_source = {}
+    for r in rows:
+        for s in r.get("per_source", {}):
+            per_source.setdefault(s, _mean_sd([x.get("per_source", {}).get(s) for x in rows]))
     return {
-        "folds": folds, "folds_done": len(rows), "data": cfg.data.path, "model": cfg.model.name,
+        "folds": folds, "folds_done": len(rows), "data": sources.describe(cfg.data), "model": cfg.model.name,
         "image_size": cfg.data.image_size, "config": cfg.to_dict(),
         "monitor": cfg.train.monitor,
         "validation_best": _mean_sd([r["validation_best"] for r in rows]),
@@ -320,6 +403,7 @@ def _summarize_folds(rows: list[dict], class_names: list[str], cfg: Config, fold
         "pooled_balanced_accuracy": float(np.nanmean(pooled_recall)),
         "class_names": class_names,
         "train_seconds": _mean_sd([r["train_seconds"] for r in rows]),
+        "per_source_balanced_accuracy": per_source,
         "per_fold": rows,
     }
 
@@ -346,6 +430,8 @@ def format_cv(summary: dict) -> str:
              f"| macro F1 | {_pm(summary['macro_f1'])} |",
              f"| accuracy | {_pm(summary['accuracy'])} |"]
     lines += [f"| recall {c} | {_pm(summary['recall'][c])} |" for c in names]
+    lines += [f"| balanced accuracy on {s} (its own classes) | {_pm(v)} |"
+              for s, v in summary.get("per_source_balanced_accuracy", {}).items()]
     lines += [f"| expected calibration error | {_pm(summary['ece'])} |",
               f"| balanced accuracy of the pooled confusion matrix | {100 * summary['pooled_balanced_accuracy']:.1f} |",
               "", ("| fold | test images | balanced acc. | macro F1 | " + " | ".join(f"recall {c}" for c in names)

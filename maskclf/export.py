@@ -366,18 +366,9 @@ def _sha256(path: Path) -> str:
 
 
 def _split_rows(run: Path, cfg, progress: bool) -> list[dict]:
-    from maskclf import datasets
+    from maskclf.sources import run_split_rows
 
-    rows = datasets.read_split_csv(run / "split.csv")
-    if any(not os.path.exists(r["path"]) for r in rows):
-        # VOC crops live in the user cache; rebuilding gives the same paths (content-keyed).
-        _log("some images of split.csv are missing; rebuilding the face-crop cache", progress)
-        datasets.load_dataset(cfg.data, progress=progress)
-        missing = [r["path"] for r in rows if not os.path.exists(r["path"])]
-        if missing:
-            raise MaskclfError(f"{missing[0]}: image of split.csv not found ({len(missing)} missing); "
-                               "restore the dataset the run was trained on")
-    return rows
+    return run_split_rows(run, cfg.data, "restore the dataset the run was trained on", progress)
 
 
 def _load_images(paths: Sequence[str], size: int) -> np.ndarray:

@@ -274,7 +274,8 @@ def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, pro
                 painted = painted.resize(img.size, Image.LANCZOS)
             with atomic_path(path) as tmp:
                 painted.save(tmp, format="PNG")
-        out.add_training(new_splits, str(path), dst, ds.groups[i], ds.sources[i], ds.sizes[i])
+        out.add_training(new_splits, str(path), dst, ds.groups[i], ds.sources[i], ds.sizes[i],
+                         ds.origins[i] if ds.origins else None)
         if progress and (n + 1) % 200 == 0:
             print(f"  painted {n + 1}/{len(chosen)} training faces", flush=True)
     added = len(out.paths) - len(ds.paths)

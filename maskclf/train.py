@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 
-from maskclf import datasets
+from maskclf import datasets, sources
 from maskclf.config import Config, save_config
 from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, write_json, write_labels, write_text
@@ -392,19 +392,19 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     keras.utils.set_random_seed(cfg.train.seed)
 
     if data is None:
-        _log(f"reading {cfg.data.path} ...", progress)
-        ds = datasets.load_dataset(cfg.data, progress=progress)
-        splits = datasets.assign_splits(ds, cfg.data)
+        _log(f"reading {sources.describe(cfg.data)} ...", progress)
+        ds = sources.load_data(cfg.data, progress=progress)
+        splits = sources.assign_splits(ds, cfg.data)
     else:
         ds, splits = data
     ds, splits = datasets.add_training_images(ds, splits, cfg.data, progress)
-    report = datasets.summarize(ds, splits)
+    report = sources.summarize(ds, splits)
     _log(report, progress)
     idx = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation", "test")}
     if not idx["train"]:
-        raise MaskclfError(f"{cfg.data.path}: no training images after the split")
+        raise MaskclfError(f"{sources.describe(cfg.data)}: no training images after the split")
     if not idx["validation"]:
-        raise MaskclfError(f"{cfg.data.path}: no validation images; set data.val_fraction > 0 or add a validation split")
+        raise MaskclfError(f"{sources.describe(cfg.data)}: no validation images; set data.val_fraction > 0 or add a validation split")
 
     def take(s):
         return [ds.paths[i] for i in idx[s]], [ds.labels[i] for i in idx[s]]

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import keras
 import keras_tuner
 
-from maskclf import datasets
+from maskclf import datasets, sources
 from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config, starts_trained
 from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, read_yaml, write_json, write_text
@@ -419,17 +419,17 @@ class SearchData:
     """
 
     def __init__(self, cfg: Config, progress: bool = True):
-        ds = datasets.load_dataset(cfg.data, progress=progress)
-        splits = datasets.assign_splits(ds, cfg.data)
+        ds = sources.load_data(cfg.data, progress=progress)
+        splits = sources.assign_splits(ds, cfg.data)
         ds, splits = datasets.add_training_images(ds, splits, cfg.data, progress)  # as in `train`: training split only
         if progress:
-            print(datasets.summarize(ds, splits), file=sys.stderr, flush=True)
+            print(sources.summarize(ds, splits), file=sys.stderr, flush=True)
         self.class_names = list(ds.class_names)
         pick = {s: [i for i, v in enumerate(splits) if v == s] for s in ("train", "validation")}
         if not pick["train"]:
-            raise MaskclfError(f"{cfg.data.path}: no training images after the split")
+            raise MaskclfError(f"{sources.describe(cfg.data)}: no training images after the split")
         if not pick["validation"]:
-            raise MaskclfError(f"{cfg.data.path}: no validation images; the search needs them "
+            raise MaskclfError(f"{sources.describe(cfg.data)}: no validation images; the search needs them "
                                "(set data.val_fraction > 0 or add a validation split)")
         self.train_paths = [ds.paths[i] for i in pick["train"]]
         self.train_labels = [ds.labels[i] for i in pick["train"]]
@@ -791,7 +791,13 @@ def _check_resume(directory: Path, state: dict) -> None:
     write_json(path, state)
 
 
-def tune(space, data: str | None = None, tuner: str | None = None, max_trials: int | None = None,
+def _resolved_roots(cfg: Config):
+    """The search's data for the resume check: one resolved root as before, or the list of several."""
+    roots = [str(Path(r.path).resolve()) for r in sources.data_sources(cfg.data)]
+    return roots[0] if len(roots) == 1 else roots
+
+
+def tune(space, data: str | list | None = None, tuner: str | None = None, max_trials: int | None = None,
          max_epochs: int | None = None, objective: str | None = None, out=None, overrides: Iterable = (),
          distributed: str | None = None, oracle: str | None = None, tuner_id: str | None = None,
          callbacks: Iterable = (), tensorboard: bool = True, progress: bool = True) -> Path:
@@ -832,7 +838,7 @@ def tune(space, data: str | None = None, tuner: str | None = None, max_trials: i
     overrides = list(overrides or [])
     base = C.apply_overrides(C.Config(), overrides)
     if data is not None:
-        base = C.apply_overrides(base, {"data.path": str(data)})
+        base = C.apply_overrides(base, C.data_overrides(data))
     base = C.apply_overrides(base, {"model.name": sp.model})
     if base.train.distill_from:
         raise MaskclfError("train.distill_from is not used by `maskclf tune`; tune without it, then train the best "
@@ -858,7 +864,7 @@ def tune(space, data: str | None = None, tuner: str | None = None, max_trials: i
         if not is_worker:
             _check_resume(directory, {"space": sp.fingerprint(), "model": sp.model, "tuner": tuner_name,
                                       "objective": objective, "max_epochs": max_epochs,
-                                      "base": base.fingerprint(), "data": str(Path(base.data.path).resolve())})
+                                      "base": base.fingerprint(), "data": _resolved_roots(base)})
         hypermodel = MaskHyperModel(sp, base, SearchData(base, progress=progress), max_epochs, objective)
         cbs = list(callbacks or [])
         if tensorboard:

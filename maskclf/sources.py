@@ -1,0 +1,233 @@
+"""Several dataset roots as one labelled set: ``data.path`` plus ``data.sources`` (``--data A --data B``).
+
+    data_sources(DataConfig) -> [Source]          name, path, class map and layout of every root
+    load_data(DataConfig)    -> LabeledImages     every image with its source name (``origins``)
+    assign_splits(ds, cfg)   -> splits            each source split by its own rules, duplicates kept on one side
+    strata(ds)               -> [int]             (source, class) per image, to stratify folds by both
+    summarize(ds, splits)    -> str               the data report with a per-source table
+
+A user's camera meets faces from other photographers: training on several sources and reading the
+metrics per source (``metrics.json["per_source"]``, ``maskclf cv --by-source``) is how the package
+measures that. Classes are matched by name after each source's class map; a class the first source
+(or ``data.classes``) does not have is an error naming the source, never a silent new class. Images
+that are (near) duplicates across sources join one group, so a split never puts copies on two sides.
+No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from maskclf import datasets
+from maskclf.config import DataConfig
+from maskclf.datasets import LabeledImages, Problem
+from maskclf.files import MaskclfError
+
+LAYOUTS = ("auto", "folders", "splits", "voc")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset root of ``data.path`` / ``data.sources``."""
+
+    name: str
+    path: str
+    class_map: dict
+    layout: str
+
+
+def data_sources(cfg: DataConfig) -> list[Source]:
+    """The roots to read: ``cfg.path`` first, then each ``cfg.sources`` entry (names made unique).
+
+    A source's name is its ``name`` key or its folder's name; ``class_map`` and ``layout`` default to
+    the data section's own.
+    """
+    entries = [{"path": cfg.path}] + [s if isinstance(s, dict) else {"path": s} for s in cfg.sources]
+    out, seen = [], Counter()
+    for i, e in enumerate(entries):
+        layout = e.get("layout", cfg.layout)
+        if layout not in LAYOUTS:
+            raise MaskclfError(f"config key data.sources[{i - 1}].layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+        name = str(e.get("name") or Path(str(e["path"])).expanduser().resolve().name or f"source{i + 1}")
+        seen[name] += 1
+        if seen[name] > 1:
+            name = f"{name}-{seen[name]}"
+        out.append(Source(name, str(e["path"]), dict(e.get("class_map", cfg.class_map) or {}), layout))
+    return out
+
+
+def describe(cfg: DataConfig) -> str:
+    """The data as a user gave it: ``A`` or ``A + B + ...``."""
+    return " + ".join(s.path for s in data_sources(cfg))
+
+
+def load_data(cfg: DataConfig, progress: bool = True) -> LabeledImages:
+    """Load every source of ``cfg`` (:func:`maskclf.datasets.load_dataset` each) and merge them.
+
+    Returns:
+        One LabeledImages: classes the sorted union (all of them classes of the first source or of
+        ``cfg.classes``), groups prefixed by the source name and merged where images are near duplicates
+        across sources, ``origins`` naming each image's source. One source gives its own dataset with
+        ``origins`` filled in.
+
+    Raises:
+        MaskclfError: a source cannot be read (the message names it), or a source brings a class the
+            first source does not have.
+    """
+    srcs = data_sources(cfg)
+    parts = []
+    for s in srcs:
+        scfg = replace(cfg, path=s.path, layout=s.layout, class_map=s.class_map, sources=())
+        try:
+            parts.append(datasets.load_dataset(scfg, progress=progress))
+        except MaskclfError as e:
+            if len(srcs) == 1:
+                raise
+            raise MaskclfError(f"source {s.name}: {e}") from None
+    if len(parts) == 1:
+        ds = parts[0]
+        ds.origins = [srcs[0].name] * len(ds)
+        return ds
+    allowed = list(cfg.classes) or parts[0].class_names
+    for s, part in zip(srcs[1:], parts[1:]):
+        extra = [c for c in part.class_names if c not in allowed]
+        if extra:
+            raise MaskclfError(
+                f"{s.path}: class {extra[0]!r} of source {s.name} is not a class of {srcs[0].name} "
+                f"({', '.join(allowed)}); map it in data.sources ({{path: {s.path}, class_map: {{{extra[0]}: "
+                f"{allowed[0]}}}}}) or drop it with class_map {extra[0]}: null")
+    prints = [datasets.image_fingerprints(p, progress) if cfg.dedupe_distance >= 0 else ([], []) for p in parts]
+    names = sorted({c for p in parts for c in p.class_names})
+    ds = LabeledImages(" + ".join(p.root for p in parts), "sources", names)
+    for s, part in zip(srcs, parts):
+        ds.paths += part.paths
+        ds.labels += [names.index(part.class_names[y]) for y in part.labels]
+        ds.groups += [f"{s.name}:{g}" for g in part.groups]
+        ds.given_splits += part.given_splits
+        ds.sources += part.sources
+        ds.sizes += part.sizes
+        ds.origins += [s.name] * len(part)
+        ds.problems += part.problems
+        for k, v in part.notes.items():
+            ds.notes[f"{k} [{s.name}]"] += v
+    if cfg.dedupe_distance >= 0:
+        _group_across_sources(ds, [h for p in prints for h in p[0]], [t for p in prints for t in p[1]],
+                              cfg.dedupe_distance)
+    return ds
+
+
+def _group_across_sources(ds: LabeledImages, hashes: list[int], thumbs: list[bytes], distance: int) -> None:
+    """Near-duplicate images of different sources join one group (in place); the count goes to ds.notes."""
+    ids = {g: i for i, g in enumerate(dict.fromkeys(ds.groups))}
+    names = list(ids)
+    sets = datasets.UnionFind(len(ids))
+    crossed = 0
+    for i, j in datasets.near_duplicate_pairs(hashes, thumbs, distance):
+        if ds.origins[i] != ds.origins[j]:
+            crossed += 1
+            sets.union(ids[ds.groups[i]], ids[ds.groups[j]])
+    if crossed:
+        ds.groups = [names[sets.find(ids[g])] for g in ds.groups]
+        ds.notes["image pairs duplicated across sources (grouped together)"] = crossed
+
+
+def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
+    """Train/validation/test per image: each source by its own rules (:func:`maskclf.datasets.assign_splits`:
+    its split folders, else a grouped, stratified random split), so every source is in every split.
+
+    A group that reaches two sides through duplicates across sources keeps its training images; its
+    validation/test copies are dropped (reported in ``ds.problems``).
+    """
+    origins = list(dict.fromkeys(ds.origins))
+    if len(origins) <= 1:
+        return datasets.assign_splits(ds, cfg)
+    splits = [""] * len(ds)
+    for name in origins:
+        idx = [i for i, o in enumerate(ds.origins) if o == name]
+        sub = ds.subset(idx)
+        for i, s in zip(idx, datasets.assign_splits(sub, cfg)):
+            splits[i] = s
+        ds.problems += sub.problems[len(ds.problems):]
+    train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
+    leaked = [i for i, (g, s) in enumerate(zip(ds.groups, splits)) if s in ("validation", "test") and g in train_groups]
+    for i in leaked:
+        splits[i] = "drop"
+    if leaked:
+        ds.problems.append(Problem("duplicate across sources", ds.paths[leaked[0]],
+                                   f"{len(leaked)} validation/test images duplicate a training image of another "
+                                   f"source (first: {ds.paths[leaked[0]]}); dropped from evaluation"))
+    return splits
+
+
+def strata(ds: LabeledImages) -> list[int]:
+    """A stratum per image for stratified splits: its class, or (source, class) with several sources."""
+    if len(set(ds.origins)) <= 1:
+        return list(ds.labels)
+    keys = {k: i for i, k in enumerate(sorted(set(zip(ds.origins, ds.labels))))}
+    return [keys[k] for k in zip(ds.origins, ds.labels)]
+
+
+def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: int = 3) -> str:
+    """:func:`maskclf.datasets.summarize`, then (with several sources) images per source, class and split."""
+    text = datasets.summarize(ds, splits, max_examples)
+    origins = list(dict.fromkeys(ds.origins))
+    if len(origins) <= 1:
+        return text
+    sides = [s for s in ("train", "validation", "test") if splits and s in splits]
+    lines = ["per source:", f"  {'source':<28}{'class':<24}" + "".join(f"{s:>12}" for s in sides) + f"{'total':>8}"]
+    for o in origins:
+        idx = [i for i, x in enumerate(ds.origins) if x == o]
+        for c in sorted({ds.labels[i] for i in idx}):
+            mine = [i for i in idx if ds.labels[i] == c]
+            row = [sum(1 for i in mine if splits[i] == s) for s in sides] if sides else []
+            lines.append(f"  {o:<28}{ds.class_names[c]:<24}" + "".join(f"{v:>12}" for v in row) + f"{len(mine):>8}")
+    return text + "\n" + "\n".join(lines)
+
+
+def leave_one_out(ds: LabeledImages, held_out: str, val_fraction: float, seed: int) -> tuple[LabeledImages, list[str], int]:
+    """A leave-one-source-out fold: ``held_out``'s images are the test split, the other sources train and
+    validate (grouped, stratified by source and class).
+
+    The fold's classes are those the training sources have; held-out images of other classes cannot be
+    scored and are left out (their count is returned).
+
+    Returns:
+        (dataset of the fold, its splits, held-out images left out).
+    """
+    if held_out not in ds.origins:
+        raise MaskclfError(f"no source named {held_out!r}; sources: {', '.join(dict.fromkeys(ds.origins))}")
+    train_idx = [i for i, o in enumerate(ds.origins) if o != held_out]
+    if not train_idx:
+        raise MaskclfError("leave-one-source-out needs at least two sources; give --data A --data B")
+    known = sorted({ds.labels[i] for i in train_idx})
+    names = [ds.class_names[c] for c in known]
+    if len(names) < 2:
+        raise MaskclfError(f"without {held_out} the other sources have only the class {names[0]!r}; "
+                           "training needs at least two")
+    test_idx = [i for i, o in enumerate(ds.origins) if o == held_out and ds.labels[i] in known]
+    left_out = sum(1 for o in ds.origins if o == held_out) - len(test_idx)
+    fold = ds.subset(train_idx + test_idx, names)
+    n = len(train_idx)
+    sub = datasets.grouped_split(strata(fold.subset(list(range(n)))), fold.groups[:n], val_fraction, 0.0, seed)
+    test_groups = set(fold.groups[n:])
+    splits = ["drop" if g in test_groups else s for s, g in zip(sub, fold.groups[:n])] + ["test"] * len(test_idx)
+    return fold, splits, left_out
+
+
+def run_split_rows(run_dir: str | os.PathLike, cfg: DataConfig, hint: str, progress: bool = True) -> list[dict]:
+    """A run's split.csv rows, the VOC face-crop cache rebuilt first when its images are gone (rebuilding
+    gives the same content-keyed paths); ``hint`` ends the error when images are still missing."""
+    run = Path(run_dir)
+    rows = datasets.read_split_csv(run / "split.csv")
+    if any(not os.path.exists(r["path"]) for r in rows):
+        if progress:
+            print("some images of split.csv are missing; rebuilding the face-crop cache", file=sys.stderr, flush=True)
+        load_data(cfg, progress=progress)
+        missing = [r["path"] for r in rows if not os.path.exists(r["path"])]
+        if missing:
+            raise MaskclfError(f"{missing[0]}: image of split.csv not found ({len(missing)} missing); {hint}")
+    return rows
