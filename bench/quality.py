@@ -30,7 +30,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from foundation import machine  # noqa: E402
 
-from maskclf.experiments import _mean_sd  # noqa: E402  the same mean ± sd as cv.json
+from maskclf.cvreport import mean_sd as _mean_sd  # noqa: E402  the same mean ± sd as cv.json
 
 RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[30,95]"]
 PAINTED = ["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"]  # the painted start (session 5)

@@ -35,7 +35,7 @@ from maskclf.files import MaskclfError, read_labels, write_text
 def fold_runs(path: str | os.PathLike) -> list[tuple[str, Path]]:
     """The runs to audit as (name, run directory): the folds of a ``maskclf cv`` folder (from its cv.json,
     named ``fold F``), or one run directory (named by its folder)."""
-    from maskclf.experiments import cv_fold_runs
+    from maskclf.cvreport import cv_fold_runs
 
     p = Path(path)
     if (p / "cv.json").is_file():

@@ -151,7 +151,7 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     ensemble of the same members is already there is not rebuilt. Returns ``out``.
     """
     from maskclf.config import load_config
-    from maskclf.experiments import _fold_row, _plot_folds, _summarize_folds, cv_fold_runs, format_cv
+    from maskclf.cvreport import cv_fold_runs, fold_row, format_cv, plot_folds, summarize_folds
     from maskclf.files import write_text
 
     dirs = [Path(d) for d in cv_dirs]
@@ -182,14 +182,14 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
             m = make_ensemble(members, fold_out, progress=False)
         names = read_labels(fold_out / "labels.txt")
         rows.append({"fold": f, "run_dir": str(fold_out), "validation_best": m.get("validation_balanced_accuracy"),
-                     **_fold_row(m, names)})
+                     **fold_row(m, names)})
     cfg = load_config(out / f"fold-{common[0]}-of-{k}" / "config.yaml")
-    summary = _summarize_folds(rows, names, cfg, k)
+    summary = summarize_folds(rows, names, cfg, k)
     summary["ensemble_of"] = [str(d.resolve()) for d in dirs]
     summary["classifier_calls_per_face"] = len(dirs)
     write_json(out / "cv.json", summary)
     write_text(out / "cv.md", format_cv(summary))
-    _plot_folds(summary, out / "cv.png")
+    plot_folds(summary, out / "cv.png")
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from maskclf import datasets, sources
+from maskclf.cvreport import (best_validation, cv_fold_runs, fold_row, format_cv, format_cv_by_source, mean_sd,
+                              plot_folds, summarize_folds)
 from maskclf.config import Config
 from maskclf.files import MaskclfError, write_json, write_text
 
@@ -141,7 +142,6 @@ def _write_comparison(rows: list[dict], class_names: list[str], directory: Path)
     _save(fig, directory / "compare.png")
 
 
-
 # ----------------------------------------------------------------------------- cross-validation
 
 def kfold_splits(labels: list[int], groups: list[str], folds: int, val_fraction: float, seed: int) -> list[list[str]]:
@@ -178,13 +178,6 @@ def kfold_splits(labels: list[int], groups: list[str], folds: int, val_fraction:
             splits[i] = s
         out.append(splits)
     return out
-
-
-def _mean_sd(values: list[float]) -> dict:
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    if not len(v):
-        return {"mean": None, "sd": None}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
 def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | None = None,
@@ -235,14 +228,14 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
         if run is None:
             continue
         m = json.loads((run / "metrics.json").read_text())
-        rows.append({"fold": f, "run_dir": str(run), "validation_best": _best_validation(run, cfg.train.monitor),
-                     **_fold_row(m, ds.class_names)})
+        rows.append({"fold": f, "run_dir": str(run), "validation_best": best_validation(run, cfg.train.monitor),
+                     **fold_row(m, ds.class_names)})
     if not rows:
         raise MaskclfError(f"{directory}: no fold finished")
-    summary = _summarize_folds(rows, ds.class_names, cfg, folds)
+    summary = summarize_folds(rows, ds.class_names, cfg, folds)
     write_json(directory / "cv.json", summary)
     write_text(directory / "cv.md", format_cv(summary))
-    _plot_folds(summary, directory / "cv.png")
+    plot_folds(summary, directory / "cv.png")
     return directory
 
 
@@ -293,57 +286,15 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
                      "recall": {c: m["per_class"][c]["recall"] for c in present},
                      "precision": {c: m["per_class"][c]["precision"] for c in m["class_names"]},
                      "confusion_matrix": m["confusion_matrix"],
-                     "validation_best": _best_validation(run, cfg.train.monitor)})
+                     "validation_best": best_validation(run, cfg.train.monitor)})
     if not rows:
         raise MaskclfError(f"{directory}: no held-out source finished")
     summary = {"by_source": True, "sources": names, "data": sources.describe(cfg.data), "model": cfg.model.name,
                "image_size": cfg.data.image_size, "config": cfg.to_dict(),
-               "balanced_accuracy": _mean_sd([r["balanced_accuracy"] for r in rows]), "per_source": rows}
+               "balanced_accuracy": mean_sd([r["balanced_accuracy"] for r in rows]), "per_source": rows}
     write_json(directory / "cv.json", summary)
     write_text(directory / "cv.md", format_cv_by_source(summary))
     return directory
-
-
-def format_cv_by_source(summary: dict) -> str:
-    """The leave-one-source-out summary as Markdown: one row per held-out source."""
-    lines = [f"# Leave-one-source-out: {summary['model']} at {summary['image_size']} px, "
-             f"{len(summary['per_source'])} of {len(summary['sources'])} sources held out", "",
-             f"Data: `{summary['data']}`. Each row trains on the other sources and tests on every image of the "
-             "held-out one (scored on its own classes: predicting a class it lacks is an error).", "",
-             "| held out | trained on | test images | balanced acc. | recall per class | precision per class |",
-             "|---|---|---:|---:|---|---|"]
-    for r in summary["per_source"]:
-        rec = ", ".join(f"{c} {v:.3f}" for c, v in r["recall"].items())
-        prec = ", ".join(f"{c} {v:.3f}" for c, v in r["precision"].items())
-        note = f" ({r['left_out']} left out)" if r["left_out"] else ""
-        lines.append(f"| {r['held_out']} | {', '.join(r['trained_on'])} | {r['test_images']}{note} | "
-                     f"**{r['balanced_accuracy']:.4f}** | {rec} | {prec} |")
-    lines += ["", f"Mean over held-out sources: balanced accuracy **{_pm(summary['balanced_accuracy'])}** %."]
-    return "\n".join(lines) + "\n"
-
-
-def cv_fold_runs(directory: str | os.PathLike) -> tuple[int, dict[int, Path]]:
-    """A cv folder's K and its finished folds' run directories (fold -> run), from its cv.json.
-
-    cv.json stores run paths as the command was given (possibly relative to where it ran); a path that does
-    not exist as stored is found again inside ``directory`` by its ``fold-F-of-K`` part.
-    """
-    d = Path(directory)
-    try:
-        summary = json.loads((d / "cv.json").read_text())
-        per_fold, k = summary["per_fold"], int(summary["folds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise MaskclfError(f"{d / 'cv.json'}: missing or unreadable; is {d} a `maskclf cv` folder?") from None
-    runs = {}
-    for r in per_fold:
-        p = Path(r["run_dir"])
-        if not p.is_dir():
-            parts = p.parts
-            at = next((i for i, part in enumerate(parts) if part.startswith("fold-") and "-of-" in part), None)
-            if at is not None and (d.joinpath(*parts[at:])).is_dir():
-                p = d.joinpath(*parts[at:])
-        runs[int(r["fold"])] = p
-    return k, runs
 
 
 def _fold_teachers(distill_from: str, folds: int) -> dict[int, str]:
@@ -357,113 +308,3 @@ def _fold_teachers(distill_from: str, folds: int) -> dict[int, str]:
     return {f: str(p.resolve()) for f, p in runs.items()}
 
 
-def _best_validation(run: Path, monitor: str) -> float | None:
-    """The best epoch's validation value of the monitored metric (what recipes are chosen on)."""
-    try:
-        with open(run / "history.csv", newline="") as f:
-            vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "")]
-    except (OSError, ValueError, KeyError):
-        return None
-    if not vals:
-        return None
-    return max(vals) if "loss" not in monitor else min(vals)
-
-
-def _fold_row(m: dict, class_names: list[str]) -> dict:
-    row = {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-           "ece": m.get("ece"), "test_images": m["num_samples"],
-           "recall": {c: m["per_class"][c]["recall"] for c in class_names},
-           "support": {c: m["per_class"][c]["support"] for c in class_names},
-           "confusion_matrix": m["confusion_matrix"],
-           "train_seconds": m.get("training", {}).get("seconds"), "epochs": m.get("training", {}).get("epochs")}
-    if m.get("per_source"):
-        row["per_source"] = {s: v["balanced_accuracy"] for s, v in m["per_source"].items()}
-    return row
-
-
-def _summarize_folds(rows: list[dict], class_names: list[str], cfg: Config, folds: int) -> dict:
-    pooled = np.sum([np.asarray(r["confusion_matrix"]) for r in rows], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled_recall = np.diag(pooled) / pooled.sum(axis=1)
-    per_source = {}
-    for r in rows:
-        for s in r.get("per_source", {}):
-            per_source.setdefault(s, _mean_sd([x.get("per_source", {}).get(s) for x in rows]))
-    return {
-        "folds": folds, "folds_done": len(rows), "data": sources.describe(cfg.data), "model": cfg.model.name,
-        "image_size": cfg.data.image_size, "config": cfg.to_dict(),
-        "monitor": cfg.train.monitor,
-        "validation_best": _mean_sd([r["validation_best"] for r in rows]),
-        "balanced_accuracy": _mean_sd([r["balanced_accuracy"] for r in rows]),
-        "accuracy": _mean_sd([r["accuracy"] for r in rows]),
-        "macro_f1": _mean_sd([r["macro_f1"] for r in rows]),
-        "ece": _mean_sd([r["ece"] for r in rows]),
-        "recall": {c: _mean_sd([r["recall"][c] for r in rows]) for c in class_names},
-        "pooled_confusion_matrix": pooled.astype(int).tolist(),
-        "pooled_balanced_accuracy": float(np.nanmean(pooled_recall)),
-        "class_names": class_names,
-        "train_seconds": _mean_sd([r["train_seconds"] for r in rows]),
-        "per_source_balanced_accuracy": per_source,
-        "per_fold": rows,
-    }
-
-
-def _pm(s: dict, scale: float = 100.0) -> str:
-    return "n/a" if s["mean"] is None else f"{scale * s['mean']:.1f} ± {scale * s['sd']:.1f}"
-
-
-def format_cv(summary: dict) -> str:
-    """The cross-validation summary as Markdown: mean ± sd over folds, then one row per fold."""
-    names = summary["class_names"]
-    title = (f"# Cross-validation: {summary['model']} at {summary['image_size']} px, "
-             f"{summary['folds_done']} of {summary['folds']} folds")
-    if summary.get("ensemble_of"):
-        title += f", ensemble of {len(summary['ensemble_of'])} cv folders (mean of probabilities)"
-    lines = [title,
-             "", f"Data: `{summary['data']}` (photo-grouped, class-stratified folds; each image tested once).", "",
-             "| metric | mean ± sd over folds (%) |", "|---|---:|",
-             f"| balanced accuracy | **{_pm(summary['balanced_accuracy'])}** |",
-             ("| validation balanced accuracy of the ensemble (members' best epochs; choose on this) | "
-              if summary.get("ensemble_of") else
-              f"| validation {summary['monitor']} at the best epoch (choose recipes on this) | ")
-             + f"{_pm(summary['validation_best'])} |",
-             f"| macro F1 | {_pm(summary['macro_f1'])} |",
-             f"| accuracy | {_pm(summary['accuracy'])} |"]
-    lines += [f"| recall {c} | {_pm(summary['recall'][c])} |" for c in names]
-    lines += [f"| balanced accuracy on {s} (its own classes) | {_pm(v)} |"
-              for s, v in summary.get("per_source_balanced_accuracy", {}).items()]
-    lines += [f"| expected calibration error | {_pm(summary['ece'])} |",
-              f"| balanced accuracy of the pooled confusion matrix | {100 * summary['pooled_balanced_accuracy']:.1f} |",
-              "", ("| fold | test images | balanced acc. | macro F1 | " + " | ".join(f"recall {c}" for c in names)
-                   + " | ECE | epochs | train s |"),
-              "|---:|---:|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|"]
-    for r in summary["per_fold"]:
-        cells = [str(r["fold"]), str(r["test_images"]), f"{r['balanced_accuracy']:.4f}", f"{r['macro_f1']:.4f}"]
-        cells += [f"{r['recall'][c]:.3f} ({r['support'][c]})" for c in names]
-        cells += ["n/a" if r["ece"] is None else f"{r['ece']:.3f}", "" if r["epochs"] is None else str(r["epochs"]),
-                  "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _plot_folds(summary: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maskclf.plots import _save
-
-    names = summary["class_names"]
-    keys = ["balanced accuracy"] + [f"recall\n{c}" for c in names]
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 4))
-    for r in summary["per_fold"]:
-        vals = [r["balanced_accuracy"]] + [r["recall"][c] for c in names]
-        ax.plot(range(len(keys)), [100 * v for v in vals], "o", alpha=0.6, label=f"fold {r['fold']}")
-    means = [summary["balanced_accuracy"]["mean"]] + [summary["recall"][c]["mean"] for c in names]
-    ax.plot(range(len(keys)), [100 * v for v in means], "k_", markersize=30, mew=2, label="mean")
-    ax.set_xticks(range(len(keys)), keys)
-    ax.set_ylabel("test fold (%)")
-    ax.set_title(f"{summary['model']} {summary['image_size']} px: {summary['folds_done']}-fold cross-validation")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)

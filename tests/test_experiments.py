@@ -112,7 +112,7 @@ def test_cv_one_fold_at_a_time(tmp_path, shapes, capsys):
 
 
 def test_cv_fold_runs_finds_relative_run_paths_inside_the_folder(tmp_path):
-    from maskclf.experiments import cv_fold_runs
+    from maskclf.cvreport import cv_fold_runs
 
     cv = tmp_path / "elsewhere" / "cv"
     (cv / "fold-1-of-2" / "run-a").mkdir(parents=True)
