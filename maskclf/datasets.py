@@ -670,20 +670,6 @@ def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
     return splits
 
 
-def add_training_images(ds: LabeledImages, splits: list[str], cfg: DataConfig,
-                        progress: bool = False) -> tuple[LabeledImages, list[str]]:
-    """The training split's additions, as ``train`` and ``tune`` make them: painted copies of its own bare
-    faces (``data.paint_train``, :func:`maskclf.paintmask.paint_training_faces`), then the images of
-    ``data.extra_train`` (:func:`add_extra_train`). Validation and test are never touched."""
-    if cfg.paint_train:
-        from maskclf.paintmask import paint_training_faces
-
-        ds, splits = paint_training_faces(ds, splits, cfg.paint_train, seed=cfg.split_seed, progress=progress)
-    if cfg.extra_train:
-        ds, splits = add_extra_train(ds, splits, cfg, progress=progress)
-    return ds, splits
-
-
 EXTRA_GROUP = "extra:"  # group prefix of images added by data.extra_train (one group per class folder)
 
 

@@ -13,29 +13,13 @@ member trained on another split may have trained on those very images.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from maskclf.files import MaskclfError, atomic_path, read_labels, write_json
-
-ENSEMBLE_FILE = "ensemble.json"
-
-
-def members_of(run: str | os.PathLike) -> list[dict]:
-    """The member runs an ensemble run averages (from its ensemble.json); [] for an ordinary run."""
-    members = _read_json(Path(run) / ENSEMBLE_FILE).get("members")
-    return members if isinstance(members, list) else []
-
-
-def refuse_ensemble(run: str | os.PathLike, what: str) -> None:
-    """A one-line error when ``run`` is an ensemble, for commands that work on one trained network."""
-    if members_of(run):
-        raise MaskclfError(f"{run}: an ensemble (see its {ENSEMBLE_FILE}); {what}")
-
+from maskclf.files import ENSEMBLE_FILE, MaskclfError, atomic_path, members_of, read_json_object, read_labels, write_json
 
 def _member_rows(run: Path) -> list[tuple[str, str, str]]:
     from maskclf import datasets
@@ -113,7 +97,7 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
             model.save(tmp)
         members = []
         for p in paths:
-            m = evaluate_run(p, progress=False) if not (p / "metrics.json").is_file() else _read_json(p / "metrics.json")
+            m = evaluate_run(p, progress=False) if not (p / "metrics.json").is_file() else read_json_object(p / "metrics.json")
             members.append({"run_dir": str(p.resolve()), "test_balanced_accuracy": m.get("balanced_accuracy")})
         write_json(out / ENSEMBLE_FILE, {"members": members, "combination": "mean of probabilities",
                                          "classifier_calls_per_face": len(paths)})
@@ -169,9 +153,9 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     for f in common:
         members = [r[f] for r in runs]
         fold_out = out / f"fold-{f}-of-{k}"
-        done = _read_json(fold_out / "run.json").get("status") == "complete"
+        done = read_json_object(fold_out / "run.json").get("status") == "complete"
         if done and [m["run_dir"] for m in members_of(fold_out)] == [str(m.resolve()) for m in members]:
-            m = _read_json(fold_out / "metrics.json")
+            m = read_json_object(fold_out / "metrics.json")
             if progress:
                 print(f"fold {f}/{k}: ensemble already in {fold_out}", file=sys.stderr, flush=True)
         else:
@@ -191,15 +175,6 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     write_text(out / "cv.md", format_cv(summary))
     plot_folds(summary, out / "cv.png")
     return out
-
-
-def _read_json(path: Path) -> dict:
-    """A JSON object file's content; {} when it is missing, unreadable or not an object."""
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def format_ensemble(metrics: dict) -> str:

@@ -295,7 +295,7 @@ def explain_images(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLik
     """
     from maskclf import images
     from maskclf.config import load_config
-    from maskclf.ensemble import refuse_ensemble
+    from maskclf.files import refuse_ensemble
     from maskclf.evaluate import load_run_model
     from maskclf.files import read_labels
 

@@ -536,7 +536,7 @@ def _description(cfg, run: Path, class_names: list[str], threshold: float | None
 
 def _ensemble_members(run: Path) -> int:
     """How many networks the model averages (``maskclf ensemble``); 1 for an ordinary run."""
-    from maskclf.ensemble import members_of
+    from maskclf.files import members_of
 
     return len(members_of(run)) or 1
 

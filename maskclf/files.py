@@ -145,3 +145,29 @@ def _expanded_size(obj: Any) -> int:
         elif isinstance(o, (list, tuple, set)):
             stack.extend(o)
     return n
+
+
+# ----------------------------------------------------------------------------- run directories
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def members_of(run: str | os.PathLike) -> list[dict]:
+    """The member runs an ensemble run averages (from its ensemble.json); [] for an ordinary run."""
+    members = read_json_object(Path(run) / ENSEMBLE_FILE).get("members")
+    return members if isinstance(members, list) else []
+
+
+def refuse_ensemble(run: str | os.PathLike, what: str) -> None:
+    """A one-line error when ``run`` is an ensemble, for commands that work on one trained network."""
+    if members_of(run):
+        raise MaskclfError(f"{run}: an ensemble (see its {ENSEMBLE_FILE}); {what}")
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object file's content; {} when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}

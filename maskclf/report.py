@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskclf.ensemble import members_of
+from maskclf.files import members_of
 from maskclf.files import MaskclfError, write_text
 
 SPLITS = ("train", "validation", "test")

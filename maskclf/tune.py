@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import keras
 import keras_tuner
 
-from maskclf import datasets, sources
+from maskclf import sources
 from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config, starts_trained
 from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, read_yaml, write_json, write_text
@@ -381,7 +381,7 @@ def parse_space(raw, source: str = "space") -> SearchSpace:
 
 def _check_against_config(space: SearchSpace, base: Config | None = None) -> None:
     """Every candidate value must make a valid Config (types, allowed names), checked before any trial."""
-    from maskclf.train import check_l2sp_start
+    from maskclf.levers import check_l2sp_start
 
     with_start = base is not None  # the space alone (no overrides yet) cannot tell how trials start
     base = base or Config()
@@ -421,7 +421,9 @@ class SearchData:
     def __init__(self, cfg: Config, progress: bool = True):
         ds = sources.load_data(cfg.data, progress=progress)
         splits = sources.assign_splits(ds, cfg.data)
-        ds, splits = datasets.add_training_images(ds, splits, cfg.data, progress)  # as in `train`: training split only
+        from maskclf.train import add_training_images
+
+        ds, splits = add_training_images(ds, splits, cfg.data, progress)  # as in `train`: training split only
         if progress:
             print(sources.summarize(ds, splits), file=sys.stderr, flush=True)
         self.class_names = list(ds.class_names)

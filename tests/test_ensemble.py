@@ -145,7 +145,7 @@ def test_distillation_learns_from_a_teacher_of_the_same_split_only(runs, shapes,
     from maskclf.datasets import read_split_csv
     from maskclf.evaluate import load_run_model, predict_paths
     from maskclf.files import read_labels
-    from maskclf.train import distillation_targets
+    from maskclf.levers import distillation_targets
 
     a, b, other = runs
     ens = tmp_path / "ens"

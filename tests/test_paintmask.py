@@ -114,7 +114,8 @@ def test_paint_training_faces_paints_only_training_bare_faces(face, tmp_path, mo
 
 def test_training_additions_paint_then_add_extra_images(face, tmp_path, monkeypatch):
     from maskclf.config import DataConfig
-    from maskclf.datasets import LabeledImages, add_training_images
+    from maskclf.datasets import LabeledImages
+    from maskclf.train import add_training_images
 
     monkeypatch.setenv("MASKCLF_CACHE", str(tmp_path / "cache"))
     extra = tmp_path / "extra" / "with_mask"
