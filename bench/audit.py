@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from foundation import machine  # noqa: E402
 
-from maskclf.evaluate import compute_metrics  # noqa: E402
+from maskclf.reports.evaluate import compute_metrics  # noqa: E402
 
 
 def judgements(path: Path) -> dict[tuple[str, int], dict]:
@@ -44,7 +44,7 @@ def audited(cv: Path, judged: dict) -> dict:
     if not (sus / "predictions.csv").is_file():
         subprocess.run([sys.executable, "-m", "maskclf.cli", "suspects", str(cv), "--quiet"], check=True,
                        stdout=subprocess.DEVNULL)
-    from maskclf.audit import object_info
+    from maskclf.research.audit import object_info
 
     with open(sus / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -27,7 +27,7 @@ from posthoc import fold_runs  # noqa: E402
 def drift(run: Path) -> dict:
     import keras
 
-    from maskclf import models
+    from maskclf.models import registry as models
     from maskclf.config import load_config
 
     cfg = load_config(run / "config.yaml")

@@ -1,7 +1,7 @@
 """Export benchmark (issue: TFLite export in four precisions).
 
 For each trained run directory given: export float32, float16, dynamic-range and int8 with
-``maskclf.export.export_run`` (ai-edge-litert parity on the run's whole test split, median batch-1
+``maskclf.export.convert.export_run`` (ai-edge-litert parity on the run's whole test split, median batch-1
 latency at 1 and 2 threads) and collect the reports into bench/out/export-<stamp>-<pid>.md / .json.
 
 Usage:  python bench/export.py RUN_DIR [RUN_DIR ...] [--precisions int8] [--cv CV_DIR ...]
@@ -37,7 +37,7 @@ def main() -> None:
         args.runs += [f["run_dir"] for f in json.loads((Path(c) / "cv.json").read_text())["per_fold"]]
     if not args.runs:
         ap.error("give run directories or --cv folders")
-    from maskclf.export import export_run, format_report_md
+    from maskclf.export.convert import export_run, format_report_md
 
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"  # two runs started in the same second keep both
     parts, reports = [f"{time.strftime('%Y-%m-%d %H:%M')} — {machine()}\n"], []

@@ -59,7 +59,7 @@ def letterbox(rgb: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np.n
 
 def spread_photos(folder: Path, n: int, script: str) -> list[Path]:
     """``n`` photos spread evenly over the sorted ``folder``; a one-line exit naming ``script`` if there are none."""
-    from maskclf.images import is_image_name
+    from maskclf.data.images import is_image_name
 
     if not folder.is_dir():
         sys.exit(f"{script}: {folder}: no such folder; pass --data with a folder of photos "
@@ -72,7 +72,7 @@ def spread_photos(folder: Path, n: int, script: str) -> list[Path]:
 
 def make_frames(folder: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
     """``n`` BGR 640×480 frames from photos spread evenly over the sorted folder."""
-    from maskclf.images import load_rgb
+    from maskclf.data.images import load_rgb
 
     chosen = spread_photos(folder, n, "bench/fps.py")
     frames = [np.ascontiguousarray(letterbox(np.asarray(load_rgb(p), np.uint8))[:, :, ::-1]) for p in chosen]

@@ -45,7 +45,7 @@ def main() -> None:
     import cv2
     from PIL import Image
 
-    from maskclf import export as E
+    from maskclf.export import convert as E
     from maskclf.edge.classifier import FaceClassifier
     from maskclf.edge.detector import create_detector
 

@@ -43,9 +43,9 @@ def predict_run(run: Path) -> dict:
     """{split: (labels, probabilities, probabilities of the flipped images)} for validation and test."""
     import tensorflow as tf
 
-    from maskclf import pipeline
-    from maskclf.datasets import read_split_csv
-    from maskclf.evaluate import load_run_model
+    from maskclf.data import pipeline
+    from maskclf.data.datasets import read_split_csv
+    from maskclf.reports.evaluate import load_run_model
     from maskclf.files import read_labels
 
     model = load_run_model(run)

@@ -30,7 +30,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from foundation import machine  # noqa: E402
 
-from maskclf.cvreport import mean_sd as _mean_sd  # noqa: E402  the same mean ± sd as cv.json
+from maskclf.reports.cvreport import mean_sd as _mean_sd  # noqa: E402  the same mean ± sd as cv.json
 
 RES_AUG = ["augment.resolution_range=[0.25,1.0]", "augment.jpeg_quality_range=[30,95]"]
 PAINTED = ["--model", "seed004_cnn", "model.init_from={chd_pretrained:paint}"]  # the painted start (session 5)
@@ -92,7 +92,7 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                        "48 px input, started from the 48 px net trained on chandrikadeb7"),
     "seed004_pre_paint": ([*PAINTED],
                           "started from seed004_cnn trained on 3 classes: chandrikadeb7's faces plus its bare faces "
-                          "with painted masks (worn and below the nose or on the chin; maskclf.paintmask)"),
+                          "with painted masks (worn and below the nose or on the chin; maskclf.research.paintmask)"),
     "seed004_bal_paint": ([*PAINTED, "train.sampling=balanced"],
                           "the painted start + balanced sampling instead of class weights"),
     "seed004_paint_lr3": ([*PAINTED, "train.learning_rate=3e-4"],
@@ -206,7 +206,7 @@ def chd_split(chd: str, qdir: Path) -> list[dict]:
     """Rows of the train/validation/test split ``maskclf train --data CHD`` makes with the default data
     settings (the split of every chandrikadeb7 pretraining run), written once to ``_chd_split.csv``: what
     :func:`painted_chd` paints, without training a model first to get it."""
-    from maskclf import datasets
+    from maskclf.data import datasets
     from maskclf.config import DataConfig
 
     path = qdir / "_chd_split.csv"
@@ -222,11 +222,11 @@ def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:
     """A 3-class pretraining set from chandrikadeb7's *training split* only (the split of the default
     pretraining run, so its held-out test faces stay unseen): the real with/without-mask images, and each
     bare face painted once as ``mask_weared_incorrect`` (60 % nose out, 40 % on the chin) and, for half of
-    them, once as ``with_mask`` (maskclf.paintmask). Real files are symlinked; made once."""
+    them, once as ``with_mask`` (maskclf.research.paintmask). Real files are symlinked; made once."""
     import numpy as np
 
-    from maskclf.images import load_rgb
-    from maskclf.paintmask import LandmarkFinder, paint_mask
+    from maskclf.data.images import load_rgb
+    from maskclf.research.paintmask import LandmarkFinder, paint_mask
 
     dst = qdir / "_painted_chd"
     if (dst / "report.json").is_file():

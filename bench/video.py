@@ -87,7 +87,7 @@ def make_video(folder: Path, photos: int, per_photo: int, path: Path) -> list[st
     import cv2
 
     from maskclf.files import MaskclfError
-    from maskclf.images import load_rgb
+    from maskclf.data.images import load_rgb
 
     chosen = spread_photos(folder, photos, NAME)
     path.parent.mkdir(parents=True, exist_ok=True)

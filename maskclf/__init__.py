@@ -1,7 +1,7 @@
 """maskclf: train, tune, export and deploy face-mask classifiers.
 
 Importing this package never imports TensorFlow; the heavy modules
-(``maskclf.train``, ``maskclf.pipeline`` ...) import it when they are used.
+(``maskclf.training.train``, ``maskclf.data.pipeline`` ...) import it when they are used.
 """
 
 __version__ = "0.1.0"

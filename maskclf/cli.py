@@ -47,7 +47,7 @@ def _build_config(args) -> "object":
     if args.model is not None and args.image_size is None and not any(
             o.split("=")[0] in ("image_size", "data.image_size") for o in (args.overrides or [])):
         # A model chosen on the command line brings its own default input size.
-        from maskclf.models import get_spec
+        from maskclf.models.registry import get_spec
         if not getattr(args, "config", None):
             cfg = C.apply_overrides(cfg, {"data.image_size": get_spec(args.model).image_size})
     return cfg
@@ -55,12 +55,12 @@ def _build_config(args) -> "object":
 
 def cmd_train(args) -> int:
     _quiet_tensorflow()
-    from maskclf.train import train
+    from maskclf.training.train import train
 
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
     if args.ensemble:
-        from maskclf.ensemble import format_ensemble, make_ensemble
+        from maskclf.training.ensemble import format_ensemble, make_ensemble
 
         members = _seed_members(cfg, args, "train", lambda c, seed: train(c, progress=not args.quiet))
         run_dir = members[0].parent / f"{members[0].name}-ensemble{args.ensemble}"
@@ -96,7 +96,7 @@ def _seed_members(cfg, args, command: str, fit) -> list:
 
 def cmd_evaluate(args) -> int:
     _quiet_tensorflow()
-    from maskclf.evaluate import evaluate_run, format_summary
+    from maskclf.reports.evaluate import evaluate_run, format_summary
 
     metrics = evaluate_run(args.run_dir, data=args.data, progress=not args.quiet)
     print(format_summary(metrics))
@@ -105,7 +105,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     _quiet_tensorflow()
-    from maskclf.evaluate import predict_images
+    from maskclf.reports.evaluate import predict_images
 
     results = predict_images(args.run_dir, args.inputs)
     if args.json:
@@ -121,9 +121,12 @@ def cmd_predict(args) -> int:
 
 def cmd_data_inspect(args) -> int:
     from maskclf import config as C
-    from maskclf.sources import assign_splits, load_data, summarize
+    from maskclf.data.sources import assign_splits, load_data, summarize
 
-    cfg = C.apply_overrides(C.Config(), {**C.data_overrides(args.path), **dict(C._split_kv(o) for o in args.overrides)})
+    # argparse gives the key=value overrides to the path list too (both are open-ended positionals)
+    paths = [p for p in args.path if "=" not in p or os.path.exists(p)]
+    overrides = [p for p in args.path if p not in paths] + list(args.overrides)
+    cfg = C.apply_overrides(C.Config(), {**C.data_overrides(paths), **dict(C._split_kv(o) for o in overrides)})
     ds = load_data(cfg.data, progress=True)
     splits = assign_splits(ds, cfg.data) if not args.no_split else None
     print(summarize(ds, splits, max_examples=args.examples))
@@ -133,7 +136,7 @@ def cmd_data_inspect(args) -> int:
 def cmd_data_relabel(args) -> int:
     from collections import Counter
 
-    from maskclf.relabel import relabel
+    from maskclf.research.relabel import relabel
 
     rep = relabel(args.path, args.decisions, args.out)
     moves = Counter(f"{c['from']} -> {c['to']}" for c in rep["changes"])
@@ -146,7 +149,7 @@ def cmd_data_relabel(args) -> int:
 
 def cmd_models(args) -> int:
     _quiet_tensorflow()
-    from maskclf.models import REGISTRY
+    from maskclf.models.registry import REGISTRY
 
     for name in sorted(REGISTRY):
         s = REGISTRY[name]
@@ -173,7 +176,7 @@ def cmd_config(args) -> int:
 
 def cmd_export(args) -> int:
     _quiet_tensorflow()
-    from maskclf.export import export_run, format_report_table
+    from maskclf.export.convert import export_run, format_report_table
 
     minimum = {}
     for item in ",".join(args.min_agreement or []).split(","):
@@ -258,7 +261,7 @@ EPILOG_DETECT = """examples:
 
 def cmd_tune(args) -> int:
     _quiet_tensorflow()
-    from maskclf.tune import tune
+    from maskclf.tuning.tune import tune
 
     out = tune(args.space, data=args.data, tuner=args.tuner, max_trials=args.max_trials, max_epochs=args.max_epochs,
                objective=args.objective, out=args.out, overrides=args.overrides, distributed=args.distributed,
@@ -271,7 +274,7 @@ def cmd_tune(args) -> int:
 
 def cmd_compare(args) -> int:
     _quiet_tensorflow()
-    from maskclf.experiments import compare
+    from maskclf.training.experiments import compare
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     out = compare(args.data, models, epochs=args.epochs, image_size=args.image_size, weights=args.weights,
@@ -283,8 +286,8 @@ def cmd_compare(args) -> int:
 
 def cmd_calibrate(args) -> int:
     _quiet_tensorflow()
-    from maskclf.calibrate import calibrate_run
-    from maskclf.evaluate import evaluate_run, format_summary
+    from maskclf.training.calibrate import calibrate_run
+    from maskclf.reports.evaluate import evaluate_run, format_summary
 
     info = calibrate_run(args.run_dir, args.method, progress=not args.quiet)
     metrics = evaluate_run(args.run_dir, progress=not args.quiet)
@@ -298,8 +301,8 @@ def cmd_ensemble(args) -> int:
     from pathlib import Path
 
     _quiet_tensorflow()
-    from maskclf.ensemble import ensemble_cv, format_ensemble, make_ensemble
-    from maskclf.evaluate import format_summary
+    from maskclf.training.ensemble import ensemble_cv, format_ensemble, make_ensemble
+    from maskclf.reports.evaluate import format_summary
 
     is_cv = [(Path(r) / "cv.json").is_file() for r in args.runs]
     if any(is_cv):
@@ -318,7 +321,7 @@ def cmd_ensemble(args) -> int:
 
 def cmd_suspects(args) -> int:
     _quiet_tensorflow()
-    from maskclf.audit import find_suspects, format_suspects
+    from maskclf.research.audit import find_suspects, format_suspects
 
     s = find_suspects(args.path, args.sus_out, top=args.top, progress=not args.quiet)
     print(format_suspects(s, advice=False))
@@ -328,12 +331,12 @@ def cmd_suspects(args) -> int:
 
 def cmd_cv(args) -> int:
     _quiet_tensorflow()
-    from maskclf.experiments import cross_validate
+    from maskclf.training.experiments import cross_validate
 
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
     if args.by_source:
-        from maskclf.experiments import cross_validate_by_source
+        from maskclf.training.experiments import cross_validate_by_source
 
         if args.ensemble or args.fold:
             raise MaskclfError("--by-source holds out whole sources: use --source NAME, not --fold/--ensemble")
@@ -341,7 +344,7 @@ def cmd_cv(args) -> int:
     elif args.ensemble:
         from pathlib import Path
 
-        from maskclf.ensemble import ensemble_cv
+        from maskclf.training.ensemble import ensemble_cv
 
         base = Path(args.cv_out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
         members = _seed_members(cfg, args, "cv", lambda c, seed: cross_validate(
@@ -356,7 +359,7 @@ def cmd_cv(args) -> int:
 
 def cmd_explain(args) -> int:
     _quiet_tensorflow()
-    from maskclf.explain import explain_images
+    from maskclf.reports.explain import explain_images
 
     for r in explain_images(args.run_dir, args.inputs, method=args.method, class_name=args.class_name,
                             out_dir=args.out):
@@ -366,7 +369,7 @@ def cmd_explain(args) -> int:
 
 def cmd_report(args) -> int:
     _quiet_tensorflow()
-    from maskclf.report import build_report
+    from maskclf.reports.report import build_report
 
     out = build_report(args.run_dir, max_errors=args.max_errors, progress=not args.quiet)
     print(f"wrote {out} and {out.with_suffix('.md')}")
@@ -375,7 +378,7 @@ def cmd_report(args) -> int:
 
 def cmd_synth(args) -> int:
     _quiet_tensorflow()
-    from maskclf.synth import synthesize
+    from maskclf.research.synth import synthesize
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     out = synthesize(args.source, args.out, method=args.method, per_class=args.per_class, classes=classes,
@@ -388,8 +391,8 @@ def cmd_synth(args) -> int:
 def cmd_paint(args) -> int:
     from pathlib import Path
 
-    from maskclf.images import collect_images
-    from maskclf.paintmask import paint_folder, parse_styles
+    from maskclf.data.images import collect_images
+    from maskclf.research.paintmask import paint_folder, parse_styles
 
     styles = parse_styles(args.styles)
     sources = collect_images(args.faces)

@@ -43,13 +43,13 @@ class DataConfig:
             split only; its class names must be classes of the dataset. Empty for none.
         paint_train: 0 (default) for none; else the share (up to 1) of the training split's
             ``without_mask`` faces that also join it as ``mask_weared_incorrect`` copies with a mask
-            painted below the nose or on the chin (``maskclf.paintmask``; needs OpenCV). Only training
+            painted below the nose or on the chin (``maskclf.research.paintmask``; needs OpenCV). Only training
             faces are painted, so validation and test stay real photos.
         sources: more dataset roots trained and tested together with ``path`` (``--data A --data B``):
             each a path, or a mapping ``{path, class_map, layout, name}`` (``class_map`` and ``layout``
             default to this section's). Classes are matched by name after mapping; a class the first
             source (or ``classes``) lacks is an error naming the source. Every image keeps its source
-            name, so metrics are also reported per source (:mod:`maskclf.sources`).
+            name, so metrics are also reported per source (:mod:`maskclf.data.sources`).
     """
 
     path: str = "data/sample"
@@ -119,7 +119,7 @@ class ModelConfig:
     """Which model family to build and its options.
 
     Attributes:
-        name: a registry name (``maskclf.models.available_models()``); default ``maskclf_cnn`` (35 px:
+        name: a registry name (``maskclf.models.registry.available_models()``); default ``maskclf_cnn`` (35 px:
             seed report 004's CNN with two convolutions per block), the best recipe under photo-grouped
             cross-validation, 0.27 ms per face as int8 on one core (docs/BENCHMARKS.md, sections 2 and 6);
             ``seed004_cnn`` (one convolution per block, the earlier default) is 3x cheaper (0.09 ms).
@@ -219,7 +219,7 @@ class TrainConfig:
         calibration: after training, fitted on the validation split and folded into the model's
             last layer: ``none``, ``temperature`` (probabilities that mean what they say) or
             ``temperature+bias`` (also per-class logit offsets maximising validation balanced
-            accuracy; 3+ classes). See ``maskclf.calibrate``.
+            accuracy; 3+ classes). See ``maskclf.training.calibrate``.
         seed: seeds Python, NumPy and TensorFlow.
         out: folder that receives run directories.
     """

@@ -85,7 +85,7 @@ def make_video(path: Path, frames: int = 8, photo: str = FRONTAL_PHOTO, white_st
     """A short MP4 made from a sample photo (a camera's stand-in), shifted a little each frame."""
     import cv2
 
-    from maskclf import images
+    from maskclf.data import images
 
     rgb = np.array(images.load_rgb(SAMPLE / "images" / photo).resize((320, 288)), np.uint8)
     if white_strip:

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from maskclf.audit import object_info, confident_joint  # noqa: E402
+from maskclf.research.audit import object_info, confident_joint  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 
 TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "data.image_size=32"]
@@ -90,7 +90,7 @@ def test_suspects_finds_planted_wrong_labels_out_of_fold(tmp_path, capsys):
 
 
 def test_suspects_points_at_the_voc_object_to_edit(tmp_path, sample_dir, capsys):
-    from maskclf.voc import parse_voc
+    from maskclf.data.voc import parse_voc
 
     out = tmp_path / "runs"
     assert main(["train", "--data", str(sample_dir), "--epochs", "1", "--out", str(out), "--quiet", *TINY]) == 0

@@ -6,9 +6,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import make_class_folders  # noqa: E402
-from maskclf import calibrate as C  # noqa: E402
+from maskclf.training import calibrate as C  # noqa: E402
 from maskclf.cli import main  # noqa: E402
-from maskclf.evaluate import expected_calibration_error  # noqa: E402
+from maskclf.reports.evaluate import expected_calibration_error  # noqa: E402
 
 
 def _softmax(z):
@@ -42,7 +42,7 @@ def test_class_bias_recovers_a_rare_class_and_stays_at_zero_when_not_needed():
 
 
 def test_fold_into_model_is_exact():
-    from maskclf.models import create_model
+    from maskclf.models.registry import create_model
     m = create_model("small_cnn", 3, 32, filters=[4], blocks=1, dense_units=[8])
     x = np.random.default_rng(2).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
     p = np.asarray(m(x))
@@ -78,7 +78,7 @@ def test_calibrate_command_folds_into_the_run_and_can_be_repeated_or_undone(tmp_
 
 def test_training_with_calibration_records_it(tmp_path):
     from maskclf.config import Config, apply_overrides
-    from maskclf.train import train
+    from maskclf.training.train import train
     data = make_class_folders(tmp_path / "shapes", ("circle", "square"), 20)
     cfg = apply_overrides(Config(), [f"data.path={data}", f"train.out={tmp_path / 'runs'}", "epochs=1",
                                      "model.filters=[4]", "model.blocks=1", "model.dense_units=[8]", "image_size=32",

@@ -8,7 +8,7 @@ from maskclf.cli import main
 
 
 def test_import_maskclf_does_not_import_tensorflow():
-    code = "import sys, maskclf, maskclf.images, maskclf.voc, maskclf.config; print('tensorflow' in sys.modules)"
+    code = "import sys, maskclf, maskclf.data.images, maskclf.data.voc, maskclf.config; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from conftest import make_class_folders
-from maskclf import datasets as D
+from maskclf.data import datasets as D
 from maskclf.config import DataConfig
 from maskclf.files import MaskclfError
 

@@ -17,10 +17,10 @@ keras = pytest.importorskip("keras")
 
 from conftest import REPO, SAMPLE, make_video  # noqa: E402
 
-from maskclf import export as E  # noqa: E402
+from maskclf.export import convert as E  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
-from maskclf.train import train  # noqa: E402
+from maskclf.training.train import train  # noqa: E402
 
 SETUP = REPO / "export" / "setup_pi.sh"
 UNIT = REPO / "export" / "maskclf-camera.service"

@@ -16,19 +16,19 @@ keras = pytest.importorskip("keras")
 
 from conftest import REPO, SAMPLE, make_video  # noqa: E402
 
-from maskclf import export as E  # noqa: E402
-from maskclf import images  # noqa: E402
+from maskclf.export import convert as E  # noqa: E402
+from maskclf.data import images  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
-from maskclf.datasets import read_split_csv  # noqa: E402
+from maskclf.data.datasets import read_split_csv  # noqa: E402
 from maskclf.edge import draw  # noqa: E402
 from maskclf.edge.app import FaceMaskPipeline  # noqa: E402
 from maskclf.edge.classifier import Face, FaceClassifier  # noqa: E402
 from maskclf.edge.detector import HaarDetector, YuNetDetector, create_detector, iou, nms  # noqa: E402
 from maskclf.edge.evaluation import average_precision, GroundTruth, voc_ap  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
-from maskclf.train import train  # noqa: E402
-from maskclf.voc import clip_box, find_image, parse_voc  # noqa: E402
+from maskclf.training.train import train  # noqa: E402
+from maskclf.data.voc import clip_box, find_image, parse_voc  # noqa: E402
 
 VOC_CLASSES = ["mask_weared_incorrect", "with_mask", "without_mask"]
 # small_cnn (global pooling): 2 epochs give a working tiny net; the default's Flatten + dropout 0.5 head needs more.
@@ -75,7 +75,7 @@ import numpy as np
 import maskclf.edge
 from maskclf.edge import app, classifier, detector, draw, evaluation
 from maskclf.edge import FaceClassifier, FaceMaskPipeline, create_detector
-from maskclf.images import load_rgb
+from maskclf.data.images import load_rgb
 rgb = np.asarray(load_rgb({str(SAMPLE / 'images' / FRONTAL)!r}))
 result = FaceMaskPipeline(FaceClassifier({str(export_dir)!r}), create_detector("yunet", upscale=2)).process(rgb)
 draw.draw_faces(rgb, result.faces)
@@ -262,7 +262,7 @@ def test_classifier_errors(export_dir, tmp_path):
     with pytest.raises(MaskclfError, match="no float16 model"):
         FaceClassifier(export_dir, precision="float16")
     # A 16 px model without packed metadata next to the 32 px export's metadata.json.
-    from maskclf.models import create_model
+    from maskclf.models.registry import create_model
 
     other = tmp_path / "other"
     other.mkdir()

@@ -32,7 +32,7 @@ def runs(shapes, tmp_path_factory):
 
 
 def test_ensemble_averages_the_members_and_is_an_ordinary_run(runs, tmp_path, capsys):
-    from maskclf.evaluate import load_run_model
+    from maskclf.reports.evaluate import load_run_model
 
     a, b, _ = runs
     out = tmp_path / "ens"
@@ -53,7 +53,7 @@ def test_ensemble_averages_the_members_and_is_an_ordinary_run(runs, tmp_path, ca
     assert main(["export", str(out), "--quantize", "float32", "--quiet"]) == 0
     report = json.loads((out / "export" / "report.json").read_text())
     assert report["precisions"]["float32"]["agreement"] >= 0.999
-    from maskclf.export import read_tflite_metadata
+    from maskclf.export.convert import read_tflite_metadata
     assert read_tflite_metadata(out / "export" / "model_float32.tflite")["ensemble_members"] == 2
     from maskclf.edge.classifier import FaceClassifier
     assert FaceClassifier(out / "export", precision="float32").describe()["ensemble_members"] == 2  # device JSON
@@ -142,10 +142,10 @@ def test_train_ensemble_trains_the_members_and_their_ensemble(shapes, tmp_path, 
 
 def test_distillation_learns_from_a_teacher_of_the_same_split_only(runs, shapes, tmp_path, capsys):
     from maskclf.config import Config, apply_overrides
-    from maskclf.datasets import read_split_csv
-    from maskclf.evaluate import load_run_model, predict_paths
+    from maskclf.data.datasets import read_split_csv
+    from maskclf.reports.evaluate import load_run_model, predict_paths
     from maskclf.files import read_labels
-    from maskclf.levers import distillation_targets
+    from maskclf.research.levers import distillation_targets
 
     a, b, other = runs
     ens = tmp_path / "ens"

@@ -1,4 +1,4 @@
-"""Tests for maskclf.evaluate (pure metric functions)."""
+"""Tests for maskclf.reports.evaluate (pure metric functions)."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from maskclf.evaluate import choose_threshold, compute_metrics, format_summary, write_metrics
+from maskclf.reports.evaluate import choose_threshold, compute_metrics, format_summary, write_metrics
 from maskclf.files import MaskclfError
 
 NAMES2 = ["with_mask", "without_mask"]
@@ -167,7 +167,7 @@ def test_format_summary():
 
 def test_no_tensorflow_import():
     code = (
-        "import sys, maskclf.evaluate, maskclf.plots; "
+        "import sys, maskclf.reports.evaluate, maskclf.reports.plots; "
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
         "sys.exit(1 if bad else 0)"
     )
@@ -175,7 +175,7 @@ def test_no_tensorflow_import():
 
 
 def test_predicted_classes_and_mistakes_follow_the_threshold():
-    from maskclf.evaluate import most_confident_mistakes, predicted_classes
+    from maskclf.reports.evaluate import most_confident_mistakes, predicted_classes
 
     probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.35, 0.65]])
     assert predicted_classes(probs).tolist() == [0, 1, 1, 1]
@@ -189,7 +189,7 @@ def test_predicted_classes_and_mistakes_follow_the_threshold():
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
-    from maskclf.evaluate import expected_calibration_error
+    from maskclf.reports.evaluate import expected_calibration_error
     # 10 samples called at 0.8 confidence, 8 right: perfectly calibrated.
     probs = np.array([[0.8, 0.2]] * 10)
     y = np.array([0] * 8 + [1] * 2)
@@ -202,7 +202,7 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfide
 
 
 def test_short_class_names_fit_plot_titles():
-    from maskclf.evaluate import short_class_names
+    from maskclf.reports.evaluate import short_class_names
 
     assert short_class_names(["mask_weared_incorrect", "with_mask", "without_mask"]) == [
         "incorrect", "with_mask", "without_mask"]

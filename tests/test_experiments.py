@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import make_class_folders  # noqa: E402
 from maskclf.cli import main  # noqa: E402
-from maskclf.experiments import kfold_splits  # noqa: E402
+from maskclf.training.experiments import kfold_splits  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 
 TINY = ["model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]
@@ -112,7 +112,7 @@ def test_cv_one_fold_at_a_time(tmp_path, shapes, capsys):
 
 
 def test_cv_fold_runs_finds_relative_run_paths_inside_the_folder(tmp_path):
-    from maskclf.cvreport import cv_fold_runs
+    from maskclf.reports.cvreport import cv_fold_runs
 
     cv = tmp_path / "elsewhere" / "cv"
     (cv / "fold-1-of-2" / "run-a").mkdir(parents=True)

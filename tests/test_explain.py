@@ -5,9 +5,9 @@ keras = pytest.importorskip("keras")
 
 from PIL import Image
 
-from maskclf import explain as E
+from maskclf.reports import explain as E
 from maskclf.files import MaskclfError
-from maskclf.models import create_model
+from maskclf.models.registry import create_model
 
 SIZE = 48
 

@@ -16,16 +16,16 @@ pytest.importorskip("ai_edge_litert")
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from conftest import REPO, SAMPLE, make_class_folders  # noqa: E402
 
-from maskclf import export as E  # noqa: E402
-from maskclf import images  # noqa: E402
+from maskclf.export import convert as E  # noqa: E402
+from maskclf.data import images  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
-from maskclf.datasets import read_split_csv  # noqa: E402
+from maskclf.data.datasets import read_split_csv  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
-from maskclf.models import available_models, create_model  # noqa: E402
-from maskclf.train import train  # noqa: E402
-from maskclf.tflite_metadata import read_standard_metadata  # noqa: E402
-from maskclf.voc import find_image, parse_voc  # noqa: E402
+from maskclf.models.registry import available_models, create_model  # noqa: E402
+from maskclf.training.train import train  # noqa: E402
+from maskclf.export.tflite_metadata import read_standard_metadata  # noqa: E402
+from maskclf.data.voc import find_image, parse_voc  # noqa: E402
 
 # Like test_train's TINY, but trained to confident outputs (constant high rate, no geometric augmentation):
 # a net whose probabilities all sit near 0.5 flips under any quantisation and tests nothing.
@@ -327,7 +327,7 @@ def test_missing_model_and_corrupt_tflite_are_clean_errors(run_dir, exported, tm
 
 
 def test_import_maskclf_export_does_not_import_tensorflow():
-    code = "import sys, maskclf.export; print('tensorflow' in sys.modules)"
+    code = "import sys, maskclf.export.convert; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""Tests for maskclf.images: every image becomes 8-bit RGB, broken files become one-line MaskclfErrors."""
+"""Tests for maskclf.data.images: every image becomes 8-bit RGB, broken files become one-line MaskclfErrors."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw, ImageEnhance, features
 
-from maskclf import images
+from maskclf.data import images
 from maskclf.files import MaskclfError
-from maskclf.images import crop_face, dhash, load_array, load_rgb, square_box, to_rgb
+from maskclf.data.images import crop_face, dhash, load_array, load_rgb, square_box, to_rgb
 
 WHITE = (255, 255, 255)
 

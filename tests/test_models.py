@@ -3,7 +3,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from maskclf import models  # noqa: E402
+from maskclf.models import registry as models  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 
 FAST = ["small_cnn", "seed003_cnn", "seed004_cnn", "maskclf_cnn", "tiramisu", "mobilenet_v3_small", "mobilenet_v2",
@@ -122,8 +122,8 @@ def test_tiramisu_is_a_densely_connected_encoder():
 
 
 def test_tiramisu_default_is_small_trains_a_step_and_has_a_gradcam_map():
-    from maskclf import explain
-    from maskclf.train import compile_model
+    from maskclf.reports import explain
+    from maskclf.training.train import compile_model
 
     m = models.create_model("tiramisu", 3, 64)
     assert 100_000 < m.count_params() < 300_000
@@ -145,7 +145,7 @@ def test_tiramisu_default_is_small_trains_a_step_and_has_a_gradcam_map():
 
 def test_tiramisu_round_trips_through_keras_and_tflite(tmp_path):
     pytest.importorskip("ai_edge_litert")
-    from maskclf import export as E
+    from maskclf.export import convert as E
 
     m = models.create_model("tiramisu", 2, 32, growth_rate=4, block_layers=[2, 2], first_filters=8)
     m.save(tmp_path / "m.keras")
@@ -164,7 +164,7 @@ def test_tiramisu_search_space_maps_to_builder_options():
     from pathlib import Path
 
     from maskclf.config import Config
-    from maskclf.tune import load_space
+    from maskclf.tuning.tune import load_space
 
     space = load_space(Path(__file__).resolve().parents[1] / "tuning" / "tiramisu.yaml")
     assert space.model == "tiramisu"

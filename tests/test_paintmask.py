@@ -7,8 +7,8 @@ from PIL import Image
 pytest.importorskip("cv2")
 
 from maskclf.files import MaskclfError  # noqa: E402
-from maskclf.images import load_rgb  # noqa: E402
-from maskclf.paintmask import LandmarkFinder, mask_polygon, paint_folder, paint_mask  # noqa: E402
+from maskclf.data.images import load_rgb  # noqa: E402
+from maskclf.research.paintmask import LandmarkFinder, mask_polygon, paint_folder, paint_mask  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "images"
 
@@ -83,8 +83,8 @@ def test_paint_command_writes_classes_sheet_and_report(face, tmp_path, capsys):
 
 
 def test_paint_training_faces_paints_only_training_bare_faces(face, tmp_path, monkeypatch):
-    from maskclf.datasets import LabeledImages
-    from maskclf.paintmask import paint_training_faces
+    from maskclf.data.datasets import LabeledImages
+    from maskclf.research.paintmask import paint_training_faces
 
     monkeypatch.setenv("MASKCLF_CACHE", str(tmp_path / "cache"))
     small = tmp_path / "small.png"  # a small face: found on an enlarged copy, painted back at 40 px
@@ -114,8 +114,8 @@ def test_paint_training_faces_paints_only_training_bare_faces(face, tmp_path, mo
 
 def test_training_additions_paint_then_add_extra_images(face, tmp_path, monkeypatch):
     from maskclf.config import DataConfig
-    from maskclf.datasets import LabeledImages
-    from maskclf.train import add_training_images
+    from maskclf.data.datasets import LabeledImages
+    from maskclf.training.train import add_training_images
 
     monkeypatch.setenv("MASKCLF_CACHE", str(tmp_path / "cache"))
     extra = tmp_path / "extra" / "with_mask"

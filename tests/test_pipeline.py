@@ -3,7 +3,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from maskclf import pipeline  # noqa: E402
+from maskclf.data import pipeline  # noqa: E402
 from maskclf.config import AugmentConfig  # noqa: E402
 
 

@@ -1,11 +1,11 @@
-"""Tests for maskclf.plots: every figure is a real, non-blank PNG written atomically."""
+"""Tests for maskclf.reports.plots: every figure is a real, non-blank PNG written atomically."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from maskclf.files import MaskclfError
-from maskclf.plots import plot_confusion_matrix, plot_history, plot_roc, plot_sample_grid
+from maskclf.reports.plots import plot_confusion_matrix, plot_history, plot_roc, plot_sample_grid
 
 
 def _check_png(path, folder):

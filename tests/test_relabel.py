@@ -10,10 +10,10 @@ import pytest
 from conftest import make_class_folders
 from maskclf.cli import main
 from maskclf.config import DataConfig
-from maskclf.datasets import load_dataset
+from maskclf.data.datasets import load_dataset
 from maskclf.files import MaskclfError
-from maskclf.relabel import relabel
-from maskclf.voc import parse_voc
+from maskclf.research.relabel import relabel
+from maskclf.data.voc import parse_voc
 
 
 def _csv(path: Path, header: list[str], rows: list[list]) -> Path:

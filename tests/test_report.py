@@ -12,7 +12,7 @@ keras = pytest.importorskip("keras")
 from conftest import make_class_folders
 from PIL import Image
 
-from maskclf import report as R
+from maskclf.reports import report as R
 from maskclf.config import Config, apply_overrides
 
 TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "image_size=32",
@@ -21,7 +21,7 @@ TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[1
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from maskclf import train as T
+    from maskclf.training import train as T
 
     tmp = tmp_path_factory.mktemp("report")
     data = make_class_folders(tmp / "shapes", ("circle", "square"), 20)
@@ -82,7 +82,7 @@ def test_report_is_self_contained_and_complete(run_dir):
 
 
 def test_worst_errors_and_counts(run_dir):
-    from maskclf.datasets import read_split_csv
+    from maskclf.data.datasets import read_split_csv
 
     rows = read_split_csv(run_dir / "split.csv")
     table = R.split_counts(rows, ["circle", "square"])
@@ -106,7 +106,7 @@ def test_report_of_a_non_run_is_a_one_line_error(tmp_path):
 
 def test_cli_explain_and_report(run_dir, tmp_path, capsys):
     from maskclf.cli import main
-    from maskclf.datasets import read_split_csv
+    from maskclf.data.datasets import read_split_csv
 
     img = next(r["path"] for r in read_split_csv(run_dir / "split.csv") if r["split"] == "test")
     assert main(["explain", str(run_dir), img, "--out", str(tmp_path / "x"), "--class", "square"]) == 0

@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import REPO, SAMPLE, make_class_folders
-from maskclf import images
+from maskclf.data import images
 from maskclf.cli import main
 from maskclf.files import MaskclfError, atomic_path, write_json, write_labels, write_text
-from maskclf.voc import VocAnnotation, clip_box, find_image, parse_voc
+from maskclf.data.voc import VocAnnotation, clip_box, find_image, parse_voc
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # PIL warns about the damaged files this module makes on purpose (maskclf ignores those warnings itself,
@@ -195,7 +195,7 @@ def test_one_pixel_image_loads_but_is_skipped_by_the_dataset(tmp_path):
     root = make_class_folders(tmp_path / "ds", per_class=4, size=16)
     shutil.copy(p, root / "circle" / "dot.png")
     from maskclf.config import DataConfig
-    from maskclf.datasets import load_dataset
+    from maskclf.data.datasets import load_dataset
 
     ds = load_dataset(DataConfig(path=str(root)), progress=False)
     assert [q.kind for q in ds.problems] == ["unreadable image"]
@@ -475,7 +475,7 @@ def fake_run(tmp_path_factory) -> Path:
     """A run directory with an untrained 16 px small_cnn (built, not trained: a second, not a minute)."""
     keras = pytest.importorskip("keras")
     from maskclf.config import Config, apply_overrides, save_config
-    from maskclf.models import create_model
+    from maskclf.models.registry import create_model
 
     root = tmp_path_factory.mktemp("fake-run")
     data = make_class_folders(root / "shapes", ("circle", "square"), per_class=6, size=16)
@@ -521,7 +521,7 @@ def test_healthy_fake_run_evaluates_and_predicts(fake_run, capsys):
 
 
 def test_lambda_layer_model_is_refused_by_every_command(fake_run, tmp_path, capsys):
-    from maskclf.evaluate import load_run_model
+    from maskclf.reports.evaluate import load_run_model
 
     run = _copy_run(fake_run, tmp_path / "run")
     _lambda_model_file(run / "best.keras")
@@ -647,8 +647,8 @@ def test_missing_paths_are_one_line(fake_run, tmp_path, capsys):
 def export_dir(fake_run, tmp_path_factory) -> Path:
     """A hand-made export folder: the fake run's model as float32 .tflite, metadata.json, labels.txt."""
     pytest.importorskip("ai_edge_litert")
-    from maskclf import export as E
-    from maskclf.evaluate import load_run_model
+    from maskclf.export import convert as E
+    from maskclf.reports.evaluate import load_run_model
 
     d = tmp_path_factory.mktemp("export")
     (d / "model_float32.tflite").write_bytes(E.convert(load_run_model(fake_run), E.QuantizationSpec.for_float32()))
@@ -659,7 +659,7 @@ def export_dir(fake_run, tmp_path_factory) -> Path:
 
 
 def _tflite_of(model) -> bytes:
-    from maskclf import export as E
+    from maskclf.export import convert as E
 
     return E.convert(model, E.QuantizationSpec.for_float32())
 
@@ -698,7 +698,7 @@ def test_damaged_tflite_or_export_folder_is_one_line(export_dir, tmp_path, capsy
         data = model.read_bytes()
         model.write_bytes(data[: len(data) // 2])
     elif damage == "wrong_input_size":
-        from maskclf.models import create_model
+        from maskclf.models.registry import create_model
 
         model.write_bytes(_tflite_of(create_model("small_cnn", 2, 24, filters=[4], dense_units=[])))
     elif damage == "wrong_channels":
@@ -794,7 +794,7 @@ def test_text_writers_leave_no_partial_file(tmp_path, monkeypatch, writer, exist
 def test_plot_writer_leaves_no_partial_png(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from maskclf import plots
+    from maskclf.reports import plots
 
     _fail_halfway(monkeypatch, Figure, "savefig")
     with pytest.raises(OSError):
@@ -805,8 +805,8 @@ def test_plot_writer_leaves_no_partial_png(tmp_path, monkeypatch):
 def test_checkpoint_and_backup_writers_leave_no_partial_file(fake_run, tmp_path, monkeypatch):
     import keras
 
-    from maskclf.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint
-    from maskclf.evaluate import load_run_model
+    from maskclf.training.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint
+    from maskclf.reports.evaluate import load_run_model
 
     model = load_run_model(fake_run)
     good = (fake_run / "best.keras").read_bytes()
@@ -836,7 +836,7 @@ def test_checkpoint_and_backup_writers_leave_no_partial_file(fake_run, tmp_path,
 
 def test_export_writer_leaves_no_partial_tflite(fake_run, tmp_path, monkeypatch):
     pytest.importorskip("ai_edge_litert")
-    from maskclf import export as E
+    from maskclf.export import convert as E
 
     run = _copy_run(fake_run, tmp_path / "run")
     _fail_halfway(monkeypatch, Path, "write_bytes", arg=None)
@@ -858,14 +858,14 @@ def test_atomic_path_removes_the_temporary_file_on_any_failure(tmp_path):
 
 # Writers in maskclf/ that do not go through files.atomic_path, and why that is right for each.
 NOT_ATOMIC = {
-    ("maskclf/tune.py", "oracle.save()"): "KerasTuner's own oracle state (its format, its writer)",
+    ("maskclf/tuning/tune.py", "oracle.save()"): "KerasTuner's own oracle state (its format, its writer)",
     ("maskclf/edge/app.py", "VideoWriter("): "a video is streamed frame by frame (a camera may run for days)",
     ("maskclf/edge/app.py", 'open(events, "a"'): "append-only JSON lines, flushed one whole line at a time",
-    ("maskclf/datasets.py", "index.save()"): "_Index.save itself calls write_json (atomic)",
+    ("maskclf/data/datasets.py", "index.save()"): "_Index.save itself calls write_json (atomic)",
     # synth writes its whole output into a temporary folder that is renamed at the end (test_synth checks
     # that an interruption leaves nothing), so the files inside need no rename of their own.
-    ("maskclf/synth.py", "fig.savefig(path, dpi=100)"): "inside synth's temporary output folder (renamed whole)",
-    ("maskclf/synth.py", 'open(path, "w", newline=""'): "inside synth's temporary output folder (renamed whole)",
+    ("maskclf/research/synth.py", "fig.savefig(path, dpi=100)"): "inside synth's temporary output folder (renamed whole)",
+    ("maskclf/research/synth.py", 'open(path, "w", newline=""'): "inside synth's temporary output folder (renamed whole)",
 }
 
 
@@ -902,7 +902,7 @@ def test_output_folder_that_is_a_file_is_one_line(tmp_path, capsys):
 # ----------------------------------------------------------------------------- interruptions
 
 def test_ctrl_c_is_one_line_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    from maskclf import datasets
+    from maskclf.data import datasets
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -969,8 +969,8 @@ def test_kill_9_mid_training_then_rerun_resumes_and_finishes(tmp_path):
 def test_atomic_backup_is_what_keras_restores(fake_run, tmp_path):
     """The backup written through temporary names is read back by Keras' own restore: the epoch counter
     and nothing else beside it."""
-    from maskclf.callbacks import AtomicBackupAndRestore
-    from maskclf.evaluate import load_run_model
+    from maskclf.training.callbacks import AtomicBackupAndRestore
+    from maskclf.reports.evaluate import load_run_model
 
     model = load_run_model(fake_run)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -10,9 +10,9 @@ import pytest
 from conftest import make_class_folders
 
 from maskclf import config as C
-from maskclf import sources
+from maskclf.data import sources
 from maskclf.cli import main
-from maskclf.evaluate import per_source_metrics
+from maskclf.reports.evaluate import per_source_metrics
 from maskclf.files import MaskclfError
 
 TINY = ["model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]

@@ -8,9 +8,9 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 
 from conftest import make_class_folders  # noqa: E402
-from maskclf import datasets  # noqa: E402
-from maskclf import synth as S  # noqa: E402
-from maskclf import train as T  # noqa: E402
+from maskclf.data import datasets  # noqa: E402
+from maskclf.research import synth as S  # noqa: E402
+from maskclf.training import train as T  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, DataConfig, apply_overrides  # noqa: E402
 from maskclf.files import MaskclfError, write_labels  # noqa: E402

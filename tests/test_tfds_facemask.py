@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from maskclf import MaskclfError  # noqa: E402
-from maskclf.tfds_facemask import CLASS_NAMES, FaceMaskDetection, load_face_mask_detection  # noqa: E402
+from maskclf.data.tfds_facemask import CLASS_NAMES, FaceMaskDetection, load_face_mask_detection  # noqa: E402
 
 
 def _xml(filename: str, width: int, height: int, objects: list[tuple[str, int, int, int, int]]) -> str:
@@ -64,9 +64,9 @@ def test_build_load_and_reuse(tmp_path, caplog, monkeypatch):
     before = _snapshot(src)
     data_dir = tmp_path / "tfds"
 
-    with caplog.at_level(logging.WARNING, logger="maskclf.tfds_facemask"):
+    with caplog.at_level(logging.WARNING, logger="maskclf.data.tfds_facemask"):
         ds = load_face_mask_detection(src, data_dir=data_dir)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "maskclf.tfds_facemask"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "maskclf.data.tfds_facemask"]
     assert len(warnings) == 1 and "1 unreadable images" in warnings[0] and "e.jpg" in warnings[0]
 
     examples = {ex["image/filename"].decode(): ex for ex in tfds.as_numpy(ds)}

@@ -204,9 +204,9 @@ def export_dir(tmp_path_factory):
     pytest.importorskip("ai_edge_litert")
     from conftest import SAMPLE
 
-    from maskclf import export as E
+    from maskclf.export import convert as E
     from maskclf.config import Config, apply_overrides
-    from maskclf.train import train
+    from maskclf.training.train import train
 
     tiny = ["model.name=small_cnn", "model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]",
             "image_size=32", "batch_size=32", "patience=50", "learning_rate=0.01", "lr_schedule=constant", "epochs=2"]

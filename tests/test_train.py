@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from conftest import make_class_folders  # noqa: E402
-from maskclf import train as T  # noqa: E402
+from maskclf.training import train as T  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
 
 TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "image_size=32",
@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, monkeypatch):
 
 
 def test_fine_tuning_unfreezes_top_backbone_layers_but_not_batchnorm():
-    from maskclf.models import backbone_of, create_model
+    from maskclf.models.registry import backbone_of, create_model
 
     m = create_model("mobilenet_v2", 2, 32, trainable=False)
     base = backbone_of(m)
@@ -158,7 +158,7 @@ def test_fit_inputs_carry_class_weights_through_the_mix_and_skip_auto_under_bala
 def test_weight_average_is_what_validation_and_the_checkpoint_see(tmp_path):
     import numpy as np
 
-    from maskclf.callbacks import WeightAverage
+    from maskclf.training.callbacks import WeightAverage
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
@@ -192,7 +192,7 @@ def test_weight_average_is_what_validation_and_the_checkpoint_see(tmp_path):
 def test_l2sp_pulls_the_trainable_weights_back_to_the_start_after_each_step(tmp_path):
     import numpy as np
 
-    from maskclf.callbacks import PullToStart
+    from maskclf.training.callbacks import PullToStart
     from maskclf.files import MaskclfError
 
     x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
@@ -271,7 +271,7 @@ def test_logit_adjusted_loss_matches_its_definition():
     import keras
     import numpy as np
 
-    from maskclf.losses import LogitAdjustedCrossentropy, log_prior
+    from maskclf.models.losses import LogitAdjustedCrossentropy, log_prior
 
     prior = log_prior([0] * 10 + [1] * 80 + [2] * 10, 3)
     assert np.allclose(np.exp(prior), [0.1, 0.8, 0.1])

@@ -14,7 +14,7 @@ keras_tuner = pytest.importorskip("keras_tuner")
 keras = pytest.importorskip("keras")
 
 from conftest import REPO, make_class_folders  # noqa: E402
-from maskclf import tune as T  # noqa: E402
+from maskclf.tuning import tune as T  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import load_config  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
@@ -69,7 +69,7 @@ def test_shipped_spaces_load_and_cover_seed_report_003():
     assert centre["model.dense_units"] == [256] and centre["model.dropout"] == 0.5
     assert centre["model.convs_per_block"] == 2 and centre["train.learning_rate"] == pytest.approx(3e-4)
     from maskclf.config import Config
-    from maskclf.models import get_spec
+    from maskclf.models.registry import get_spec
     spec = get_spec(spaces["small_cnn"].model)
     assert spaces["small_cnn"].model == Config().model.name
     assert [centre["model.filters"] * 2 ** i for i in range(centre["model.blocks"])] == spec.defaults["filters"]
@@ -158,7 +158,7 @@ def test_tuners_by_name(tmp_path, shapes, name, cls):
 # ----------------------------------------------------------------------------- search
 
 def test_search_writes_trials_plot_and_a_best_config_that_train_accepts(tmp_path, shapes, monkeypatch, capsys):
-    from maskclf import datasets, images
+    from maskclf.data import datasets, images
     from maskclf.config import Config, apply_overrides
 
     decoded = []
@@ -438,8 +438,8 @@ def test_tune_refuses_distillation_in_one_line(tmp_path, capsys, shapes):
 def test_trials_apply_sam_and_l2sp_as_maskclf_train_does(tmp_path, shapes, monkeypatch):
     import numpy as np
 
-    import maskclf.callbacks as CB
-    import maskclf.train as TR
+    import maskclf.training.callbacks as CB
+    import maskclf.training.train as TR
     from maskclf.config import Config, apply_overrides
 
     fixed = {k: v for k, v in TINY.items() if not isinstance(v, dict)}

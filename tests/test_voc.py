@@ -1,4 +1,4 @@
-"""Tests for maskclf.voc: Pascal VOC parsing is strict about fields and safe against hostile XML."""
+"""Tests for maskclf.data.voc: Pascal VOC parsing is strict about fields and safe against hostile XML."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskclf import voc
+from maskclf.data import voc
 from maskclf.files import MaskclfError
-from maskclf.voc import MAX_XML_BYTES, VocAnnotation, VocObject, clip_box, find_image, parse_voc
+from maskclf.data.voc import MAX_XML_BYTES, VocAnnotation, VocObject, clip_box, find_image, parse_voc
 
 VALID = """<?xml version="1.0" encoding="utf-8"?>
 <annotation>

@@ -26,7 +26,7 @@ from maskclf.edge.detector import FaceDetector, create_detector
 from maskclf.edge.draw import draw_faces, draw_fps
 from maskclf.edge.tracking import IouTracker
 from maskclf.files import MaskclfError, atomic_path, write_json
-from maskclf.images import is_image_name, load_rgb
+from maskclf.data.images import is_image_name, load_rgb
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp"}
 WRITE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

@@ -1,6 +1,6 @@
 """Classify detected faces with an exported .tflite model (ai-edge-litert; no TensorFlow).
 
-Crops match training: :func:`maskclf.images.square_box` (what ``crop_face`` cuts) with the run's ``crop_margin`` (from
+Crops match training: :func:`maskclf.data.images.square_box` (what ``crop_face`` cuts) with the run's ``crop_margin`` (from
 metadata.json), resized bilinearly to the model's size by Pillow like ``images.load_array``. All faces
 of a frame go through the interpreter in one call.
 """
@@ -16,9 +16,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from maskclf import export as _export  # module imports no TensorFlow (checked by tests/test_edge.py)
+from maskclf.export import convert as _export  # module imports no TensorFlow (checked by tests/test_edge.py)
 from maskclf.files import MaskclfError, read_labels
-from maskclf.images import square_box
+from maskclf.data.images import square_box
 
 # Smallest and fastest first: what a device wants when the export folder offers a choice.
 PRECISION_PREFERENCE = ("int8", "dynamic", "float16", "float32")

@@ -26,8 +26,8 @@ from maskclf.edge.app import FaceMaskPipeline
 from maskclf.edge.classifier import FaceClassifier
 from maskclf.edge.detector import create_detector, iou
 from maskclf.files import MaskclfError, write_json, write_text
-from maskclf.images import load_rgb
-from maskclf.voc import clip_box, find_image, parse_voc
+from maskclf.data.images import load_rgb
+from maskclf.data.voc import clip_box, find_image, parse_voc
 
 SPLITS = ("test", "validation", "unseen")
 SIZE_BINS = ((0, 16), (16, 32), (32, 64), (64, 10 ** 9))

@@ -163,7 +163,7 @@ def paint_folder(sources: list[Path], out: Path, styles: dict[str, str], seed: i
     ``out/<class>/<stem>-<style>.png`` (and ``out/contact_sheet.png``: sources beside their painted copies;
     ``out/paint.json``: the counts). Faces not found, faces with eyes under ``min_eye_distance`` px apart and
     unreadable files are skipped and counted. Each image is written under a temporary name, then renamed."""
-    from maskclf.images import load_rgb
+    from maskclf.data.images import load_rgb
 
     finder = LandmarkFinder()
     rng = np.random.default_rng(seed)
@@ -237,7 +237,7 @@ def paint_training_faces(ds, splits: list[str], share: float, seed: int = 0, pro
     import hashlib
 
     from maskclf.files import atomic_path, cache_dir, file_digest
-    from maskclf.images import load_rgb
+    from maskclf.data.images import load_rgb
 
     missing = [c for c in (PAINT_SOURCE, PAINT_TARGET) if c not in ds.class_names]
     if missing:

@@ -22,9 +22,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from maskclf import datasets
+from maskclf.data import datasets
 from maskclf.config import DataConfig
-from maskclf.datasets import LabeledImages, Problem
+from maskclf.data.datasets import LabeledImages, Problem
 from maskclf.files import MaskclfError
 
 LAYOUTS = ("auto", "folders", "splits", "voc")
@@ -66,7 +66,7 @@ def describe(cfg: DataConfig) -> str:
 
 
 def load_data(cfg: DataConfig, progress: bool = True) -> LabeledImages:
-    """Load every source of ``cfg`` (:func:`maskclf.datasets.load_dataset` each) and merge them.
+    """Load every source of ``cfg`` (:func:`maskclf.data.datasets.load_dataset` each) and merge them.
 
     Returns:
         One LabeledImages: classes the sorted union (all of them classes of the first source or of
@@ -136,7 +136,7 @@ def _group_across_sources(ds: LabeledImages, hashes: list[int], thumbs: list[byt
 
 
 def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
-    """Train/validation/test per image: each source by its own rules (:func:`maskclf.datasets.assign_splits`:
+    """Train/validation/test per image: each source by its own rules (:func:`maskclf.data.datasets.assign_splits`:
     its split folders, else a grouped, stratified random split), so every source is in every split.
 
     A group that reaches two sides through duplicates across sources keeps its training images; its
@@ -172,7 +172,7 @@ def strata(ds: LabeledImages) -> list[int]:
 
 
 def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: int = 3) -> str:
-    """:func:`maskclf.datasets.summarize`, then (with several sources) images per source, class and split."""
+    """:func:`maskclf.data.datasets.summarize`, then (with several sources) images per source, class and split."""
     text = datasets.summarize(ds, splits, max_examples)
     origins = list(dict.fromkeys(ds.origins))
     if len(origins) <= 1:

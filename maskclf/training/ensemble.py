@@ -22,7 +22,7 @@ from typing import Sequence
 from maskclf.files import ENSEMBLE_FILE, MaskclfError, atomic_path, members_of, read_json_object, read_labels, write_json
 
 def _member_rows(run: Path) -> list[tuple[str, str, str]]:
-    from maskclf import datasets
+    from maskclf.data import datasets
 
     return sorted((r["path"], r["label"], r["split"]) for r in datasets.read_split_csv(run / "split.csv"))
 
@@ -80,7 +80,7 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
 
     Returns the ensemble's metrics with ``members``: each member's run and test balanced accuracy.
     """
-    from maskclf.evaluate import evaluate_run, load_run_model
+    from maskclf.reports.evaluate import evaluate_run, load_run_model
 
     paths, names, size = check_members(runs)
     out = Path(out)
@@ -118,8 +118,8 @@ def _validation_balanced_accuracy(model, run: Path, names: list[str], size: int)
     """The ensemble's balanced accuracy on the split's validation images (None without any).
 
     Slightly optimistic, like every member's: each member's best epoch was chosen on these images."""
-    from maskclf import datasets
-    from maskclf.evaluate import compute_metrics, predict_paths
+    from maskclf.data import datasets
+    from maskclf.reports.evaluate import compute_metrics, predict_paths
 
     rows = [r for r in datasets.read_split_csv(run / "split.csv") if r["split"] == "validation"]
     if not rows or any(not os.path.exists(r["path"]) for r in rows):
@@ -135,7 +135,7 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     ensemble of the same members is already there is not rebuilt. Returns ``out``.
     """
     from maskclf.config import load_config
-    from maskclf.cvreport import cv_fold_runs, fold_row, format_cv, plot_folds, summarize_folds
+    from maskclf.reports.cvreport import cv_fold_runs, fold_row, format_cv, plot_folds, summarize_folds
     from maskclf.files import write_text
 
     dirs = [Path(d) for d in cv_dirs]

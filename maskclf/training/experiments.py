@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskclf import datasets, sources
-from maskclf.cvreport import (best_validation, cv_fold_runs, fold_row, format_cv, format_cv_by_source, mean_sd,
+from maskclf.data import datasets, sources
+from maskclf.reports.cvreport import (best_validation, cv_fold_runs, fold_row, format_cv, format_cv_by_source, mean_sd,
                               plot_folds, summarize_folds)
 from maskclf.config import Config
 from maskclf.files import MaskclfError, write_json, write_text
@@ -49,8 +49,8 @@ def compare(data: str | list | None, models: list[str], epochs: int | None = Non
         The folder with ``compare.csv``, ``compare.md``, ``compare.png`` and ``runs/``.
     """
     from maskclf import config as C
-    from maskclf.models import get_spec
-    from maskclf.train import find_completed_run, train
+    from maskclf.models.registry import get_spec
+    from maskclf.training.train import find_completed_run, train
 
     if not models:
         raise MaskclfError("--models: name at least one model, e.g. small_cnn,vgg19")
@@ -105,7 +105,7 @@ def _write_comparison(rows: list[dict], class_names: list[str], directory: Path)
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from maskclf.plots import _save
+    from maskclf.reports.plots import _save
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -198,7 +198,7 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
         The folder with ``cv.json``, ``cv.md`` and ``cv.png``.
     """
     from maskclf import config as C
-    from maskclf.train import find_completed_run, train
+    from maskclf.training.train import find_completed_run, train
 
     directory = Path(out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
     wanted = set(only) if only else set(range(1, folds + 1))
@@ -254,7 +254,7 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
         The folder with ``cv.json`` and ``cv.md`` (one row per held-out source, and their mean).
     """
     from maskclf import config as C
-    from maskclf.train import find_completed_run, train
+    from maskclf.training.train import find_completed_run, train
 
     directory = Path(out or Path(cfg.train.out) / f"cv-by-source-{cfg.model.name}-{cfg.data.image_size}")
     _log(f"reading {sources.describe(cfg.data)} ...", progress)

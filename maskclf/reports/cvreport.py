@@ -4,8 +4,8 @@
     summarize_folds(rows, ...)    -> the mean ± sd summary of per-fold metrics (cv.json)
     format_cv / format_cv_by_source -> cv.md; plot_folds -> cv.png
 
-Shared by ``maskclf cv`` (:mod:`maskclf.experiments`) and ``maskclf ensemble`` of cv folders
-(:mod:`maskclf.ensemble`); nothing here trains, so both can import it. No TensorFlow.
+Shared by ``maskclf cv`` (:mod:`maskclf.training.experiments`) and ``maskclf ensemble`` of cv folders
+(:mod:`maskclf.training.ensemble`); nothing here trains, so both can import it. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskclf import sources
+from maskclf.data import sources
 from maskclf.config import Config
 from maskclf.files import MaskclfError
 
@@ -123,7 +123,7 @@ def plot_folds(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskclf.plots import _save
+    from maskclf.reports.plots import _save
 
     names = summary["class_names"]
     keys = ["balanced accuracy"] + [f"recall\n{c}" for c in names]

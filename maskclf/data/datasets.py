@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskclf import images as imgs
+from maskclf.data import images as imgs
 from maskclf.config import DataConfig
 from maskclf.files import MaskclfError, atomic_path, cache_dir, file_digest, write_json
-from maskclf.voc import VocAnnotation, clip_box, find_image, parse_voc
+from maskclf.data.voc import VocAnnotation, clip_box, find_image, parse_voc
 
 LAYOUTS_HELP = ("expected one of: ROOT/<class>/*.jpg (class folders); "
                 "ROOT/{train,validation,test}/<class>/*.jpg (split folders, any case, val also accepted); "
@@ -66,7 +66,7 @@ class LabeledImages:
         notes: counters of filtered-but-valid items (e.g. faces below min size).
         sizes: (width, height) of each image.
         origins: the source (dataset) name per path; empty when loaded by :func:`load_dataset` alone
-            (one root), filled by :func:`maskclf.sources.load_data`.
+            (one root), filled by :func:`maskclf.data.sources.load_data`.
     """
 
     root: str

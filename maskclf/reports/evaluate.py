@@ -4,7 +4,7 @@
     predict_images(run_dir, paths) -> per-image predictions
     load_run_model / predict_paths  -> the Keras model of a run, and its probabilities for image files
 
-The metric definitions are in :mod:`maskclf.metrics` (re-exported here); TensorFlow is imported inside functions.
+The metric definitions are in :mod:`maskclf.reports.metrics` (re-exported here); TensorFlow is imported inside functions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from maskclf.files import MaskclfError
-from maskclf.metrics import (  # noqa: F401  (re-exported: the metrics API of maskclf.evaluate)
+from maskclf.reports.metrics import (  # noqa: F401  (re-exported: the metrics API of maskclf.reports.evaluate)
     choose_threshold,
     compute_metrics,
     expected_calibration_error,
@@ -33,7 +33,7 @@ def load_run_model(run_dir: str | os.PathLike):
     """Load ``best.keras`` of a run with Keras' safe_mode on (no arbitrary code from the file)."""
     import keras
 
-    import maskclf.models  # noqa: F401  registers the Preprocess layer
+    import maskclf.models.registry  # noqa: F401  registers the Preprocess layer
 
     import zipfile
 
@@ -71,7 +71,7 @@ def _first_line(e: Exception, n: int) -> str:
 
 def predict_paths(model, paths: list[str], image_size: int, batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities (N, C) of a Keras model for image files, decoded as in training."""
-    from maskclf import pipeline
+    from maskclf.data import pipeline
 
     ds = pipeline.make_dataset(paths, None, image_size, batch_size, cache=False)
     out = [np.asarray(model(x, training=False)) for x in ds]
@@ -96,7 +96,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
     """
     import sys
 
-    from maskclf import datasets, plots, sources
+    from maskclf.data import datasets, sources
+
+    from maskclf.reports import plots
     from maskclf.config import load_config, with_changes
     from maskclf.files import read_labels
 
@@ -164,7 +166,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
 
 def _plot_errors(paths, y, probs, class_names, size, out, threshold=None, n: int = 24) -> None:
     """A grid of the most confident mistakes (true → predicted, score), called as the metrics call them."""
-    from maskclf import images, plots
+    from maskclf.data import images
+    from maskclf.reports import plots
 
     worst, pred = most_confident_mistakes(y, probs, threshold, n)
     if len(worst) == 0:
@@ -182,7 +185,7 @@ def predict_images(run_dir: str | os.PathLike, inputs: Sequence[str]) -> list[di
         One dict per file: path, label, score, probabilities {class: p}; or path and error
         for files that could not be read.
     """
-    from maskclf import images
+    from maskclf.data import images
     from maskclf.config import load_config
     from maskclf.files import read_labels
 

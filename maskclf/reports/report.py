@@ -75,9 +75,9 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     Returns:
         dict with paths, true, pred, score (lists) and ``kind`` (``"errors"`` or ``"least confident"``).
     """
-    from maskclf import datasets
+    from maskclf.data import datasets
     from maskclf.config import load_config
-    from maskclf.evaluate import predict_paths, load_run_model, most_confident_mistakes
+    from maskclf.reports.evaluate import predict_paths, load_run_model, most_confident_mistakes
     from maskclf.files import read_labels
 
     run = Path(run_dir)
@@ -107,10 +107,11 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
 def plot_errors_gradcam(run_dir: str | os.PathLike, errors: dict, out_path: str | os.PathLike,
                         model=None) -> Path | None:
     """A grid: each image beside its Grad-CAM overlay for the predicted (wrong) class."""
-    from maskclf import explain, images
+    from maskclf.reports import explain
+    from maskclf.data import images
     from maskclf.config import load_config
-    from maskclf.evaluate import load_run_model
-    from maskclf.plots import plot_sample_grid
+    from maskclf.reports.evaluate import load_run_model
+    from maskclf.reports.plots import plot_sample_grid
 
     if not errors["paths"]:
         return None
@@ -160,7 +161,9 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
     """
     import sys
 
-    from maskclf import datasets, plots
+    from maskclf.data import datasets
+
+    from maskclf.reports import plots
     from maskclf.files import read_labels
 
     run = Path(run_dir)
@@ -177,7 +180,7 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
 
     model = None
     if not (run / "metrics.json").is_file() and (run / "best.keras").is_file():
-        from maskclf.evaluate import evaluate_run
+        from maskclf.reports.evaluate import evaluate_run
         log("no metrics.json: evaluating the run first")
         evaluate_run(run, progress=progress)
     if (run / "history.csv").is_file() and not (run / "history.png").is_file():
@@ -189,7 +192,7 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
     errors = {"paths": [], "kind": "errors"}
     ensemble = bool(members_of(run))  # Grad-CAM is one network's view: see the members' reports
     if (run / "best.keras").is_file() and max_errors > 0 and not ensemble:
-        from maskclf.evaluate import load_run_model
+        from maskclf.reports.evaluate import load_run_model
         log("Grad-CAM of the worst test mistakes")
         model = load_run_model(run)
         errors = worst_errors(run, max_errors, model=model)

@@ -56,7 +56,7 @@ def training_crops(source: str | os.PathLike, overrides: list[str] | None = None
         (class names in model order, {class: [paths]}, "run" or "dataset").
     """
     from maskclf import config as C
-    from maskclf import datasets
+    from maskclf.data import datasets
     from maskclf.files import read_labels
 
     src = Path(source).expanduser()
@@ -245,7 +245,7 @@ def generate(method: str, encoder, decoder, x: np.ndarray, n: int, seed: int = 0
 
 def _contact_sheet(real: dict[str, np.ndarray], fake: dict[str, np.ndarray], method: str, path: Path) -> None:
     """Per class two rows: real training crops, then generated images."""
-    import maskclf.plots  # noqa: F401  selects the headless Agg backend
+    import maskclf.reports.plots  # noqa: F401  selects the headless Agg backend
     import matplotlib.pyplot as plt
 
     rows = [r for c in real for r in ((f"real\n{c}", real[c]), (f"{method}\n{c}", fake[c]))]
@@ -268,7 +268,7 @@ def _contact_sheet(real: dict[str, np.ndarray], fake: dict[str, np.ndarray], met
 
 
 def _loss_plot(curves: dict[str, list[dict]], method: str, path: Path) -> None:
-    import maskclf.plots  # noqa: F401  selects the headless Agg backend
+    import maskclf.reports.plots  # noqa: F401  selects the headless Agg backend
     import matplotlib.pyplot as plt
 
     vae = method == "vae"
@@ -336,7 +336,7 @@ def synthesize(source: str | os.PathLike, out: str | os.PathLike, method: str = 
     """
     from PIL import Image
 
-    from maskclf import images
+    from maskclf.data import images
 
     if method not in METHODS:
         raise MaskclfError(f"--method {method!r} is not one of {', '.join(METHODS)}")

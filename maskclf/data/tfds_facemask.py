@@ -20,8 +20,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from maskclf.files import MaskclfError, cache_dir
-from maskclf.images import load_rgb
-from maskclf.voc import clip_box, find_image, parse_voc
+from maskclf.data.images import load_rgb
+from maskclf.data.voc import clip_box, find_image, parse_voc
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Training levers kept for reproduction, off the everyday path (docs/LEVERS.md says what each measured):
 knowledge distillation from a teacher run (``train.distill_from``), sharpness-aware minimisation
-(``train.sam_rho``) and the L2-SP start check (``train.l2sp``). ``maskclf.train`` calls them only when
+(``train.sam_rho``) and the L2-SP start check (``train.l2sp``). ``maskclf.training.train`` calls them only when
 the config turns them on; TensorFlow is imported inside the functions.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from maskclf import datasets
+from maskclf.data import datasets
 from maskclf.config import Config
 from maskclf.files import MaskclfError
 
@@ -29,7 +29,7 @@ def distillation_targets(cfg: Config, class_names: list[str], paths: dict[str, l
     """
     import numpy as np
 
-    from maskclf import evaluate
+    from maskclf.reports import evaluate
     from maskclf.config import load_config
     from maskclf.files import read_labels
 

@@ -17,12 +17,12 @@ from collections import Counter
 from pathlib import Path
 
 
-from maskclf import datasets, sources
-from maskclf.datasets import LabeledImages
+from maskclf.data import datasets, sources
+from maskclf.data.datasets import LabeledImages
 from maskclf.config import Config, DataConfig, save_config
 from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, write_json, write_labels, write_text
-from maskclf.levers import check_l2sp_start, distillation_targets, use_sam
+from maskclf.research.levers import check_l2sp_start, distillation_targets, use_sam
 
 RUN_STATE = "run.json"
 
@@ -134,7 +134,7 @@ def learning_rate_for(schedule: str, lr: float, epochs: int, steps_per_epoch: in
 
 def one_hot_labels(cfg: Config) -> bool:
     """Whether the loss needs one-hot (or mixed) labels: label smoothing, focal loss, mixup/CutMix."""
-    from maskclf.pipeline import mixing
+    from maskclf.data.pipeline import mixing
 
     return bool(cfg.train.label_smoothing or cfg.train.focal_gamma or mixing(cfg.augment) or cfg.train.distill_from)
 
@@ -154,7 +154,7 @@ def fit_inputs(cfg: Config, class_names: list[str], train_labels: list[int], tra
     """
     import tensorflow as tf
 
-    from maskclf import pipeline
+    from maskclf.data import pipeline
 
     t, k = cfg.train, len(class_names)
     mode = _resolve_named_weights(t.class_weight, class_names)
@@ -196,7 +196,7 @@ def make_loss(cfg: Config, train_labels: list[int], num_classes: int):
     logit_adjust``: the training labels' class frequencies shift the logits)."""
     import keras
 
-    from maskclf.losses import LogitAdjustedCrossentropy, log_prior
+    from maskclf.models.losses import LogitAdjustedCrossentropy, log_prior
 
     t, one_hot = cfg.train, one_hot_labels(cfg)
     if t.logit_adjust:
@@ -227,10 +227,10 @@ def make_callbacks(run_dir: Path, val_ds, monitor: str, patience: int, backup: s
                    progress: bool = True, plateau: bool = False, weight_average: float = 0.0,
                    pull=None) -> list:
     """Validation balanced accuracy, early stopping, atomic best checkpoint, CSV log, TensorBoard, backup;
-    ``pull``: a :class:`maskclf.callbacks.PullToStart` (``train.l2sp``), first so the averaging sees its step."""
+    ``pull``: a :class:`maskclf.training.callbacks.PullToStart` (``train.l2sp``), first so the averaging sees its step."""
     import keras
 
-    from maskclf.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, ValidationMetrics
+    from maskclf.training.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, ValidationMetrics
 
     mode = "min" if monitor.endswith("loss") else "max"
     first, last = averaging_callbacks(weight_average)
@@ -251,7 +251,7 @@ def averaging_callbacks(decay: float) -> tuple[list, list]:
     """``train.weight_average``: the callbacks that go first and last in the list (none when 0)."""
     if not decay:
         return [], []
-    from maskclf.callbacks import WeightAverage
+    from maskclf.training.callbacks import WeightAverage
 
     avg = WeightAverage(decay)
     return [avg], [avg.restore]
@@ -261,7 +261,7 @@ def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
     """Unfreeze the top ``n_layers`` of the backbone, keeping BatchNorm frozen (keras-io recipe)."""
     import keras
 
-    from maskclf.models import backbone_of
+    from maskclf.models.registry import backbone_of
 
     base = backbone_of(model)
     if base is None:
@@ -278,10 +278,10 @@ def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
 def add_training_images(ds: LabeledImages, splits: list[str], cfg: DataConfig,
                         progress: bool = False) -> tuple[LabeledImages, list[str]]:
     """The training split's additions, as ``train`` and ``tune`` make them: painted copies of its own bare
-    faces (``data.paint_train``, :func:`maskclf.paintmask.paint_training_faces`), then the images of
-    ``data.extra_train`` (:func:`maskclf.datasets.add_extra_train`). Validation and test are never touched."""
+    faces (``data.paint_train``, :func:`maskclf.research.paintmask.paint_training_faces`), then the images of
+    ``data.extra_train`` (:func:`maskclf.data.datasets.add_extra_train`). Validation and test are never touched."""
     if cfg.paint_train:
-        from maskclf.paintmask import paint_training_faces
+        from maskclf.research.paintmask import paint_training_faces
 
         ds, splits = paint_training_faces(ds, splits, cfg.paint_train, seed=cfg.split_seed, progress=progress)
     if cfg.extra_train:
@@ -303,8 +303,10 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     """
     import keras
 
-    from maskclf import evaluate, pipeline
-    from maskclf.models import create_model, get_spec, init_source, start_model
+    from maskclf.reports import evaluate
+
+    from maskclf.data import pipeline
+    from maskclf.models.registry import create_model, get_spec, init_source, start_model
 
     spec = get_spec(cfg.model.name)
     image_size = cfg.data.image_size
@@ -374,7 +376,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
     pull = None
     check_l2sp_start(cfg.train.l2sp, copied > 0)
     if cfg.train.l2sp:
-        from maskclf.callbacks import PullToStart
+        from maskclf.training.callbacks import PullToStart
         pull = PullToStart(model, cfg.train.l2sp)  # anchored now: a resumed run restores its weights in fit
         _log(f"L2-SP: after each step the weights move learning rate x {cfg.train.l2sp:g} of the way back to the "
              "start (train.l2sp)", progress)
@@ -413,7 +415,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
                   "train_images": len(train_paths), "learning_rate": lr0,
                   "train_images_per_second": round(len(train_paths) * rows / max(seconds, 1e-9), 1)}
     if cfg.train.calibration != "none":
-        from maskclf.calibrate import calibrate_run
+        from maskclf.training.calibrate import calibrate_run
         train_info["calibration"] = calibrate_run(run_dir, cfg.train.calibration, progress=progress)
     metrics = evaluate.evaluate_run(run_dir, progress=progress, extra={"training": train_info})
     write_json(run_dir / RUN_STATE, {"fingerprint": fingerprint, "status": "complete",

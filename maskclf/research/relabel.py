@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 
 from maskclf.files import MaskclfError
-from maskclf.voc import parse_voc
+from maskclf.data.voc import parse_voc
 
 
 def read_decisions(path: str | os.PathLike) -> list[dict]:
@@ -72,7 +72,7 @@ def relabel(data: str | os.PathLike, decisions: str | os.PathLike, out: str | os
         MaskclfError: ``out`` exists, a decision names a face that is not in the data, its ``label`` no longer
             matches, or its ``correct_label`` is not a class of the data (the message names the CSV line).
     """
-    from maskclf.datasets import detect_layout
+    from maskclf.data.datasets import detect_layout
 
     root, out, dec_path = Path(data), Path(out), Path(decisions)
     layout = detect_layout(root)
@@ -111,7 +111,7 @@ def _check(row: dict, current: str, classes: set[str], dec_path: Path, what: str
 
 def _plan_voc(root: Path, rows: list[dict], dec_path: Path) -> tuple[dict, list[str]]:
     """{xml path: {object index: (old, new)}} and the data's classes."""
-    from maskclf.datasets import _ci_child
+    from maskclf.data.datasets import _ci_child
 
     ann_dir = _ci_child(root, "annotations")
     xmls = sorted(p for p in ann_dir.iterdir() if p.suffix.lower() == ".xml")
@@ -177,7 +177,7 @@ def _plan_folders(root: Path, layout: str, rows: list[dict], dec_path: Path) -> 
 
     Images are listed as training lists them (`datasets._class_files`: recursively, hidden files and non-images
     left out), so the copy holds the same images; nested ones land directly in their class folder."""
-    from maskclf.datasets import _class_files, _subdirs
+    from maskclf.data.datasets import _class_files, _subdirs
 
     files: dict[Path, tuple[Path, str]] = {}  # resolved file -> (folder above its class folder, class)
     tops = [(Path(), root)] if layout == "folders" else [(Path(d.name), d) for d in _subdirs(root)]

@@ -222,7 +222,7 @@ def plot_explanation(image: np.ndarray, heatmaps: dict[str, np.ndarray], title: 
         title: a line above the panel (the prediction).
         out_path: destination PNG.
     """
-    from maskclf.plots import _save, plt
+    from maskclf.reports.plots import _save, plt
 
     img = np.asarray(image, dtype=np.uint8)
     methods = [m for m in METHODS if m in heatmaps]
@@ -254,7 +254,7 @@ class Explained:
 
 
 def _collect(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    from maskclf import images
+    from maskclf.data import images
 
     return images.collect_images(inputs)
 
@@ -293,10 +293,10 @@ def explain_images(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLik
     Returns:
         One :class:`Explained` per image, in input order.
     """
-    from maskclf import images
+    from maskclf.data import images
     from maskclf.config import load_config
     from maskclf.files import refuse_ensemble
-    from maskclf.evaluate import load_run_model
+    from maskclf.reports.evaluate import load_run_model
     from maskclf.files import read_labels
 
     run = Path(run_dir)

@@ -1,6 +1,6 @@
 """tf.data input pipeline: parallel decode → resize → cache → (train: shuffle, augment) → batch → prefetch.
 
-Images are decoded by Pillow (through ``maskclf.images``) so every mode and EXIF orientation
+Images are decoded by Pillow (through ``maskclf.data.images``) so every mode and EXIF orientation
 is handled the same way in training, evaluation and on the device. The model receives float32
 RGB in [0, 255]; normalisation is a layer inside the model.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from maskclf import images as imgs
+from maskclf.data import images as imgs
 from maskclf.config import AugmentConfig
 
 

@@ -113,10 +113,10 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
     """
     import sys
 
-    from maskclf import datasets
+    from maskclf.data import datasets
     from maskclf.config import load_config
     from maskclf.files import refuse_ensemble
-    from maskclf.evaluate import predict_paths, expected_calibration_error, load_run_model
+    from maskclf.reports.evaluate import predict_paths, expected_calibration_error, load_run_model
     from maskclf.files import atomic_path, read_labels
 
     if method not in METHODS:

@@ -8,10 +8,10 @@ run's test split.
 Each .tflite also describes itself, in two layers that share one appended ZIP:
 
 - the standard TFLite metadata (``TFLITE_METADATA``, TFLite Support's schema, written by
-  :mod:`maskclf.tflite_metadata`): name, version, author, licence, the input as an RGB image with
+  :mod:`maskclf.export.tflite_metadata`): name, version, author, licence, the input as an RGB image with
   mean 0 / std 1 normalisation (pixels 0-255 go in as they are), the output as probabilities with
   ``labels.txt`` associated. MediaPipe Tasks' ImageClassifier, the TFLite Task Library and Android
-  Studio's model binding read it; :func:`maskclf.tflite_metadata.read_standard_metadata` checks it;
+  Studio's model binding read it; :func:`maskclf.export.tflite_metadata.read_standard_metadata` checks it;
 - a ZIP archive holding ``labels.txt`` (the associated file the standard metadata names) and maskclf's
   ``metadata.json``, appended to the flatbuffer the way TFLite Support packs "associated files" (the
   interpreter ignores the trailing bytes; Android's MetadataExtractor and Python's zipfile read them).
@@ -33,7 +33,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from maskclf import tflite_metadata
+from maskclf.export import tflite_metadata
 from maskclf.files import (MaskclfError, atomic_path, file_digest, read_labels, write_json, write_labels,
                            write_text)
 
@@ -366,13 +366,13 @@ def _sha256(path: Path) -> str:
 
 
 def _split_rows(run: Path, cfg, progress: bool) -> list[dict]:
-    from maskclf.sources import run_split_rows
+    from maskclf.data.sources import run_split_rows
 
     return run_split_rows(run, cfg.data, "restore the dataset the run was trained on", progress)
 
 
 def _load_images(paths: Sequence[str], size: int) -> np.ndarray:
-    from maskclf import images
+    from maskclf.data import images
 
     if not paths:
         return np.zeros((0, size, size, 3), np.uint8)
@@ -446,7 +446,7 @@ def _convert_and_check(model, spec: QuantizationSpec, reps: np.ndarray | None, c
                        min_agreement: float, threads: Sequence[int], latency_runs: int,
                        progress: bool) -> tuple[bytes, dict, dict]:
     """Convert one precision and measure it: (flatbuffer, metadata entry, report entry)."""
-    from maskclf.evaluate import compute_metrics
+    from maskclf.reports.evaluate import compute_metrics
 
     _log(f"converting {spec.name} ...", progress)
     t0 = time.time()
@@ -573,7 +573,7 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
             threshold without ``force``.
     """
     from maskclf.config import load_config
-    from maskclf.evaluate import compute_metrics, load_run_model
+    from maskclf.reports.evaluate import compute_metrics, load_run_model
 
     run = Path(run_dir)
     if not run.is_dir():

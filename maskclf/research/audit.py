@@ -35,7 +35,7 @@ from maskclf.files import MaskclfError, read_labels, write_text
 def fold_runs(path: str | os.PathLike) -> list[tuple[str, Path]]:
     """The runs to audit as (name, run directory): the folds of a ``maskclf cv`` folder (from its cv.json,
     named ``fold F``), or one run directory (named by its folder)."""
-    from maskclf.cvreport import cv_fold_runs
+    from maskclf.reports.cvreport import cv_fold_runs
 
     p = Path(path)
     if (p / "cv.json").is_file():
@@ -54,9 +54,9 @@ def out_of_fold_predictions(runs: list[tuple[str, Path]], progress: bool = True)
     Over the folds of one cross-validation every face is in exactly one test fold, so this predicts every
     face once, by a model that did not train on it.
     """
-    from maskclf import datasets
+    from maskclf.data import datasets
     from maskclf.config import load_config
-    from maskclf.evaluate import load_run_model, predict_paths
+    from maskclf.reports.evaluate import load_run_model, predict_paths
 
     names: list[str] | None = None
     rows: list[dict] = []
@@ -138,7 +138,7 @@ def context_image(row: dict, info: dict, side: int = 160) -> np.ndarray:
     """The face as a person should judge it: a wider crop of its photo, upscaled, its box drawn in yellow."""
     from PIL import Image, ImageDraw
 
-    from maskclf import images
+    from maskclf.data import images
 
     if info.get("photo") and info.get("box") and os.path.exists(info["photo"]):
         img = images.load_rgb(info["photo"])
@@ -163,8 +163,8 @@ def find_suspects(path: str | os.PathLike, out: str | os.PathLike | None = None,
 
     Returns a summary dict (counts, thresholds, joint, out-of-fold balanced accuracy, output folder).
     """
-    from maskclf import plots
-    from maskclf.evaluate import compute_metrics, short_class_names
+    from maskclf.reports import plots
+    from maskclf.reports.evaluate import compute_metrics, short_class_names
 
     runs = fold_runs(path)
     out = Path(out) if out else Path(path) / "suspects"

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve  # noqa: E402
 
-from maskclf.metrics import _check_inputs  # noqa: E402
+from maskclf.reports.metrics import _check_inputs  # noqa: E402
 from maskclf.files import MaskclfError, atomic_path  # noqa: E402
 
 _DPI = 120

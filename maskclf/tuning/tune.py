@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import keras
 import keras_tuner
 
-from maskclf import sources
+from maskclf.data import sources
 from maskclf.config import SECTIONS, Config, _field_types, apply_overrides, save_config, starts_trained
 from maskclf.config import learning_rate as initial_learning_rate
 from maskclf.files import MaskclfError, read_yaml, write_json, write_text
@@ -198,7 +198,7 @@ def _number(v):
 
 
 def _option_defaults(model: str) -> dict:
-    from maskclf.models import get_spec
+    from maskclf.models.registry import get_spec
 
     spec = get_spec(model)
     params = inspect.signature(spec.builder).parameters
@@ -334,7 +334,7 @@ def parse_space(raw, source: str = "space") -> SearchSpace:
     for k in raw:
         if k not in SPACE_KEYS:
             raise MaskclfError(f"{source}: unknown key {k!r}; valid keys: {', '.join(SPACE_KEYS)}")
-    from maskclf.models import get_spec
+    from maskclf.models.registry import get_spec
 
     model = raw.get("model")
     if not isinstance(model, str):
@@ -381,7 +381,7 @@ def parse_space(raw, source: str = "space") -> SearchSpace:
 
 def _check_against_config(space: SearchSpace, base: Config | None = None) -> None:
     """Every candidate value must make a valid Config (types, allowed names), checked before any trial."""
-    from maskclf.levers import check_l2sp_start
+    from maskclf.research.levers import check_l2sp_start
 
     with_start = base is not None  # the space alone (no overrides yet) cannot tell how trials start
     base = base or Config()
@@ -421,7 +421,7 @@ class SearchData:
     def __init__(self, cfg: Config, progress: bool = True):
         ds = sources.load_data(cfg.data, progress=progress)
         splits = sources.assign_splits(ds, cfg.data)
-        from maskclf.train import add_training_images
+        from maskclf.training.train import add_training_images
 
         ds, splits = add_training_images(ds, splits, cfg.data, progress)  # as in `train`: training split only
         if progress:
@@ -449,7 +449,7 @@ class SearchData:
             import numpy as np
             import tensorflow as tf
 
-            from maskclf import pipeline
+            from maskclf.data import pipeline
 
             def labelled(paths, labels):  # uint8 images kept in memory: 4x smaller than float32
                 ys = tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.int32))
@@ -467,8 +467,8 @@ class SearchData:
 
         import numpy as np
 
-        from maskclf import pipeline
-        from maskclf.train import fit_inputs
+        from maskclf.data import pipeline
+        from maskclf.training.train import fit_inputs
 
         train, val = self._cached(cfg.data.image_size)
         seed = cfg.train.seed
@@ -510,9 +510,9 @@ class MaskHyperModel(keras_tuner.HyperModel):
         return self.space.config(self.base, values, epochs)
 
     def build(self, hp):
-        from maskclf import pipeline
-        from maskclf.models import create_model, start_model
-        from maskclf.train import compile_model, learning_rate_for, make_loss
+        from maskclf.data import pipeline
+        from maskclf.models.registry import create_model, start_model
+        from maskclf.training.train import compile_model, learning_rate_for, make_loss
 
         cfg = self.trial_config(hp)
         keras.utils.set_random_seed(cfg.train.seed)  # a trial's result depends on its values only
@@ -527,15 +527,15 @@ class MaskHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
-        from maskclf.callbacks import ValidationMetrics
-        from maskclf.train import averaging_callbacks, schedule_callbacks
+        from maskclf.training.callbacks import ValidationMetrics
+        from maskclf.training.train import averaging_callbacks, schedule_callbacks
 
         cfg = self.trial_config(hp)
         train_ds, val_ds, weights = self.data.datasets(cfg)
         mode = OBJECTIVES[self.objective]
         first, last = averaging_callbacks(cfg.train.weight_average)
         if cfg.train.l2sp:  # the model was just built at its start: that is the anchor, as in `maskclf train`
-            from maskclf.callbacks import PullToStart
+            from maskclf.training.callbacks import PullToStart
             first = [PullToStart(model, cfg.train.l2sp), *first]
         cbs = [*first, ValidationMetrics(val_ds),  # the metrics the others monitor
                *schedule_callbacks(self.objective, mode, cfg.train.patience, cfg.train.lr_schedule == "plateau")]
@@ -670,7 +670,7 @@ def write_reports(oracle, space: SearchSpace, base: Config, directory: Path, max
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskclf.plots import _save
+    from maskclf.reports.plots import _save
 
     directory = Path(directory)
     rows = _trial_rows(oracle, space, directory)

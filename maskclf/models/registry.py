@@ -14,7 +14,7 @@ from typing import Callable
 import keras
 from keras import layers, ops
 
-from maskclf import losses  # noqa: F401  registers maskclf's losses, so saved models load
+from maskclf.models import losses  # noqa: F401  registers maskclf's losses, so saved models load
 from maskclf.files import MaskclfError
 from maskclf.config import BUNDLED, RANDOM_START
 
@@ -386,7 +386,7 @@ def init_source(source, model_name: str | None = None) -> Path | None:
         return None
     if source == "bundled":
         name = BUNDLED.get(model_name or "")
-        return Path(__file__).resolve().parent / "weights" / name if name else None
+        return Path(__file__).resolve().parents[1] / "weights" / name if name else None
     path = Path(source)
     if path.is_dir():
         path = path / "best.keras"

@@ -1,0 +1,1 @@
+"""Stage 1, data: image files, Pascal VOC photos and class folders -> labelled face crops, splits, tf.data."""

@@ -1,0 +1,1 @@
+"""Stage 4, training: train a run, callbacks, calibration, ensembles, cross-validation and comparison."""

@@ -1,0 +1,1 @@
+"""Stage 5, tuning: KerasTuner searches over a tuning/*.yaml space."""
