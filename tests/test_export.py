@@ -24,7 +24,7 @@ from maskclf.data.datasets import read_split_csv  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 from maskclf.models.registry import available_models, create_model  # noqa: E402
 from maskclf.training.train import train  # noqa: E402
-from maskclf.export.tflite_metadata import read_standard_metadata  # noqa: E402
+from maskclf.edge.tflite_metadata import read_standard_metadata  # noqa: E402
 from maskclf.data.voc import find_image, parse_voc  # noqa: E402
 
 # Like test_train's TINY, but trained to confident outputs (constant high rate, no geometric augmentation):

@@ -64,3 +64,26 @@ def test_no_import_circles_even_through_imports_inside_functions():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# The stages, bottom up: a module imports only from its own floor or below (docs/ARCHITECTURE.md).
+FLOORS = ["maskclf", "maskclf.files", "maskclf.config"], ["maskclf.data"], ["maskclf.edge"], ["maskclf.models"], \
+    ["maskclf.reports"], ["maskclf.research"], ["maskclf.training"], ["maskclf.tuning"], ["maskclf.export"], \
+    ["maskclf.cli", "maskclf.__main__"]
+
+
+def floor_of(module: str) -> int:
+    best, found = -1, None
+    for i, prefixes in enumerate(FLOORS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, found = len(p), i
+    assert found is not None, f"{module}: not on any floor of tests/test_layout.py; add its subpackage there"
+    return found
+
+
+def test_imports_point_down_the_stages():
+    upward = [f"{m} (floor {floor_of(m)}) imports {d} (floor {floor_of(d)})"
+              for m, deps in sorted(import_graph().items()) for d in sorted(deps) if floor_of(d) > floor_of(m)]
+    assert not upward, "imports pointing up the stages:\n" + "\n".join(upward)
+

@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
 
 from maskclf.export import convert as E  # noqa: E402
-from maskclf.export import tflite_metadata as T  # noqa: E402
+from maskclf.edge import tflite_metadata as T  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 from maskclf.models.registry import create_model  # noqa: E402
 
@@ -122,6 +122,6 @@ def test_writer_refuses_unusable_labels():
 
 
 def test_import_does_not_import_tensorflow():
-    code = "import sys, maskclf.export.tflite_metadata; print('tensorflow' in sys.modules)"
+    code = "import sys, maskclf.edge.tflite_metadata; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from maskclf.export import convert as _export  # module imports no TensorFlow (checked by tests/test_edge.py)
+from maskclf.edge import runtime as _export
 from maskclf.files import MaskclfError, read_labels
 from maskclf.data.images import square_box
 

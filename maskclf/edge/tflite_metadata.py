@@ -11,7 +11,7 @@ appended to the flatbuffer (:func:`pack_files`), which also carries maskclf's ow
 ``metadata.json``.
 
 The tables are built with the flatc-generated Python of the metadata schema (vendored in
-``maskclf.export._metadata_schema_fb``, Apache-2.0) and ai-edge-litert's generated Python of the model schema,
+``maskclf.edge._metadata_schema_fb``, Apache-2.0) and ai-edge-litert's generated Python of the model schema,
 both on the ``flatbuffers`` package: the same route TFLite Support's ``MetadataPopulator`` takes, without its
 protobuf<4 pin. No TensorFlow is imported; ai-edge-litert only for its schema module (pure Python).
 """
@@ -92,7 +92,7 @@ def _schemas():
     except ImportError as e:
         raise MaskclfError(f"reading or writing TFLite metadata needs ai-edge-litert and flatbuffers ({e}); "
                            "pip install 'maskclf[edge]'") from None
-    from maskclf.export import _metadata_schema_fb as meta_fb
+    from maskclf.edge import _metadata_schema_fb as meta_fb
 
     return flatbuffers, model_fb, meta_fb
 

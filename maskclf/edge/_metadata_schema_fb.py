@@ -18,7 +18,7 @@
 # bcd857b0f5af7d74ec948e882d4d8e31f4bdd41dece562110d1ffcbd8453bf50). mediapipe 1.2.3 ships the same
 # tables (mediapipe/tasks/metadata/metadata_schema_py_generated.py, a newer flatc's output).
 # Why vendored: tflite-support itself pins protobuf<4 (TensorFlow 2.21 needs >=6.31.1) and its C extension
-# needs libusb; this file needs only the `flatbuffers` package. Used through maskclf.export.tflite_metadata.
+# needs libusb; this file needs only the `flatbuffers` package. Used through maskclf.edge.tflite_metadata.
 # ruff: noqa
 
 import flatbuffers
