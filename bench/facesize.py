@@ -44,7 +44,7 @@ def face_sizes(paths: list[str]) -> np.ndarray:
 
 def predict_test(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(labels, predicted classes, face sizes, class names) of a run's test split."""
-    from maskclf.data.datasets import read_split_csv
+    from maskclf.data.splitting import read_split_csv
     from maskclf.reports.evaluate import load_run_model, predict_paths
     from maskclf.files import read_labels
 

@@ -44,7 +44,7 @@ def predict_run(run: Path) -> dict:
     import tensorflow as tf
 
     from maskclf.data import pipeline
-    from maskclf.data.datasets import read_split_csv
+    from maskclf.data.splitting import read_split_csv
     from maskclf.reports.evaluate import load_run_model
     from maskclf.files import read_labels
 

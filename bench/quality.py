@@ -206,7 +206,7 @@ def chd_split(chd: str, qdir: Path) -> list[dict]:
     """Rows of the train/validation/test split ``maskclf train --data CHD`` makes with the default data
     settings (the split of every chandrikadeb7 pretraining run), written once to ``_chd_split.csv``: what
     :func:`painted_chd` paints, without training a model first to get it."""
-    from maskclf.data import datasets
+    from maskclf.data import datasets, splitting
     from maskclf.config import DataConfig
 
     path = qdir / "_chd_split.csv"
@@ -214,8 +214,8 @@ def chd_split(chd: str, qdir: Path) -> list[dict]:
         cfg = DataConfig(path=chd)
         ds = datasets.load_dataset(cfg, progress=False)
         qdir.mkdir(parents=True, exist_ok=True)
-        datasets.write_split_csv(path, ds, datasets.assign_splits(ds, cfg))
-    return datasets.read_split_csv(path)
+        splitting.write_split_csv(path, ds, splitting.assign_splits(ds, cfg))
+    return splitting.read_split_csv(path)
 
 
 def painted_chd(chd: str, qdir: Path, seed: int = 0) -> Path:

@@ -10,6 +10,8 @@ from PIL import Image, ImageEnhance
 
 from conftest import make_class_folders
 from maskclf.data import datasets as D
+from maskclf.data import sources
+from maskclf.data import splitting as S
 from maskclf.config import DataConfig
 from maskclf.files import MaskclfError
 
@@ -45,7 +47,7 @@ def test_class_folders_report_and_skip_bad_files(tmp_path):
     assert {"unreadable image", "not an image", "empty class", "stray file"} <= kinds
     msgs = " ".join(p.message for p in ds.problems)
     assert "broken.jpg" in msgs and "zero.png" in msgs and "empty_class" in msgs
-    report = D.summarize(ds)
+    report = sources.summarize(ds)
     assert "problems: 5" in report and "unreadable image: 2" in report
 
 
@@ -72,7 +74,7 @@ def test_split_folders_are_honoured_any_case(tmp_path):
     make_class_folders(root / "Test", ("WithMask", "WithoutMask"), 4, seed=3)
     cfg = DataConfig(path=str(root))
     ds = D.load_dataset(cfg, progress=False)
-    splits = D.assign_splits(ds, cfg)
+    splits = S.assign_splits(ds, cfg)
     by = defaultdict(int)
     for p, s in zip(ds.paths, splits):
         assert os.sep + {"train": "Train", "validation": "Validation", "test": "Test"}[s] + os.sep in p
@@ -86,7 +88,7 @@ def test_missing_validation_split_is_carved_from_train_by_group(tmp_path):
     make_class_folders(root / "test", ("x", "y"), 4, seed=2)
     cfg = DataConfig(path=str(root))
     ds = D.load_dataset(cfg, progress=False)
-    splits = D.assign_splits(ds, cfg)
+    splits = S.assign_splits(ds, cfg)
     assert splits.count("test") == 8
     assert 2 <= splits.count("validation") <= 12
     assert all(s == "test" for p, s in zip(ds.paths, splits) if os.sep + "test" + os.sep in p)
@@ -111,7 +113,7 @@ def test_duplicates_share_a_group_and_never_straddle_the_split(tmp_path):
     assert g["exact_copy.png"] == g["a_000.png"] == g["near_copy.jpg"]
     assert len(set(ds.groups)) == len(ds) - 2  # nothing else merged
     for seed in range(5):
-        splits = D.grouped_split(ds.labels, ds.groups, 0.2, 0.2, seed)
+        splits = S.grouped_split(ds.labels, ds.groups, 0.2, 0.2, seed)
         sides = defaultdict(set)
         for grp, s in zip(ds.groups, splits):
             sides[grp].add(s)
@@ -126,7 +128,7 @@ def test_leaked_duplicates_are_dropped_from_given_test_split(tmp_path):
     shutil.copy(root / "train" / "x" / "x_000.png", root / "test" / "x" / "leak.png")
     cfg = DataConfig(path=str(root))
     ds = D.load_dataset(cfg, progress=False)
-    splits = D.assign_splits(ds, cfg)
+    splits = S.assign_splits(ds, cfg)
     leak = [s for p, s in zip(ds.paths, splits) if p.endswith("leak.png")]
     assert leak == ["drop"]
     assert any(p.kind == "duplicate across splits" for p in ds.problems)
@@ -140,8 +142,8 @@ def test_voc_sample_is_cropped_grouped_by_photo_and_split(tmp_path, sample_dir):
     assert ds.counts() == {"mask_weared_incorrect": 53, "with_mask": 335, "without_mask": 92}
     cache = os.environ["MASKCLF_CACHE"]
     assert all(p.startswith(cache) for p in ds.paths)  # crops never go into the data folder
-    splits = D.assign_splits(ds, cfg)
-    D.write_split_csv(tmp_path / "split.csv", ds, splits)
+    splits = S.assign_splits(ds, cfg)
+    S.write_split_csv(tmp_path / "split.csv", ds, splits)
     rows = list(csv.DictReader(open(tmp_path / "split.csv")))
     assert list(rows[0])[:4] == ["path", "label", "group", "split"]
     sides = defaultdict(set)

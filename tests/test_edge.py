@@ -20,7 +20,7 @@ from maskclf.export import convert as E  # noqa: E402
 from maskclf.data import images  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 from maskclf.config import Config, apply_overrides  # noqa: E402
-from maskclf.data.datasets import read_split_csv  # noqa: E402
+from maskclf.data.splitting import read_split_csv  # noqa: E402
 from maskclf.edge import draw  # noqa: E402
 from maskclf.edge.app import FaceMaskPipeline  # noqa: E402
 from maskclf.edge.classifier import Face, FaceClassifier  # noqa: E402

@@ -142,7 +142,7 @@ def test_train_ensemble_trains_the_members_and_their_ensemble(shapes, tmp_path, 
 
 def test_distillation_learns_from_a_teacher_of_the_same_split_only(runs, shapes, tmp_path, capsys):
     from maskclf.config import Config, apply_overrides
-    from maskclf.data.datasets import read_split_csv
+    from maskclf.data.splitting import read_split_csv
     from maskclf.reports.evaluate import load_run_model, predict_paths
     from maskclf.files import read_labels
     from maskclf.research.levers import distillation_targets

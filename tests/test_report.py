@@ -82,7 +82,7 @@ def test_report_is_self_contained_and_complete(run_dir):
 
 
 def test_worst_errors_and_counts(run_dir):
-    from maskclf.data.datasets import read_split_csv
+    from maskclf.data.splitting import read_split_csv
 
     rows = read_split_csv(run_dir / "split.csv")
     table = R.split_counts(rows, ["circle", "square"])
@@ -106,7 +106,7 @@ def test_report_of_a_non_run_is_a_one_line_error(tmp_path):
 
 def test_cli_explain_and_report(run_dir, tmp_path, capsys):
     from maskclf.cli import main
-    from maskclf.data.datasets import read_split_csv
+    from maskclf.data.splitting import read_split_csv
 
     img = next(r["path"] for r in read_split_csv(run_dir / "split.csv") if r["split"] == "test")
     assert main(["explain", str(run_dir), img, "--out", str(tmp_path / "x"), "--class", "square"]) == 0

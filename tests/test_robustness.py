@@ -861,7 +861,7 @@ NOT_ATOMIC = {
     ("maskclf/tuning/tune.py", "oracle.save()"): "KerasTuner's own oracle state (its format, its writer)",
     ("maskclf/edge/app.py", "VideoWriter("): "a video is streamed frame by frame (a camera may run for days)",
     ("maskclf/edge/app.py", 'open(events, "a"'): "append-only JSON lines, flushed one whole line at a time",
-    ("maskclf/data/datasets.py", "index.save()"): "_Index.save itself calls write_json (atomic)",
+    ("maskclf/data/index.py", "index.save()"): "_Index.save itself calls write_json (atomic)",
     # synth writes its whole output into a temporary folder that is renamed at the end (test_synth checks
     # that an interruption leaves nothing), so the files inside need no rename of their own.
     ("maskclf/research/synth.py", "fig.savefig(path, dpi=100)"): "inside synth's temporary output folder (renamed whole)",

@@ -8,7 +8,7 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 
 from conftest import make_class_folders  # noqa: E402
-from maskclf.data import datasets  # noqa: E402
+from maskclf.data import datasets, splitting  # noqa: E402
 from maskclf.research import synth as S  # noqa: E402
 from maskclf.training import train as T  # noqa: E402
 from maskclf.cli import main  # noqa: E402
@@ -31,7 +31,7 @@ def shapes3(tmp_path):
 def _train_counts(data) -> dict:
     cfg = DataConfig(path=str(data))
     ds = datasets.load_dataset(cfg, progress=False)
-    splits = datasets.assign_splits(ds, cfg)
+    splits = splitting.assign_splits(ds, cfg)
     return {n: sum(1 for y, s in zip(ds.labels, splits) if y == k and s == "train")
             for k, n in enumerate(ds.class_names)}
 
@@ -58,14 +58,14 @@ def test_synth_writes_the_rarest_class_from_the_training_split_only(shapes3, tmp
 def test_cli_synth_vae_from_a_run_directory(shapes3, tmp_path, capsys):
     cfg = DataConfig(path=str(shapes3))
     ds = datasets.load_dataset(cfg, progress=False)
-    splits = datasets.assign_splits(ds, cfg)
+    splits = splitting.assign_splits(ds, cfg)
     run = tmp_path / "run"
     run.mkdir()
     write_labels(run / "labels.txt", ds.class_names)
     # A run trained with extra images lists them as train rows; synth must not learn from them.
     extra = make_class_folders(tmp_path / "old_synth", ("circle",), 3, size=24)
     ds2, splits2 = datasets.add_extra_train(ds, splits, DataConfig(path=str(shapes3), extra_train=str(extra)))
-    datasets.write_split_csv(run / "split.csv", ds2, splits2)
+    splitting.write_split_csv(run / "split.csv", ds2, splits2)
     out = tmp_path / "vae"
     rc = main(["synth", str(run), "--method", "vae", "--per-class", "3", "--classes", "circle,triangle",
                "--epochs", "1", "--image-size", "16", "--seed", "3", "--out", str(out), "--quiet"])
@@ -107,7 +107,7 @@ def test_extra_train_joins_the_training_split_only(tmp_path):
     extra = make_class_folders(tmp_path / "extra", ("square",), 5, seed=7)
     cfg = apply_overrides(Config(), [f"data.path={data}", f"train.out={tmp_path / 'runs'}", *TINY])
     ds = datasets.load_dataset(cfg.data, progress=False)
-    expected = datasets.assign_splits(ds, cfg.data)
+    expected = splitting.assign_splits(ds, cfg.data)
     run = T.train(apply_overrides(cfg, [f"data.extra_train={extra}"]), progress=False)
     rows = list(csv.DictReader(open(run / "split.csv")))
     added = [r for r in rows if r["source"] == str(extra)]
@@ -126,7 +126,7 @@ def test_extra_train_class_names_must_be_dataset_classes(tmp_path, capsys):
     extra = make_class_folders(tmp_path / "gen", ("square", "triangle"), 2)
     cfg = DataConfig(path=str(data), extra_train=str(extra))
     ds = datasets.load_dataset(cfg, progress=False)
-    splits = datasets.assign_splits(ds, cfg)
+    splits = splitting.assign_splits(ds, cfg)
     with pytest.raises(MaskclfError, match=f"{extra}: .*triangle.*not classes of the dataset"):
         datasets.add_extra_train(ds, splits, cfg)
     rc = main(["train", "--data", str(data), "--extra-train", str(extra), "--out", str(tmp_path / "runs"),

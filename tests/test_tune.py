@@ -158,7 +158,7 @@ def test_tuners_by_name(tmp_path, shapes, name, cls):
 # ----------------------------------------------------------------------------- search
 
 def test_search_writes_trials_plot_and_a_best_config_that_train_accepts(tmp_path, shapes, monkeypatch, capsys):
-    from maskclf.data import datasets, images
+    from maskclf.data import datasets, images, splitting
     from maskclf.config import Config, apply_overrides
 
     decoded = []
@@ -184,7 +184,7 @@ def test_search_writes_trials_plot_and_a_best_config_that_train_accepts(tmp_path
     # Images were decoded once for all trials (3 trials x 2 epochs would decode the training set 6 times).
     dcfg = apply_overrides(Config(), {"data.path": str(shapes), "data.val_fraction": 0.25,
                                       "data.test_fraction": 0.2}).data
-    splits = datasets.assign_splits(datasets.load_dataset(dcfg, progress=False), dcfg)
+    splits = splitting.assign_splits(datasets.load_dataset(dcfg, progress=False), dcfg)
     n = splits.count("train") + splits.count("validation")
     assert n <= len(decoded) < 2 * n, (len(decoded), n)
 

@@ -1,7 +1,7 @@
 """Image sources → labelled samples: class folders, split folders, or Pascal VOC photos cropped to faces.
 
     load_dataset(DataConfig) -> LabeledImages (paths, labels, groups, given splits, problems)
-    assign_splits(...)       -> train/validation/test by group, stratified by class, seeded
+    (splits: maskclf.data.splitting; several roots at once: maskclf.data.sources)
 
 Every file is opened once here (results are cached per file in the user cache folder, keyed by
 path, size and mtime), so problems are found before training: they are listed in one report and the
@@ -11,7 +11,6 @@ sits on two sides of a split. No TensorFlow here.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -22,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 from maskclf.data import images as imgs
 from maskclf.config import DataConfig
-from maskclf.files import MaskclfError, atomic_path, cache_dir, file_digest, write_json
+from maskclf.files import MaskclfError, cache_dir, file_digest
+from maskclf.data.index import _duplicate_groups, _Index, _describe, _inspect_files, near_duplicate_pairs, UnionFind  # noqa: F401
 from maskclf.data.voc import VocAnnotation, clip_box, find_image, parse_voc
 
 LAYOUTS_HELP = ("expected one of: ROOT/<class>/*.jpg (class folders); "
@@ -36,8 +34,6 @@ LAYOUTS_HELP = ("expected one of: ROOT/<class>/*.jpg (class folders); "
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
                "validation": "validation", "test": "test", "testing": "test"}
 CROP_VERSION = 1  # bump when the crop code changes, so caches rebuild
-INDEX_VERSION = 1
-THUMB = 16
 
 
 @dataclass
@@ -163,91 +159,6 @@ def _has_image_names(d: Path) -> bool:
         return any(imgs.is_image_name(f) for f in d.iterdir())
     except OSError:  # an unreadable class folder is reported when the files are listed
         return False
-
-
-# ----------------------------------------------------------------------------- per-file index
-
-@dataclass
-class _FileInfo:
-    ok: bool
-    message: str = ""
-    width: int = 0
-    height: int = 0
-    dhash: int = 0
-    thumb: bytes = b""
-
-
-def _describe(img: Image.Image) -> tuple[int, int, int, bytes]:
-    thumb = np.asarray(img.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.uint8).tobytes()
-    return img.width, img.height, imgs.dhash(img), thumb
-
-
-def _inspect_file(path: Path) -> _FileInfo:
-    try:
-        img = imgs.load_rgb(path)
-    except MaskclfError as e:
-        return _FileInfo(False, str(e))
-    if min(img.size) < 2:
-        return _FileInfo(False, f"{path}: image is {img.width}x{img.height} pixels, too small to learn from")
-    return _FileInfo(True, "", *_describe(img))
-
-
-class _Index:
-    """Per-file results cached across runs (keyed by absolute path, size, mtime)."""
-
-    def __init__(self, root: Path):
-        key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-        self.path = cache_dir("index") / f"{key}.json"
-        self.data: dict = {}
-        try:
-            raw = json.loads(self.path.read_text())
-            if raw.get("version") == INDEX_VERSION:
-                self.data = raw["files"]
-        except (OSError, ValueError, KeyError):
-            pass
-        self.dirty = False
-
-    @staticmethod
-    def _stamp(p: Path) -> str:
-        st = p.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
-
-    def get(self, p: Path) -> _FileInfo | None:
-        try:
-            rec = self.data.get(str(p))
-            if rec and rec["stamp"] == self._stamp(p):
-                return _FileInfo(rec["ok"], rec["message"], rec["w"], rec["h"], int(rec["dhash"]),
-                                 bytes.fromhex(rec["thumb"]))
-        except OSError:
-            pass
-        return None
-
-    def put(self, p: Path, info: _FileInfo) -> None:
-        try:
-            stamp = self._stamp(p)
-        except OSError:
-            return
-        self.data[str(p)] = {"stamp": stamp, "ok": info.ok, "message": info.message, "w": info.width,
-                             "h": info.height, "dhash": str(info.dhash), "thumb": info.thumb.hex()}
-        self.dirty = True
-
-    def save(self) -> None:
-        if self.dirty:
-            write_json(self.path, {"version": INDEX_VERSION, "files": self.data})
-
-
-def _inspect_files(paths: list[Path], index: _Index, progress: bool, what: str) -> list[_FileInfo]:
-    out: list[_FileInfo | None] = [index.get(p) for p in paths]
-    todo = [i for i, r in enumerate(out) if r is None]
-    if todo:
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
-            for n, (i, info) in enumerate(zip(todo, ex.map(lambda i: _inspect_file(paths[i]), todo)), 1):
-                out[i] = info
-                index.put(paths[i], info)
-                if progress and (n % 500 == 0 or n == len(todo)):
-                    print(f"  checked {n}/{len(todo)} {what}", file=sys.stderr, flush=True)
-        index.save()
-    return out  # type: ignore[return-value]
 
 
 def image_fingerprints(ds: LabeledImages, progress: bool = False) -> tuple[list[int], list[bytes]]:
@@ -411,56 +322,6 @@ def _final_classes(root: Path, labels: list[str], declared: list[str], problems:
     return names
 
 
-# ----------------------------------------------------------------------------- duplicates
-
-def near_duplicate_pairs(hashes: list[int], thumbs: list[bytes], distance: int):
-    """Pairs ``(i, j)``, ``i < j``, of images within ``distance`` bits of dhash whose 16x16 thumbnails also
-    differ by at most 6 grey levels on average (so flat or simple images, which all hash alike, stay apart
-    unless they really look the same)."""
-    n = len(hashes)
-    if distance < 0 or n < 2:
-        return
-    h = np.array(hashes, dtype=np.uint64)
-    t = np.frombuffer(b"".join(thumbs), dtype=np.uint8).reshape(n, -1).astype(np.int16)
-    chunk = max(1, 4_000_000 // n)
-    for start in range(0, n, chunk):
-        block = h[start:start + chunk, None] ^ h[None, :]
-        ii, jj = np.nonzero(np.bitwise_count(block) <= distance)
-        ii = ii + start
-        keep = ii < jj
-        for i, j in zip(ii[keep], jj[keep]):
-            if np.abs(t[i] - t[j]).mean() <= 6.0:
-                yield int(i), int(j)
-
-
-class UnionFind:
-    """Disjoint sets over 0..n-1; ``find`` gives the smallest member of an element's set."""
-
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        ri, rj = self.find(i), self.find(j)
-        if ri != rj:
-            self.parent[max(ri, rj)] = min(ri, rj)
-
-
-def _duplicate_groups(names: list[str], hashes: list[int], thumbs: list[bytes], distance: int) -> list[str]:
-    """Group names: images that are near duplicates (:func:`near_duplicate_pairs`) share a group, named
-    after its first member."""
-    sets = UnionFind(len(names))
-    for i, j in near_duplicate_pairs(hashes, thumbs, distance):
-        sets.union(i, j)
-    return [names[sets.find(i)] for i in range(len(names))]
-
-
 # ----------------------------------------------------------------------------- Pascal VOC
 
 def _file_sha1(p: Path) -> str:
@@ -605,71 +466,6 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> LabeledImages:
         raise MaskclfError(f"{e.filename or root}: permission denied; make it readable") from None
 
 
-def grouped_split(labels: list[int], groups: list[str], val_fraction: float, test_fraction: float,
-                  seed: int) -> list[str]:
-    """Assign train/validation/test by group, stratified by class, seeded.
-
-    Groups are dealt into 20 class-stratified folds of about 5 % each (sklearn's
-    StratifiedGroupKFold); the first folds go to test, the next to validation.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n = len(labels)
-    out = ["train"] * n
-    n_groups = len(set(groups))
-    # StratifiedGroupKFold needs at least as many members of some class as folds.
-    k = min(20, n_groups, max(Counter(labels).values()) if labels else 0)
-    n_test = int(round(test_fraction * k)) if test_fraction > 0 else 0
-    n_val = int(round(val_fraction * k)) if val_fraction > 0 else 0
-    if test_fraction > 0:
-        n_test = max(1, n_test)
-    if val_fraction > 0:
-        n_val = max(1, n_val)
-    if n_test + n_val >= k:
-        raise MaskclfError(f"only {n_groups} image groups: too few to split into train, validation and test; "
-                           "add images or set data.val_fraction/test_fraction to 0")
-    sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "least populated class" warnings for tiny classes
-        folds = [test for _, test in sgkf.split(np.zeros(n), labels, groups)]
-    for f, idx in enumerate(folds):
-        side = "test" if f < n_test else "validation" if f < n_test + n_val else "train"
-        for i in idx:
-            out[i] = side
-    return out
-
-
-def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
-    """Train/validation/test per image: the source's own splits where given, else grouped random.
-
-    With given splits, copies of a training image found in validation/test are dropped
-    from those splits (reported), so no group sits on two sides.
-    """
-    if not any(ds.given_splits):
-        return grouped_split(ds.labels, ds.groups, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    splits = list(ds.given_splits)
-    train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
-    leaked = [i for i, (g, s) in enumerate(zip(ds.groups, splits)) if s != "train" and g in train_groups]
-    for i in leaked:
-        splits[i] = "drop"
-    if leaked:
-        ds.problems.append(Problem("duplicate across splits", ds.paths[leaked[0]],
-                                   f"{len(leaked)} validation/test images duplicate a training image "
-                                   f"(first: {ds.paths[leaked[0]]}); dropped from evaluation"))
-    for side, frac in (("validation", cfg.val_fraction), ("test", cfg.test_fraction)):
-        if side in splits or frac <= 0:
-            continue
-        idx = [i for i, s in enumerate(splits) if s == "train"]
-        share = frac / max(1e-9, 1.0 - sum(f for s2, f in (("validation", cfg.val_fraction),
-                                                             ("test", cfg.test_fraction)) if s2 not in splits))
-        sub = grouped_split([ds.labels[i] for i in idx], [ds.groups[i] for i in idx], share, 0.0, cfg.split_seed)
-        for i, s in zip(idx, sub):
-            if s == "validation":
-                splits[i] = side
-    return splits
-
-
 EXTRA_GROUP = "extra:"  # group prefix of images added by data.extra_train (one group per class folder)
 
 
@@ -720,76 +516,3 @@ def add_extra_train(ds: LabeledImages, splits: list[str], cfg: DataConfig,
     detail = ", ".join(f"{c} {n}" for c, n in sorted(added.items()))
     out.notes[f"extra training images from {root} ({detail}), train split only"] = sum(added.values())
     return out, new_splits
-
-
-def write_split_csv(path: str | os.PathLike, ds: LabeledImages, splits: list[str]) -> Path:
-    """Write ``split.csv`` (path,label,group,split,source[,dataset]), atomically; ``dataset`` (the source
-    name of each image) when the images carry origins."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "group", "split", "source"] + (["dataset"] if ds.origins else []))
-            for i, (p, y, g, s, src) in enumerate(zip(ds.paths, ds.labels, ds.groups, splits, ds.sources)):
-                if s != "drop":
-                    w.writerow([p, ds.class_names[y], g, s, src] + ([ds.origins[i]] if ds.origins else []))
-    return Path(path)
-
-
-def read_split_csv(path: str | os.PathLike) -> list[dict]:
-    """Rows of a run's split.csv as dicts."""
-    p = Path(path)
-    if not p.is_file():
-        raise MaskclfError(f"{p}: split.csv not found; is this a run directory made by `maskclf train`?")
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and not {"path", "label", "group", "split"} <= set(rows[0]):
-        raise MaskclfError(f"{p}: expected columns path,label,group,split")
-    return rows
-
-
-def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: int = 3) -> str:
-    """A human report: layout, counts per class (and split), sizes, duplicate groups, problems."""
-    lines = [f"dataset: {ds.root}", f"layout:  {ds.layout}", f"images:  {len(ds)} in {len(ds.class_names)} classes"]
-    if splits is None and any(ds.given_splits):
-        splits = ds.given_splits
-    if splits:
-        sides = [s for s in ("train", "validation", "test") if s in splits]
-        header = f"  {'class':<28}" + "".join(f"{s:>12}" for s in sides) + f"{'total':>8}"
-        lines.append(header)
-        table = Counter(zip(ds.labels, splits))
-        for i, n in enumerate(ds.class_names):
-            row = [table.get((i, s), 0) for s in sides]
-            lines.append(f"  {n:<28}" + "".join(f"{v:>12}" for v in row) + f"{sum(row):>8}")
-    else:
-        for n, c in ds.counts().items():
-            lines.append(f"  {n:<28}{c:>8}")
-    if ds.sizes:
-        w = np.array([s[0] for s in ds.sizes])
-        h = np.array([s[1] for s in ds.sizes])
-        side = np.minimum(w, h)
-        lines.append(f"image sizes: width {w.min()}..{w.max()}, height {h.min()}..{h.max()}, "
-                     f"shorter side median {int(np.median(side))} px")
-    own = [i for i, g in enumerate(ds.groups) if not g.startswith(EXTRA_GROUP)]  # extras: a note below
-    gc = Counter(ds.groups[i] for i in own)
-    dup = {g: c for g, c in gc.items() if c > 1}
-    if ds.layout == "voc":
-        photos = len({ds.sources[i] for i in own})
-        merged = photos - len(gc)
-        lines.append(f"groups: {len(gc)} photo groups from {photos} photos "
-                     f"({merged} photos merged as duplicates of another)")
-    elif ds.layout == "sources":
-        lines.append(f"groups: {len(gc)} (a photo's faces, and duplicate images, share one; never split)")
-    else:
-        lines.append(f"duplicate groups: {len(dup)} groups holding {sum(dup.values())} images")
-    for k, v in sorted(ds.notes.items()):
-        lines.append(f"note: {v} {k}")
-    if ds.problems:
-        kinds = Counter(p.kind for p in ds.problems)
-        lines.append(f"problems: {len(ds.problems)} (skipped)")
-        for kind, c in kinds.most_common():
-            lines.append(f"  {kind}: {c}")
-            for p in [p for p in ds.problems if p.kind == kind][:max_examples]:
-                lines.append(f"    {p.message}")
-    else:
-        lines.append("problems: none")
-    return "\n".join(lines)

@@ -22,7 +22,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from maskclf.data import datasets
+import numpy as np
+
+from maskclf.data import datasets, splitting
 from maskclf.config import DataConfig
 from maskclf.data.datasets import LabeledImages, Problem
 from maskclf.files import MaskclfError
@@ -136,7 +138,7 @@ def _group_across_sources(ds: LabeledImages, hashes: list[int], thumbs: list[byt
 
 
 def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
-    """Train/validation/test per image: each source by its own rules (:func:`maskclf.data.datasets.assign_splits`:
+    """Train/validation/test per image: each source by its own rules (:func:`maskclf.data.splitting.assign_splits`:
     its split folders, else a grouped, stratified random split), so every source is in every split.
 
     A group that reaches two sides through duplicates across sources keeps its training images; its
@@ -144,12 +146,12 @@ def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
     """
     origins = list(dict.fromkeys(ds.origins))
     if len(origins) <= 1:
-        return datasets.assign_splits(ds, cfg)
+        return splitting.assign_splits(ds, cfg)
     splits = [""] * len(ds)
     for name in origins:
         idx = [i for i, o in enumerate(ds.origins) if o == name]
         sub = ds.subset(idx)
-        for i, s in zip(idx, datasets.assign_splits(sub, cfg)):
+        for i, s in zip(idx, splitting.assign_splits(sub, cfg)):
             splits[i] = s
         ds.problems += sub.problems[len(ds.problems):]
     train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
@@ -172,8 +174,9 @@ def strata(ds: LabeledImages) -> list[int]:
 
 
 def summarize(ds: LabeledImages, splits: list[str] | None = None, max_examples: int = 3) -> str:
-    """:func:`maskclf.data.datasets.summarize`, then (with several sources) images per source, class and split."""
-    text = datasets.summarize(ds, splits, max_examples)
+    """A human report: layout, counts per class (and split), sizes, groups, problems; with several sources
+    also images per source, class and split."""
+    text = _report(ds, splits, max_examples)
     origins = list(dict.fromkeys(ds.origins))
     if len(origins) <= 1:
         return text
@@ -212,7 +215,7 @@ def leave_one_out(ds: LabeledImages, held_out: str, val_fraction: float, seed: i
     left_out = sum(1 for o in ds.origins if o == held_out) - len(test_idx)
     fold = ds.subset(train_idx + test_idx, names)
     n = len(train_idx)
-    sub = datasets.grouped_split(strata(fold.subset(list(range(n)))), fold.groups[:n], val_fraction, 0.0, seed)
+    sub = splitting.grouped_split(strata(fold.subset(list(range(n)))), fold.groups[:n], val_fraction, 0.0, seed)
     test_groups = set(fold.groups[n:])
     splits = ["drop" if g in test_groups else s for s, g in zip(sub, fold.groups[:n])] + ["test"] * len(test_idx)
     return fold, splits, left_out
@@ -222,7 +225,7 @@ def run_split_rows(run_dir: str | os.PathLike, cfg: DataConfig, hint: str, progr
     """A run's split.csv rows, the VOC face-crop cache rebuilt first when its images are gone (rebuilding
     gives the same content-keyed paths); ``hint`` ends the error when images are still missing."""
     run = Path(run_dir)
-    rows = datasets.read_split_csv(run / "split.csv")
+    rows = splitting.read_split_csv(run / "split.csv")
     if any(not os.path.exists(r["path"]) for r in rows):
         if progress:
             print("some images of split.csv are missing; rebuilding the face-crop cache", file=sys.stderr, flush=True)
@@ -231,3 +234,51 @@ def run_split_rows(run_dir: str | os.PathLike, cfg: DataConfig, hint: str, progr
         if missing:
             raise MaskclfError(f"{missing[0]}: image of split.csv not found ({len(missing)} missing); {hint}")
     return rows
+
+
+def _report(ds: LabeledImages, splits: list[str] | None = None, max_examples: int = 3) -> str:
+    """The report of one dataset (or the merged one): layout, counts per class (and split), sizes, groups, problems."""
+    lines = [f"dataset: {ds.root}", f"layout:  {ds.layout}", f"images:  {len(ds)} in {len(ds.class_names)} classes"]
+    if splits is None and any(ds.given_splits):
+        splits = ds.given_splits
+    if splits:
+        sides = [s for s in ("train", "validation", "test") if s in splits]
+        header = f"  {'class':<28}" + "".join(f"{s:>12}" for s in sides) + f"{'total':>8}"
+        lines.append(header)
+        table = Counter(zip(ds.labels, splits))
+        for i, n in enumerate(ds.class_names):
+            row = [table.get((i, s), 0) for s in sides]
+            lines.append(f"  {n:<28}" + "".join(f"{v:>12}" for v in row) + f"{sum(row):>8}")
+    else:
+        for n, c in ds.counts().items():
+            lines.append(f"  {n:<28}{c:>8}")
+    if ds.sizes:
+        w = np.array([s[0] for s in ds.sizes])
+        h = np.array([s[1] for s in ds.sizes])
+        side = np.minimum(w, h)
+        lines.append(f"image sizes: width {w.min()}..{w.max()}, height {h.min()}..{h.max()}, "
+                     f"shorter side median {int(np.median(side))} px")
+    own = [i for i, g in enumerate(ds.groups) if not g.startswith(datasets.EXTRA_GROUP)]  # extras: a note below
+    gc = Counter(ds.groups[i] for i in own)
+    dup = {g: c for g, c in gc.items() if c > 1}
+    if ds.layout == "voc":
+        photos = len({ds.sources[i] for i in own})
+        merged = photos - len(gc)
+        lines.append(f"groups: {len(gc)} photo groups from {photos} photos "
+                     f"({merged} photos merged as duplicates of another)")
+    elif ds.layout == "sources":
+        lines.append(f"groups: {len(gc)} (a photo's faces, and duplicate images, share one; never split)")
+    else:
+        lines.append(f"duplicate groups: {len(dup)} groups holding {sum(dup.values())} images")
+    for k, v in sorted(ds.notes.items()):
+        lines.append(f"note: {v} {k}")
+    if ds.problems:
+        kinds = Counter(p.kind for p in ds.problems)
+        lines.append(f"problems: {len(ds.problems)} (skipped)")
+        for kind, c in kinds.most_common():
+            lines.append(f"  {kind}: {c}")
+            for p in [p for p in ds.problems if p.kind == kind][:max_examples]:
+                lines.append(f"    {p.message}")
+    else:
+        lines.append("problems: none")
+    return "\n".join(lines)

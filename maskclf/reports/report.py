@@ -75,7 +75,7 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     Returns:
         dict with paths, true, pred, score (lists) and ``kind`` (``"errors"`` or ``"least confident"``).
     """
-    from maskclf.data import datasets
+    from maskclf.data import splitting
     from maskclf.config import load_config
     from maskclf.reports.evaluate import predict_paths, load_run_model, most_confident_mistakes
     from maskclf.files import read_labels
@@ -83,7 +83,7 @@ def worst_errors(run_dir: str | os.PathLike, n: int = 8, model=None) -> dict:
     run = Path(run_dir)
     cfg = load_config(run / "config.yaml")
     names = read_labels(run / "labels.txt")
-    rows = [r for r in datasets.read_split_csv(run / "split.csv")
+    rows = [r for r in splitting.read_split_csv(run / "split.csv")
             if r["split"] == "test" and os.path.exists(r["path"])]
     if not rows:
         return {"paths": [], "true": [], "pred": [], "score": [], "kind": "errors"}
@@ -161,7 +161,7 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
     """
     import sys
 
-    from maskclf.data import datasets
+    from maskclf.data import splitting
 
     from maskclf.reports import plots
     from maskclf.files import read_labels
@@ -202,7 +202,7 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
             (run / ERRORS_PNG).unlink()
 
     config_text = (run / "config.yaml").read_text(encoding="utf-8")
-    rows = datasets.read_split_csv(run / "split.csv")
+    rows = splitting.read_split_csv(run / "split.csv")
     counts = split_counts(rows, names)
     data_report = (run / "data_report.txt").read_text(encoding="utf-8") if (run / "data_report.txt").is_file() else ""
     problems = problems_text(data_report) or "problems: not recorded (no data_report.txt)"

@@ -54,7 +54,7 @@ def out_of_fold_predictions(runs: list[tuple[str, Path]], progress: bool = True)
     Over the folds of one cross-validation every face is in exactly one test fold, so this predicts every
     face once, by a model that did not train on it.
     """
-    from maskclf.data import datasets
+    from maskclf.data import splitting
     from maskclf.config import load_config
     from maskclf.reports.evaluate import load_run_model, predict_paths
 
@@ -69,7 +69,7 @@ def out_of_fold_predictions(runs: list[tuple[str, Path]], progress: bool = True)
             names = these
         elif these != names:
             raise MaskclfError(f"{run}: classes {these} differ from {runs[0][1]}'s {names}; audit runs of one dataset")
-        test = [r for r in datasets.read_split_csv(run / "split.csv") if r["split"] == "test"]
+        test = [r for r in splitting.read_split_csv(run / "split.csv") if r["split"] == "test"]
         missing = [r["path"] for r in test if not os.path.exists(r["path"])]
         if missing:
             raise MaskclfError(f"{missing[0]}: image of {run / 'split.csv'} not found ({len(missing)} missing); "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from maskclf.data import datasets
+from maskclf.data import splitting
 from maskclf.config import Config
 from maskclf.files import MaskclfError
 
@@ -46,7 +46,7 @@ def distillation_targets(cfg: Config, class_names: list[str], paths: dict[str, l
     if names != class_names:
         raise MaskclfError(f"train.distill_from={teacher}: classes {', '.join(names)} differ from this data's "
                            f"{', '.join(class_names)}")
-    seen = {r["path"]: r["split"] for r in datasets.read_split_csv(teacher / "split.csv")}
+    seen = {r["path"]: r["split"] for r in splitting.read_split_csv(teacher / "split.csv")}
     for side in ("validation", "test"):
         leaked = [p for p in paths[side] if seen.get(p) == "train"]
         if leaked:

@@ -56,7 +56,7 @@ def training_crops(source: str | os.PathLike, overrides: list[str] | None = None
         (class names in model order, {class: [paths]}, "run" or "dataset").
     """
     from maskclf import config as C
-    from maskclf.data import datasets
+    from maskclf.data import datasets, splitting
     from maskclf.files import read_labels
 
     src = Path(source).expanduser()
@@ -65,7 +65,7 @@ def training_crops(source: str | os.PathLike, overrides: list[str] | None = None
             raise MaskclfError(f"{src} is a run directory: its data settings are fixed; key=value overrides "
                                "apply only to a dataset path")
         names = read_labels(src / "labels.txt")
-        rows = [r for r in datasets.read_split_csv(src / "split.csv")
+        rows = [r for r in splitting.read_split_csv(src / "split.csv")
                 if r["split"] == "train" and not r["group"].startswith(datasets.EXTRA_GROUP)]
         if any(not os.path.exists(r["path"]) for r in rows):
             # VOC crops live in the user cache; rebuilding gives the same paths (content-keyed).
@@ -82,7 +82,7 @@ def training_crops(source: str | os.PathLike, overrides: list[str] | None = None
     if overrides:
         cfg = C.apply_overrides(cfg, overrides)
     ds = datasets.load_dataset(cfg.data, progress=progress)
-    splits = datasets.assign_splits(ds, cfg.data)
+    splits = splitting.assign_splits(ds, cfg.data)
     by_class = {n: [p for p, y, s in zip(ds.paths, ds.labels, splits) if y == k and s == "train"]
                 for k, n in enumerate(ds.class_names)}
     return list(ds.class_names), by_class, "dataset"

@@ -113,7 +113,7 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
     """
     import sys
 
-    from maskclf.data import datasets
+    from maskclf.data import splitting
     from maskclf.config import load_config
     from maskclf.files import refuse_ensemble
     from maskclf.reports.evaluate import predict_paths, expected_calibration_error, load_run_model
@@ -125,7 +125,7 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
     refuse_ensemble(run, "calibrate its member runs, then make the ensemble again")
     names = read_labels(run / "labels.txt")
     lookup = {n: i for i, n in enumerate(names)}
-    rows = [r for r in datasets.read_split_csv(run / "split.csv") if r["split"] == "validation"]
+    rows = [r for r in splitting.read_split_csv(run / "split.csv") if r["split"] == "validation"]
     if not rows:
         raise MaskclfError(f"{run}/split.csv has no validation images to calibrate on")
     original = run / "uncalibrated.keras"

@@ -22,9 +22,9 @@ from typing import Sequence
 from maskclf.files import ENSEMBLE_FILE, MaskclfError, atomic_path, members_of, read_json_object, read_labels, write_json
 
 def _member_rows(run: Path) -> list[tuple[str, str, str]]:
-    from maskclf.data import datasets
+    from maskclf.data import splitting
 
-    return sorted((r["path"], r["label"], r["split"]) for r in datasets.read_split_csv(run / "split.csv"))
+    return sorted((r["path"], r["label"], r["split"]) for r in splitting.read_split_csv(run / "split.csv"))
 
 
 def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str], int]:
@@ -118,10 +118,10 @@ def _validation_balanced_accuracy(model, run: Path, names: list[str], size: int)
     """The ensemble's balanced accuracy on the split's validation images (None without any).
 
     Slightly optimistic, like every member's: each member's best epoch was chosen on these images."""
-    from maskclf.data import datasets
+    from maskclf.data import splitting
     from maskclf.reports.evaluate import compute_metrics, predict_paths
 
-    rows = [r for r in datasets.read_split_csv(run / "split.csv") if r["split"] == "validation"]
+    rows = [r for r in splitting.read_split_csv(run / "split.csv") if r["split"] == "validation"]
     if not rows or any(not os.path.exists(r["path"]) for r in rows):
         return None
     probs = predict_paths(model, [r["path"] for r in rows], size)

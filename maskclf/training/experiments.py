@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskclf.data import datasets, sources
+from maskclf.data import sources, splitting
 from maskclf.reports.cvreport import (best_validation, cv_fold_runs, fold_row, format_cv, format_cv_by_source, mean_sd,
                               plot_folds, summarize_folds)
 from maskclf.config import Config
@@ -172,7 +172,7 @@ def kfold_splits(labels: list[int], groups: list[str], folds: int, val_fraction:
     for test_idx in parts:
         test = set(test_idx.tolist())
         rest = [i for i in range(len(labels)) if i not in test]
-        sub = datasets.grouped_split([labels[i] for i in rest], [groups[i] for i in rest], share, 0.0, seed)
+        sub = splitting.grouped_split([labels[i] for i in rest], [groups[i] for i in rest], share, 0.0, seed)
         splits = ["test"] * len(labels)
         for i, s in zip(rest, sub):
             splits[i] = s

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 
-from maskclf.data import datasets, sources
+from maskclf.data import datasets, sources, splitting
 from maskclf.data.datasets import LabeledImages
 from maskclf.config import Config, DataConfig, save_config
 from maskclf.config import learning_rate as initial_learning_rate
@@ -348,7 +348,7 @@ def train(cfg: Config, progress: bool = True, data: tuple | None = None) -> Path
                                      "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     save_config(cfg, run_dir / "config.yaml")
     write_labels(run_dir / "labels.txt", ds.class_names)
-    datasets.write_split_csv(run_dir / "split.csv", ds, splits)
+    splitting.write_split_csv(run_dir / "split.csv", ds, splits)
     write_text(run_dir / "data_report.txt", report + "\n")
 
     k = len(ds.class_names)
