@@ -26,7 +26,7 @@ import numpy as np
 
 from maskclf.data import datasets, splitting
 from maskclf.config import DataConfig
-from maskclf.data.datasets import LabeledImages, Problem
+from maskclf.data.datasets import LabeledImages
 from maskclf.files import MaskclfError
 
 LAYOUTS = ("auto", "folders", "splits", "voc")
@@ -154,14 +154,7 @@ def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
         for i, s in zip(idx, splitting.assign_splits(sub, cfg)):
             splits[i] = s
         ds.problems += sub.problems[len(ds.problems):]
-    train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
-    leaked = [i for i, (g, s) in enumerate(zip(ds.groups, splits)) if s in ("validation", "test") and g in train_groups]
-    for i in leaked:
-        splits[i] = "drop"
-    if leaked:
-        ds.problems.append(Problem("duplicate across sources", ds.paths[leaked[0]],
-                                   f"{len(leaked)} validation/test images duplicate a training image of another "
-                                   f"source (first: {ds.paths[leaked[0]]}); dropped from evaluation"))
+    splitting.drop_leaked(ds, splits, "duplicate across sources", "a training image of another source")
     return splits
 
 

@@ -56,6 +56,21 @@ def grouped_split(labels: list[int], groups: list[str], val_fraction: float, tes
     return out
 
 
+def drop_leaked(ds: LabeledImages, splits: list[str], kind: str, what: str) -> int:
+    """Mark validation/test images whose group also has a training image as ``"drop"`` (in place),
+    so no group sits on two sides; one problem of ``kind`` is reported in ``ds.problems``. Returns the count."""
+    train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
+    leaked = [i for i, (g, s) in enumerate(zip(ds.groups, splits))
+              if s in ("validation", "test") and g in train_groups]
+    for i in leaked:
+        splits[i] = "drop"
+    if leaked:
+        ds.problems.append(Problem(kind, ds.paths[leaked[0]],
+                                   f"{len(leaked)} validation/test images duplicate {what} "
+                                   f"(first: {ds.paths[leaked[0]]}); dropped from evaluation"))
+    return len(leaked)
+
+
 def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
     """Train/validation/test per image: the source's own splits where given, else grouped random.
 
@@ -65,14 +80,7 @@ def assign_splits(ds: LabeledImages, cfg: DataConfig) -> list[str]:
     if not any(ds.given_splits):
         return grouped_split(ds.labels, ds.groups, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     splits = list(ds.given_splits)
-    train_groups = {g for g, s in zip(ds.groups, splits) if s == "train"}
-    leaked = [i for i, (g, s) in enumerate(zip(ds.groups, splits)) if s != "train" and g in train_groups]
-    for i in leaked:
-        splits[i] = "drop"
-    if leaked:
-        ds.problems.append(Problem("duplicate across splits", ds.paths[leaked[0]],
-                                   f"{len(leaked)} validation/test images duplicate a training image "
-                                   f"(first: {ds.paths[leaked[0]]}); dropped from evaluation"))
+    drop_leaked(ds, splits, "duplicate across splits", "a training image")
     for side, frac in (("validation", cfg.val_fraction), ("test", cfg.test_fraction)):
         if side in splits or frac <= 0:
             continue
