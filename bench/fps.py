@@ -5,14 +5,18 @@ stored BGR like cv2.VideoCapture frames). For every thread count (cv2.setNumThre
 interpreter's num_threads) and detector upscale it times:
 
 * detector alone: ``YuNetDetector.detect_bgr`` on the BGR frames (what the camera gives; no conversion);
-* whole pipeline: what ``maskclf detect`` does per camera frame except capture and encoding:
-  ``FaceMaskPipeline.process(frame, bgr=True)`` (detect, crop + one batched classify call) and the boxes
-  drawn in place (per model precision). Each pass gets a fresh copy of the frame, made outside the timer,
-  as a camera hands over a new buffer per frame.
+* whole pipeline, as ``maskclf detect`` runs a video or camera except capture and encoding:
+  ``FaceMaskPipeline.stream(frames)`` — the next frame detected on a worker thread while this one is
+  cropped, classified in one batched call and drawn on in place (per model precision);
+* the same one frame at a time on one thread (``overlap=False``, ``maskclf detect --no-overlap``):
+  ``process(frame, bgr=True)`` then the drawing.
+Each gets fresh copies of the frames, made outside the timer, as a camera hands over a new buffer per frame.
+"threads" is cv2.setNumThreads and the interpreter's num_threads; the overlapped pipeline adds one thread.
 
-A pass times every frame through the detector and then each pipeline, frame by frame (interleaved, so
-load changes on a shared machine hit both alike); FPS = frames / summed time. Passes are repeated and
-the median FPS is reported with the pipeline/detector ratio (target ≥ 0.9). Writes bench/out/fps-<stamp>.md and .json.
+A pass times every frame through the detector and the one-thread pipeline, frame by frame (interleaved, so
+load changes on a shared machine hit both alike), then the overlapped stream over all frames; FPS = frames /
+time. Passes are repeated and the median FPS is reported with the pipeline/detector ratios (target ≥ 0.9).
+Writes bench/out/fps-<stamp>.md and .json.
 
 Usage:
   nice -n 15 python bench/fps.py RUN_DIR/export [--frames 100] [--repeats 5] [--threads 1,2]
@@ -122,14 +126,14 @@ def main() -> None:
             for pipe in pipes.values():
                 for f in frames[:args.warmup]:
                     full(f.copy(), pipe)
-            det_fps, pipe_fps = [], {p: [] for p in pipes}
+            det_fps, pipe_fps, seq_fps = [], {p: [] for p in pipes}, {p: [] for p in pipes}
             # Per-stage times and face counts come from the timed passes themselves (an extra pass measured
             # other moments of a noisy VM, so its stages did not add up to the timed FPS).
             faces = {p: [] for p in pipes}
             stages = {p: {"detect": [], "classify": [], "draw": []} for p in pipes}
             for _ in range(args.repeats):
                 # Interleaved frame by frame: a load change on a shared machine hits detector and pipelines alike.
-                det_s, pipe_s = 0.0, {p: 0.0 for p in pipes}
+                det_s, seq_s = 0.0, {p: 0.0 for p in pipes}
                 for frame in frames:
                     t = time.perf_counter()
                     det.detect_bgr(frame)
@@ -138,24 +142,32 @@ def main() -> None:
                         fresh = frame.copy()
                         t = time.perf_counter()
                         r = full(fresh, pipe)
-                        pipe_s[p] += time.perf_counter() - t
+                        seq_s[p] += time.perf_counter() - t
                         faces[p].append(len(r.faces))
                         for k in stages[p]:
                             stages[p][k].append(r.timings_ms.get(k, 0.0))
                 det_fps.append(len(frames) / det_s)
-                for p in pipes:
-                    pipe_fps[p].append(len(frames) / pipe_s[p])
+                for p, pipe in pipes.items():
+                    seq_fps[p].append(len(frames) / seq_s[p])
+                    fresh = [f.copy() for f in frames]
+                    t = time.perf_counter()
+                    for frame, r in pipe.stream(fresh, bgr=True, overlap=True):
+                        pipe.annotate(frame, r, bgr=True, copy=False)
+                    pipe_fps[p].append(len(frames) / (time.perf_counter() - t))
             for p, pipe in pipes.items():
-                d, q = statistics.median(det_fps), statistics.median(pipe_fps[p])
+                d, q, s = (statistics.median(v) for v in (det_fps, pipe_fps[p], seq_fps[p]))
                 rows.append({"threads": nt, "upscale": up, "precision": p,
                              "model": classifiers[p].model_path.name,
                              "detector_fps": round(d, 2), "pipeline_fps": round(q, 2), "ratio": round(q / d, 3),
+                             "one_thread_fps": round(s, 2), "one_thread_ratio": round(s / d, 3),
                              "detector_fps_runs": [round(v, 2) for v in det_fps],
                              "pipeline_fps_runs": [round(v, 2) for v in pipe_fps[p]],
+                             "one_thread_fps_runs": [round(v, 2) for v in seq_fps[p]],
                              "faces_per_frame": round(float(np.mean(faces[p])), 2),
                              "ms_per_frame": {k: round(float(np.mean(v)), 2) for k, v in stages[p].items()}})
                 print(f"threads {nt} upscale {up:g} {p}: detector {d:.1f} FPS, pipeline {q:.1f} FPS "
-                      f"({q / d:.2f}x), {np.mean(faces[p]):.1f} faces/frame", file=sys.stderr, flush=True)
+                      f"({q / d:.2f}x; one frame at a time {s:.1f}, {s / d:.2f}x), "
+                      f"{np.mean(faces[p]):.1f} faces/frame", file=sys.stderr, flush=True)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
@@ -165,16 +177,20 @@ def main() -> None:
     md = [f"### Frames per second, {WIDTH}×{HEIGHT} frames ({meta['date']})", "",
           f"{meta['machine']}; OpenCV {cv2.__version__}; load average at the end {meta['load_average']}; "
           f"{len(frames)} frames letterboxed from `{Path(args.data).name}` photos, median of {args.repeats} "
-          f"passes. Detector: YuNet on the BGR frames. Pipeline: detect, crop + one batched classify call, draw in place.", "",
-          "| threads | upscale | model | detector FPS | pipeline FPS | pipeline / detector | faces/frame "
-          "| detect ms | classify ms | draw ms |",
-          "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+          f"passes. Detector: YuNet on the BGR frames. Pipeline: detect, crop + one batched classify call, draw in "
+          f"place; overlapped = the next frame detected on a second thread (maskclf detect's default), one thread = "
+          f"one frame at a time (--no-overlap). Stage times per frame: the one-thread pipeline (no stage competing).", "",
+          "| threads | upscale | model | detector FPS | pipeline FPS | pipeline / detector | one thread FPS "
+          "| one thread / detector | faces/frame | detect ms | classify ms | classify ms/face | draw ms |",
+          "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ms = r["ms_per_frame"]
         mark = "" if r["ratio"] >= TARGET else " ✗"
+        per_face = ms["classify"] / r["faces_per_frame"] if r["faces_per_frame"] else float("nan")
         md.append(f"| {r['threads']} | {r['upscale']:g} | {r['precision']} | {r['detector_fps']:.1f} | "
-                  f"{r['pipeline_fps']:.1f} | {r['ratio']:.2f}{mark} | {r['faces_per_frame']:.1f} | "
-                  f"{ms['detect']:.1f} | {ms['classify']:.1f} | {ms['draw']:.1f} |")
+                  f"{r['pipeline_fps']:.1f} | {r['ratio']:.2f}{mark} | {r['one_thread_fps']:.1f} | "
+                  f"{r['one_thread_ratio']:.2f} | {r['faces_per_frame']:.1f} | "
+                  f"{ms['detect']:.1f} | {ms['classify']:.1f} | {per_face:.2f} | {ms['draw']:.1f} |")
     md.append("")
     md.append(f"Target: pipeline ≥ {TARGET}× detector alone; {sum(r['ratio'] >= TARGET for r in rows)}/{len(rows)} rows meet it.")
     out = Path(args.out)

@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--no-track", action="store_true", help="video/camera: classify every frame on its own "
                                                           "(default: an IoU tracker keeps each face's tag and id "
                                                           "across frames)")
+    dt.add_argument("--no-overlap", action="store_true", help="video/camera: one frame at a time on one thread "
+                                                            "(default: the next frame is detected on a second "
+                                                            "thread while this one is classified; for 1-core devices)")
     dt.add_argument("--quiet", action="store_true", help="no per-input lines")
     _add_detector_arguments(dt)
     dt.set_defaults(func=cmd_detect)

@@ -178,6 +178,77 @@ def test_process_video_gives_track_ids_and_fewer_flips_with_tracking(tmp_path):
     assert docs[True]["stats"]["per_label"] == {"with_mask": 24, "without_mask": 0}
 
 
+def test_stream_detects_the_next_frame_while_this_one_is_classified():
+    """overlap=True: frame t+1's detection runs on a worker thread during frame t's classification (the
+    classifier of frame 0 waits for it, so a sequential stream would time out); results keep frame order and
+    equal the one-thread stream's; an error of the frame source reaches the caller after the good frames."""
+    import threading
+
+    from maskclf.edge.app import FaceMaskPipeline
+    from maskclf.files import MaskclfError
+
+    started = {}
+
+    class Detector(_FixedDetector):
+        def detect(self, rgb):
+            started[int(rgb[0, 0, 0])] = threading.current_thread().name
+            return super().detect(rgb)
+
+    class Waiting(_FlickeringClassifier):
+        def classify(self, image, boxes, bgr=False):
+            k = int(image[0, 0, 0])
+            if self.overlap and k + 1 < 5:
+                for _ in range(500):  # up to 5 s for the worker to start on the next frame
+                    if k + 1 in started:
+                        break
+                    threading.Event().wait(0.01)
+                assert k + 1 in started, f"frame {k + 1} was not being detected while frame {k} was classified"
+            return super().classify(image, boxes, bgr)
+
+    frames = [np.full((240, 320, 3), k, np.uint8) for k in range(5)]
+    out = {}
+    for overlap in (True, False):
+        started.clear()
+        clf = Waiting()
+        clf.overlap = overlap
+        pipe = FaceMaskPipeline(clf, Detector())
+        got = list(pipe.stream(iter(frames), bgr=False, overlap=overlap))
+        assert [int(f[0, 0, 0]) for f, _ in got] == list(range(5))
+        out[overlap] = [[(face.box, face.label) for face in r.faces] for _, r in got]
+        assert all(set(r.timings_ms) == {"detect", "classify"} for _, r in got)
+        names = set(started.values())
+        assert (threading.main_thread().name in names) is (not overlap)  # the worker detects every frame
+    assert out[True] == out[False]
+
+    def broken():
+        yield frames[0]
+        yield frames[1]
+        raise MaskclfError("clip.mp4: no frame could be read")
+
+    pipe = FaceMaskPipeline(_FlickeringClassifier(), _FixedDetector())
+    seen = []
+    with pytest.raises(MaskclfError, match="clip.mp4"):
+        for frame, _ in pipe.stream(broken()):
+            seen.append(frame)
+    assert len(seen) == 2
+
+
+def test_process_video_gives_the_same_frames_with_and_without_overlap(tmp_path):
+    from maskclf.edge.app import FaceMaskPipeline, process_video
+
+    video = _video(tmp_path / "clip.mp4")
+    docs = {}
+    for overlap in (True, False):
+        pipe = FaceMaskPipeline(_FlickeringClassifier(), _FixedDetector())
+        docs[overlap] = process_video(pipe, video, tmp_path / f"out-{overlap}.mp4", progress=False, overlap=overlap,
+                                      max_frames=9)
+    strip = [[(f["box"], f["label"], f["track"]) for f in e["faces"]] for e in docs[True]["frames"]]
+    assert len(strip) == 9
+    assert strip == [[(f["box"], f["label"], f["track"]) for f in e["faces"]] for e in docs[False]["frames"]]
+    assert docs[True]["stats"] == docs[False]["stats"] | {"mean_ms": docs[True]["stats"]["mean_ms"]}
+    assert (tmp_path / "out-True.mp4").stat().st_size > 0
+
+
 def test_detect_cli_tracks_videos_unless_no_track(tmp_path, monkeypatch, capsys):
     """`maskclf detect VIDEO` puts track ids in the JSON; --no-track leaves them out (a real video file)."""
     from maskclf.cli import main

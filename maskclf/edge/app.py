@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -63,6 +63,11 @@ class FaceMaskPipeline:
         A BGR frame is never converted whole when the detector offers ``detect_bgr`` (YuNet and Haar do):
         the detector takes it as it is and only the face crops are turned to RGB.
         """
+        boxes, detect_ms = self.detect(frame, bgr)
+        return self.classify(frame, boxes, detect_ms, bgr)
+
+    def detect(self, frame: np.ndarray, bgr: bool = False) -> tuple[list, float]:
+        """The face boxes of a frame (RGB, or BGR with ``bgr=True``) and the milliseconds detection took."""
         t0 = time.perf_counter()
         if not bgr:
             boxes = self.detector.detect(frame)
@@ -72,10 +77,44 @@ class FaceMaskPipeline:
             import cv2
 
             boxes = self.detector.detect(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2RGB))
-        t1 = time.perf_counter()
+        return boxes, (time.perf_counter() - t0) * 1e3
+
+    def classify(self, frame: np.ndarray, boxes: list, detect_ms: float = 0.0, bgr: bool = False) -> FrameResult:
+        """Classify the detected ``boxes`` of ``frame``: the frame's :class:`FrameResult`."""
+        t = time.perf_counter()
         faces = self.classifier.classify(frame, boxes, bgr=bgr)
-        t2 = time.perf_counter()
-        return FrameResult(faces, {"detect": (t1 - t0) * 1e3, "classify": (t2 - t1) * 1e3})
+        return FrameResult(faces, {"detect": detect_ms, "classify": (time.perf_counter() - t) * 1e3})
+
+    def stream(self, frames: Iterable[np.ndarray], bgr: bool = True,
+               overlap: bool = True) -> Iterator[tuple[np.ndarray, FrameResult]]:
+        """(frame, result) for each frame of a stream, in order.
+
+        With ``overlap`` (the default) a worker thread reads and detects frame t+1 while the caller's thread
+        classifies frame t and does whatever it does with it (draw, write, track): detection, decoding,
+        LiteRT and Pillow release the GIL, so on a device with two cores or more a frame costs the slower
+        of the two stages instead of their sum. Results still come in frame order, one frame ahead at most.
+        """
+        if not overlap:
+            for frame in frames:
+                yield frame, self.process(frame, bgr=bgr)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        source = iter(frames)
+
+        def read_and_detect():
+            frame = next(source, None)  # the frame source is only ever read by this one worker
+            return None if frame is None else (frame, *self.detect(frame, bgr))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskclf-detect") as pool:
+            pending = pool.submit(read_and_detect)
+            while True:
+                item = pending.result()  # re-raises the worker's error (an unreadable video) here
+                if item is None:
+                    return
+                pending = pool.submit(read_and_detect)
+                frame, boxes, detect_ms = item
+                yield frame, self.classify(frame, boxes, detect_ms, bgr)
 
     def annotate(self, frame: np.ndarray, result: FrameResult, bgr: bool = False, copy: bool = True) -> np.ndarray:
         """Draw ``result`` on a copy of ``frame`` (or on ``frame`` itself) and add the draw time to its timings."""
@@ -200,7 +239,8 @@ def _writer(path: Path, fps: float, size: tuple[int, int]):
 def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, out_path: str | os.PathLike | None,
                   max_frames: int | None = None, progress: bool = True,
                   on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None,
-                  events: str | os.PathLike | None = None, keep_frames: bool = True, track: bool = True) -> dict:
+                  events: str | os.PathLike | None = None, keep_frames: bool = True, track: bool = True,
+                  overlap: bool = True) -> dict:
     """Annotate a video file or camera stream frame by frame, with an FPS overlay.
 
     Args:
@@ -217,6 +257,8 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
         track: follow faces across frames (:class:`maskclf.edge.tracking.IouTracker`): each face gets
             a ``"track"`` id and its track's smoothed label, score and probabilities, so tags do not
             flicker from frame to frame; False classifies every frame on its own.
+        overlap: read and detect the next frame on a worker thread while this one is classified, drawn and
+            written (:meth:`FaceMaskPipeline.stream`); False does one frame at a time on one thread.
 
     Returns:
         ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
@@ -248,12 +290,12 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             raise MaskclfError(f"--events {events}: cannot append to it ({e.strerror})") from None
     source_name = f"camera{source}" if camera else str(source)
     tracker = IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide) if track else None
+    # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
+    stream = pipeline.stream(_frames(cap, source, max_frames), overlap=overlap)
     try:
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
             try:
-                for i, frame in enumerate(_frames(cap, source, max_frames)):
-                    # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
-                    result = pipeline.process(frame, bgr=True)
+                for i, (frame, result) in enumerate(stream):
                     track_ids = None
                     if tracker is not None:
                         t = time.perf_counter()
@@ -297,6 +339,7 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                 writer.release()
                 writer = None
     finally:
+        stream.close()  # waits for the worker's frame, so the capture is not released under it
         if writer is not None:
             writer.release()
         if events_file is not None:
@@ -347,7 +390,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                precision: str | None = None, threads: int = 1,
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
-               progress: bool = True, events: str | os.PathLike | None = None, track: bool = True) -> dict:
+               progress: bool = True, events: str | os.PathLike | None = None, track: bool = True,
+               overlap: bool = True) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -368,6 +412,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
             without ``json_path`` no per-frame entries are kept in memory (a camera service runs for days).
         track: videos and cameras keep each face's tag across frames (an IoU tracker, see
             :func:`process_video`); False classifies every frame on its own. Photos are never tracked.
+        overlap: videos and cameras detect the next frame on a second thread while this one is classified
+            (:meth:`FaceMaskPipeline.stream`); False for a single-core device.
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
@@ -396,7 +442,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
     def video(src, name: str) -> None:
         target = _video_out(out_root, name) if save else None
         res = process_video(pipeline, src, target, max_frames=max_frames, progress=progress,
-                            events=events, keep_frames=keep_frames, track=track)
+                            events=events, keep_frames=keep_frames, track=track, overlap=overlap)
         key = {"camera": src} if isinstance(src, int) else {"path": str(src)}
         doc["inputs"] += [key | f for f in res["frames"]]
         stats = res.pop("stats")
