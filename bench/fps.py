@@ -188,8 +188,8 @@ def main() -> None:
         mark = "" if r["ratio"] >= TARGET else " ✗"
         per_face = ms["classify"] / r["faces_per_frame"] if r["faces_per_frame"] else float("nan")
         md.append(f"| {r['threads']} | {r['upscale']:g} | {r['precision']} | {r['detector_fps']:.1f} | "
-                  f"{r['pipeline_fps']:.1f} | {r['ratio']:.2f}{mark} | {r['one_thread_fps']:.1f} | "
-                  f"{r['one_thread_ratio']:.2f} | {r['faces_per_frame']:.1f} | "
+                  f"{r['pipeline_fps']:.1f} | {r['ratio']:.3f}{mark} | {r['one_thread_fps']:.1f} | "
+                  f"{r['one_thread_ratio']:.3f} | {r['faces_per_frame']:.1f} | "
                   f"{ms['detect']:.1f} | {ms['classify']:.1f} | {per_face:.2f} | {ms['draw']:.1f} |")
     md.append("")
     md.append(f"Target: pipeline ≥ {TARGET}× detector alone; {sum(r['ratio'] >= TARGET for r in rows)}/{len(rows)} rows meet it.")

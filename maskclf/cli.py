@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(default: an IoU tracker keeps each face's tag and id "
                                                           "across frames)")
     dt.add_argument("--no-overlap", action="store_true", help="video/camera: one frame at a time on one thread "
-                                                            "(default: the next frame is detected on a second "
-                                                            "thread while this one is classified; for 1-core devices)")
+                                                            "(default on 2+ cores: the next frame is detected on a "
+                                                            "second thread while this one is classified)")
     dt.add_argument("--quiet", action="store_true", help="no per-input lines")
     _add_detector_arguments(dt)
     dt.set_defaults(func=cmd_detect)

@@ -240,7 +240,7 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                   max_frames: int | None = None, progress: bool = True,
                   on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None,
                   events: str | os.PathLike | None = None, keep_frames: bool = True, track: bool = True,
-                  overlap: bool = True) -> dict:
+                  overlap: bool | None = None) -> dict:
     """Annotate a video file or camera stream frame by frame, with an FPS overlay.
 
     Args:
@@ -258,7 +258,8 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             a ``"track"`` id and its track's smoothed label, score and probabilities, so tags do not
             flicker from frame to frame; False classifies every frame on its own.
         overlap: read and detect the next frame on a worker thread while this one is classified, drawn and
-            written (:meth:`FaceMaskPipeline.stream`); False does one frame at a time on one thread.
+            written (:meth:`FaceMaskPipeline.stream`); False does one frame at a time on one thread; None
+            (default) overlaps when the machine has more than one core.
 
     Returns:
         ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
@@ -291,6 +292,8 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     source_name = f"camera{source}" if camera else str(source)
     tracker = IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide) if track else None
     # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
+    if overlap is None:
+        overlap = (os.cpu_count() or 1) > 1
     stream = pipeline.stream(_frames(cap, source, max_frames), overlap=overlap)
     try:
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
@@ -391,7 +394,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
                progress: bool = True, events: str | os.PathLike | None = None, track: bool = True,
-               overlap: bool = True) -> dict:
+               overlap: bool | None = None) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -413,7 +416,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
         track: videos and cameras keep each face's tag across frames (an IoU tracker, see
             :func:`process_video`); False classifies every frame on its own. Photos are never tracked.
         overlap: videos and cameras detect the next frame on a second thread while this one is classified
-            (:meth:`FaceMaskPipeline.stream`); False for a single-core device.
+            (:meth:`FaceMaskPipeline.stream`) when the machine has two cores or more; False never does.
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
