@@ -42,6 +42,9 @@ RECIPES: dict[str, tuple[list[str], str]] = {
     "default": ([], "package default (maskclf_cnn since session 10: seed004_cnn with 2 convolutions per block, 35 px, "
                     "bundled start: chandrikadeb7 + painted masks, fine-tuned at 3e-4, whole schedule; sessions 6-9: "
                     "seed004_paint_lr3)"),
+    "exposure": (["augment.brightness_range=[0.6,1.6]", "augment.contrast_range=0.25"],
+                 "the default + wider exposure augmentation (brightness 0.6-1.6, contrast ±25 %; session 16: the "
+                 "robustness sweep's weakest spot was faces 1.3-1.6x brighter)"),
     "seed004_cnn": (["--model", "seed004_cnn"], "seed-004 CNN + BN at 35 px, full inverse-frequency weights"),
     "seed004_sqrt": (["--model", "seed004_cnn", "train.class_weight=sqrt"], "square-root class weights"),
     "seed004_noweights": (["--model", "seed004_cnn", "train.class_weight=none"], "no class weights"),
@@ -189,7 +192,7 @@ for _name, (_base, _seed) in SEED_VARIANTS.items():
 # what they meant, and their finished folds are still found): the random start (the bundled start became the
 # default in session 4) and learning rate 1e-3 (an unset rate became 3e-4 for trained starts in session 6).
 LEGACY_PINS = {"model.init_from": "none", "train.learning_rate": "1e-3"}
-CURRENT_DEFAULT = {"default"} | {n for n, (base, _) in SEED_VARIANTS.items() if base == "default"}  # not pinned
+CURRENT_DEFAULT = {"default", "exposure"} | {n for n, (base, _) in SEED_VARIANTS.items() if base == "default"}  # not pinned
 for _name, (_args, _lever) in RECIPES.items():
     if _name not in CURRENT_DEFAULT:
         _args += [f"{k}={v}" for k, v in LEGACY_PINS.items() if not any(a.startswith(k + "=") for a in _args)]
