@@ -90,6 +90,7 @@ def _add_training_options(p: argparse.ArgumentParser, overrides_help: str) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``maskclf`` argument parser: every subcommand, its options and the function it dispatches to."""
     p = argparse.ArgumentParser(
         prog="maskclf",
         description="Train, evaluate and use face-mask classifiers (with mask / without mask / mask worn incorrectly).",

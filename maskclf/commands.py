@@ -43,6 +43,7 @@ def _build_config(args) -> "object":
 
 
 def cmd_train(args) -> int:
+    """``maskclf train``: one run directory (or ``--ensemble N`` seeds and their average) and its test metrics."""
     _quiet_tensorflow()
     from maskclf.training.train import train
 
@@ -84,6 +85,7 @@ def _seed_members(cfg, args, command: str, fit) -> list:
 
 
 def cmd_evaluate(args) -> int:
+    """``maskclf evaluate``: a run's test split again, or another dataset (``--data``), with metrics and plots."""
     _quiet_tensorflow()
     from maskclf.reports.evaluate import evaluate_run, format_summary
 
@@ -93,6 +95,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """``maskclf predict``: label, score and probabilities per image; exit 1 when an image could not be read."""
     _quiet_tensorflow()
     from maskclf.reports.evaluate import predict_images
 
@@ -109,6 +112,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_data_inspect(args) -> int:
+    """``maskclf data inspect``: the layout, counts, sizes, duplicate groups and problems of one or more roots."""
     from maskclf import config as C
     from maskclf.data.sources import assign_splits, load_data, summarize
 
@@ -123,6 +127,7 @@ def cmd_data_inspect(args) -> int:
 
 
 def cmd_data_relabel(args) -> int:
+    """``maskclf data relabel``: a copy of a dataset with reviewed label decisions applied (the rest linked)."""
     from collections import Counter
 
     from maskclf.research.relabel import relabel
@@ -137,6 +142,7 @@ def cmd_data_relabel(args) -> int:
 
 
 def cmd_models(args) -> int:
+    """``maskclf models``: the model registry (``-v``: each family's options and defaults)."""
     _quiet_tensorflow()
     from maskclf.models.registry import REGISTRY
 
@@ -149,6 +155,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_config(args) -> int:
+    """``maskclf config``: every configuration key with its default (or a run's resolved config)."""
     import yaml
 
     from maskclf import config as C
@@ -164,6 +171,7 @@ def cmd_config(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """``maskclf export``: a run's .tflite files per precision, checked against the Keras model."""
     _quiet_tensorflow()
     from maskclf.export.convert import export_run, format_report_table
 
@@ -190,6 +198,7 @@ def _detector_options(args) -> dict:
 
 
 def cmd_detect(args) -> int:
+    """``maskclf detect``: find, classify and draw every face of photos, videos or a camera (no TensorFlow)."""
     from maskclf.edge.app import DEFAULT_OUT, run_detect
 
     doc = run_detect(args.input, args.model, out=args.out, json_path=args.json, camera=args.camera,
@@ -212,6 +221,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_evaluate_detection(args) -> int:
+    """``maskclf evaluate-detection``: detector + classifier AP@0.5 on annotated VOC photos."""
     from maskclf.edge.evaluation import evaluate_detection, format_detection_md
 
     report = evaluate_detection(args.model, args.data, split=args.split, run_dir=args.run, out=args.out,
@@ -223,6 +233,7 @@ def cmd_evaluate_detection(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    """``maskclf tune``: a KerasTuner search over a ``tuning/*.yaml`` space (resumable, optionally distributed)."""
     _quiet_tensorflow()
     from maskclf.tuning.tune import tune
 
@@ -236,6 +247,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """``maskclf compare``: several model families trained on one split, as a table and a plot."""
     _quiet_tensorflow()
     from maskclf.training.experiments import compare
 
@@ -248,6 +260,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    """``maskclf calibrate``: fit a temperature (and thresholds) on a run's validation split."""
     _quiet_tensorflow()
     from maskclf.training.calibrate import calibrate_run
     from maskclf.reports.evaluate import evaluate_run, format_summary
@@ -261,6 +274,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
+    """``maskclf ensemble``: average finished runs (or a cv folder's folds) into one ensemble run."""
     from pathlib import Path
 
     _quiet_tensorflow()
@@ -283,6 +297,7 @@ def cmd_ensemble(args) -> int:
 
 
 def cmd_suspects(args) -> int:
+    """``maskclf suspects``: faces whose label the model confidently contradicts (the label audit)."""
     _quiet_tensorflow()
     from maskclf.research.audit import find_suspects, format_suspects
 
@@ -293,6 +308,7 @@ def cmd_suspects(args) -> int:
 
 
 def cmd_cv(args) -> int:
+    """``maskclf cv``: K photo-grouped folds (or ``--by-source``: leave one source out), resumable."""
     _quiet_tensorflow()
     from maskclf.training.experiments import cross_validate
 
@@ -321,6 +337,7 @@ def cmd_cv(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    """``maskclf explain``: Grad-CAM / Grad-CAM++ heatmaps and overlays per image."""
     _quiet_tensorflow()
     from maskclf.reports.explain import explain_images
 
@@ -331,6 +348,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """``maskclf report``: a run's self-contained report.html and report.md."""
     _quiet_tensorflow()
     from maskclf.reports.report import build_report
 
@@ -340,6 +358,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_synth(args) -> int:
+    """``maskclf synth``: generated images of a class (autoencoder, seed report 001) for ``--extra-train``."""
     _quiet_tensorflow()
     from maskclf.research.synth import synthesize
 
@@ -352,6 +371,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_paint(args) -> int:
+    """``maskclf paint``: bare faces painted with a mask worn correctly or incorrectly (a research lever)."""
     from pathlib import Path
 
     from maskclf.data.images import collect_images

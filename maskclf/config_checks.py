@@ -66,6 +66,7 @@ def coerce(section: str, key: str, value: Any, typ: Any) -> Any:
 
 
 def check_values(cfg) -> None:
+    """Raise a one-line :class:`MaskclfError` naming the key for any value out of its type or range."""
     d, t = cfg.data, cfg.train
     if d.layout not in ("auto", "folders", "splits", "voc"):
         raise MaskclfError(f"config key data.layout: {d.layout!r} is not one of auto, folders, splits, voc")

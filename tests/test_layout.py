@@ -92,3 +92,19 @@ def test_every_module_stays_under_about_500_lines():
     long = {str(p.relative_to(PKG.parent)): n for p in PKG.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 560 and p.name != "_metadata_schema_fb.py"}
     assert not long, f"modules over ~500 lines (split them by reason to change): {long}"
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    """Public = not starting with ``_``, at module level or a public method of a public class (the vendored
+    flatbuffers schema excluded)."""
+    missing = []
+    for p in sorted(PKG.rglob("*.py")):
+        if p.name == "_metadata_schema_fb.py":
+            continue
+        for node in ast.parse(p.read_text()).body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name.startswith("_"):
+                continue
+            members = [node] + [m for m in getattr(node, "body", []) if isinstance(node, ast.ClassDef)
+                                and isinstance(m, ast.FunctionDef) and not m.name.startswith("_")]
+            missing += [f"{p.relative_to(PKG.parent)}:{m.lineno} {m.name}" for m in members if not ast.get_docstring(m)]
+    assert not missing, "public functions/classes without a docstring:\n" + "\n".join(missing)

@@ -82,6 +82,7 @@ class LabeledImages:
         return len(self.paths)
 
     def counts(self) -> dict[str, int]:
+        """Images per class name, in class order."""
         c = Counter(self.labels)
         return {n: c.get(i, 0) for i, n in enumerate(self.class_names)}
 

@@ -135,6 +135,7 @@ class UnionFind:
         self.parent = list(range(n))
 
     def find(self, i: int) -> int:
+        """The representative of ``i``'s set (with path halving)."""
         parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
@@ -142,6 +143,7 @@ class UnionFind:
         return i
 
     def union(self, i: int, j: int) -> None:
+        """Merge the sets of ``a`` and ``b``."""
         ri, rj = self.find(i), self.find(j)
         if ri != rj:
             self.parent[max(ri, rj)] = min(ri, rj)

@@ -85,6 +85,7 @@ class FaceMaskDetection(tfds.core.GeneratorBasedBuilder):
     @tfds.core.utils.classproperty
     @classmethod
     def code_path(cls) -> epath.Path:
+        """This module's path (TFDS locates the builder's checksums beside it)."""
         return epath.Path(__file__)
 
     def __init__(self, *, source_dir: str | os.PathLike | None = None, **kwargs):

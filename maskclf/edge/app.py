@@ -41,6 +41,7 @@ class FrameResult:
     timings_ms: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        """The faces and the rounded stage timings as a JSON-ready dict."""
         return {"faces": [f.to_json() for f in self.faces],
                 "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
 
@@ -124,6 +125,7 @@ class FaceMaskPipeline:
         return out
 
     def describe(self) -> dict:
+        """The classifier's and detector's descriptions, for JSON outputs."""
         return {"model": self.classifier.describe(),
                 "detector": getattr(self.detector, "describe", lambda: {"name": type(self.detector).__name__})()}
 

@@ -47,6 +47,7 @@ class FaceDetector(Protocol):
     name: str
 
     def detect(self, rgb: np.ndarray) -> list[Box]:
+        """Face boxes ``(x1, y1, x2, y2, score)`` in pixels of an RGB uint8 frame."""
         ...
 
 

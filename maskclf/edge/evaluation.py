@@ -35,6 +35,7 @@ SIZE_BINS = ((0, 16), (16, 32), (32, 64), (64, 10 ** 9))
 
 @dataclass(frozen=True)
 class GroundTruth:
+    """One annotated face of a VOC photo: its box, its class (after the class map) and whether it is an ignore region."""
     box: tuple
     label: str | None  # class name after the run's class_map; None when the class was dropped
     ignore: bool  # difficult, a class the model does not know, or below min_gt_size: an ignore region

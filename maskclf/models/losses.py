@@ -27,6 +27,7 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
         self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
+        """Cross-entropy of the logits shifted by tau × log prior."""
         from keras import ops
 
         shift = ops.convert_to_tensor([self.tau * v for v in self.log_prior], dtype=y_pred.dtype)
@@ -37,6 +38,7 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
                                                      label_smoothing=self.label_smoothing)
 
     def get_config(self):
+        """The loss's config, so a saved model loads it back."""
         return {**super().get_config(), "log_prior": self.log_prior, "tau": self.tau, "sparse": self.sparse,
                 "label_smoothing": self.label_smoothing}
 

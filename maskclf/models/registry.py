@@ -40,6 +40,7 @@ class Preprocess(layers.Layer):
         self.mode = mode
 
     def call(self, x):
+        """Scale RGB pixels in [0, 255] the way the model family expects."""
         x = ops.cast(x, "float32")
         if self.mode == "unit":
             return x / 255.0
@@ -52,6 +53,7 @@ class Preprocess(layers.Layer):
         return x
 
     def get_config(self):
+        """The layer's config, so a saved model loads it back."""
         return {**super().get_config(), "mode": self.mode}
 
 
@@ -78,6 +80,7 @@ class ModelSpec:
     description: str = ""
 
     def option_names(self) -> list[str]:
+        """The builder's options a config may set (``model.<option>``)."""
         params = inspect.signature(self.builder).parameters
         return [p for p in params if p not in ("num_classes", "image_size", "weights")]
 
@@ -86,6 +89,7 @@ REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model family to the registry under its name and return it."""
     REGISTRY[spec.name] = spec
     return spec
 

@@ -23,6 +23,7 @@ from maskclf.files import MaskclfError
 
 
 def mean_sd(values: list[float]) -> dict:
+    """Mean and sample standard deviation of the non-None values (None, None when there are none)."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     if not len(v):
         return {"mean": None, "sd": None}
@@ -42,6 +43,7 @@ def best_validation(run: Path, monitor: str) -> float | None:
 
 
 def fold_row(m: dict, class_names: list[str]) -> dict:
+    """One fold's row for cv.json from its metrics.json."""
     row = {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
            "ece": m.get("ece"), "test_images": m["num_samples"],
            "recall": {c: m["per_class"][c]["recall"] for c in class_names},
@@ -54,6 +56,7 @@ def fold_row(m: dict, class_names: list[str]) -> dict:
 
 
 def summarize_folds(rows: list[dict], class_names: list[str], cfg: Config, folds: int) -> dict:
+    """cv.json's summary: mean ± sd per metric, pooled confusion matrix, per-source rows."""
     pooled = np.sum([np.asarray(r["confusion_matrix"]) for r in rows], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled_recall = np.diag(pooled) / pooled.sum(axis=1)
@@ -119,6 +122,7 @@ def format_cv(summary: dict) -> str:
 
 
 def plot_folds(summary: dict, path: Path) -> None:
+    """cv.png: balanced accuracy and per-class recall per fold, with their means."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

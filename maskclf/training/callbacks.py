@@ -34,6 +34,7 @@ class ValidationMetrics(keras.callbacks.Callback):
         self.val_ds = val_ds
 
     def on_epoch_end(self, epoch, logs=None):
+        """Add validation balanced accuracy and macro F1 to the epoch's logs."""
         from sklearn.metrics import balanced_accuracy_score, f1_score
 
         y, p = predict_dataset(self.model, self.val_ds)
@@ -89,6 +90,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         return v > self.best if self.mode == "max" else v < self.best
 
     def on_epoch_end(self, epoch, logs=None):
+        """Save the model (temp file, then rename) when the monitored value improves."""
         v = (logs or {}).get(self.monitor)
         if v is None:
             raise KeyError(f"checkpoint monitor {self.monitor!r} not in the epoch logs: {sorted(logs or {})}")
@@ -129,6 +131,7 @@ class PullToStart(keras.callbacks.Callback):
         self._pull = pull
 
     def on_train_batch_end(self, batch, logs=None):
+        """Pull the weights toward their starting values (L2-SP)."""
         self._pull()
 
 
@@ -170,11 +173,13 @@ class WeightAverage(keras.callbacks.Callback):
         self._update = update
 
     def on_train_batch_end(self, batch, logs=None):
+        """Update the running average of the weights."""
         if self._shadow is None:
             self._start()
         self._update()
 
     def on_epoch_end(self, epoch, logs=None):
+        """Swap the averaged weights in: the callbacks after this one (metrics, checkpoint) see them."""
         if self._shadow is None:
             return
         self._raw = [v.numpy() for v in self._vars]
@@ -188,6 +193,7 @@ class WeightAverage(keras.callbacks.Callback):
             self._raw = None
 
     def on_train_end(self, logs=None):
+        """Leave the averaged weights in the model."""
         self._put_back()
         if self._shadow is None:
             return

@@ -68,6 +68,7 @@ class Param:
         return len(kinds) != 1 or None in kinds
 
     def labels(self) -> list:
+        """The values as KerasTuner choices (JSON strings for lists and dicts)."""
         if self.encoded:
             return [json.dumps(v) for v in self.values]
         if {_scalar_kind(v) for v in self.values} == {"float"}:
@@ -137,10 +138,12 @@ class SearchSpace:
 
     @property
     def tuned(self) -> list[Param]:
+        """The parameters that vary."""
         return [p for p in self.params if p.kind != "fixed"]
 
     @property
     def fixed(self) -> dict[str, Any]:
+        """The fixed config values, by key."""
         return {p.key: p.value for p in self.params if p.kind == "fixed"}
 
     def overrides(self, values: dict, epochs: int) -> dict:
@@ -152,6 +155,7 @@ class SearchSpace:
         return apply_overrides(base, self.overrides(values, epochs))
 
     def fingerprint(self) -> str:
+        """A short hash of the space, so a resumed search refuses a changed file."""
         d = {"model": self.model, "params": [p.__dict__ for p in self.params]}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -80,6 +80,7 @@ class SearchData:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes."""
         return len(self.class_names)
 
     def _cached(self, size: int):
@@ -148,6 +149,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
         return self.space.config(self.base, values, epochs)
 
     def build(self, hp):
+        """A trial's compiled model from its hyperparameters."""
         from maskclf.data import pipeline
         from maskclf.models.registry import create_model, start_model
         from maskclf.training.train import compile_model, learning_rate_for, make_loss
@@ -165,6 +167,7 @@ class MaskHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, verbose=0, **kwargs):
+        """Train one trial with the trial's batch size, schedule and validation metrics."""
         from maskclf.training.callbacks import ValidationMetrics
         from maskclf.training.train import averaging_callbacks, schedule_callbacks
 
