@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from foundation import machine  # noqa: E402
+from foundation import machine, write_results  # noqa: E402
 
 DEFAULT_PHOTO = HERE.parent.parent / "shared" / "data" / "face-mask-detection" / "images" / "maksssksksss0.jpg"
 TARGET_S = 1.0
@@ -83,12 +83,8 @@ def main() -> None:
           "|---:|---:|---:|---:|---:|---|",
           f"| {row['first_s']:.2f} | {row['median_s']:.2f} | {row['min_s']:.2f} | {row['max_s']:.2f} | "
           f"{row['python_pass_median_s']:.2f} | ≤ {TARGET_S:g} s: {'met' if row['median_s'] <= TARGET_S else 'missed'} |"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    (out / f"coldstart-{stamp}.md").write_text("\n".join(md) + "\n")
-    (out / f"coldstart-{stamp}.json").write_text(json.dumps(meta | row, indent=2) + "\n")
-    print("\n".join(md))
+    write_results(Path(args.out), "coldstart", stamp, md, meta | row)
 
 
 if __name__ == "__main__":

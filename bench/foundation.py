@@ -36,6 +36,28 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
+def write_results(out: Path, name: str, stamp: str, md: list[str], data: dict) -> Path:
+    """``out/<name>-<stamp>.md`` and ``.json`` (the folder made if needed); prints the Markdown and where it went."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}-{stamp}.md").write_text("\n".join(md) + "\n")
+    (out / f"{name}-{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print("\n".join(md))
+    print(f"\nwrote {out / f'{name}-{stamp}.md'} and .json", file=sys.stderr)
+    return out / f"{name}-{stamp}.md"
+
+
+def run_main(main, script: str) -> None:
+    """Run a bench script's ``main``; a :class:`maskclf.files.MaskclfError` (a missing export, a precision not
+    exported, unreadable photos or video) ends it with one line naming the script, as the CLI does."""
+    from maskclf.files import MaskclfError
+
+    try:
+        main()
+    except MaskclfError as e:
+        sys.exit(f"{script}: {e}")
+
+
 def experiments(shared: Path) -> dict[str, list[str]]:
     voc = str(shared / "data" / "face-mask-detection")
     chd = str(shared / "data" / "chandrikadeb7-face-mask")

@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -40,7 +39,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from foundation import machine  # noqa: E402
+from foundation import machine, run_main, write_results  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "face-mask-detection" / "images"
 WIDTH, HEIGHT = 640, 480
@@ -193,18 +192,8 @@ def main() -> None:
                   f"{ms['detect']:.1f} | {ms['classify']:.1f} | {per_face:.2f} | {ms['draw']:.1f} |")
     md.append("")
     md.append(f"Target: pipeline ≥ {TARGET}× detector alone; {sum(r['ratio'] >= TARGET for r in rows)}/{len(rows)} rows meet it.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"fps-{stamp}.md").write_text("\n".join(md) + "\n")
-    (out / f"fps-{stamp}.json").write_text(json.dumps(meta | {"rows": rows}, indent=2) + "\n")
-    print("\n".join(md))
-    print(f"\nwrote {out / f'fps-{stamp}.md'} and .json", file=sys.stderr)
+    write_results(Path(args.out), "fps", stamp, md, meta | {"rows": rows})
 
 
 if __name__ == "__main__":
-    from maskclf.files import MaskclfError
-
-    try:
-        main()
-    except MaskclfError as e:  # a missing export, a precision not exported, unreadable photos: one line
-        sys.exit(f"bench/fps.py: {e}")
+    run_main(main, "bench/fps.py")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from PIL import Image, ImageFilter
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from foundation import machine  # noqa: E402
+from foundation import machine, run_main, write_results  # noqa: E402
 
 PERTURBATIONS = [("none", None), ("size", 12), ("size", 16), ("size", 24), ("size", 48), ("size", 96),
                  ("jpeg", 50), ("jpeg", 25), ("jpeg", 10), ("blur", 0.02), ("blur", 0.04), ("blur", 0.08),
@@ -158,18 +157,8 @@ def main() -> None:
     for i, (kind, value) in enumerate(PERTURBATIONS):
         md.append(f"| {label(kind, value)} | " + " | ".join(f"{results[c]['rows'][i]['balanced_accuracy']:.3f}"
                                                            for c in cols) + " |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"robustness-{stamp}.md").write_text("\n".join(md) + "\n")
-    (out / f"robustness-{stamp}.json").write_text(json.dumps(meta | {"sets": results}, indent=2) + "\n")
-    print("\n".join(md))
-    print(f"\nwrote {out / f'robustness-{stamp}.md'} and .json", file=sys.stderr)
+    write_results(Path(args.out), "robustness", stamp, md, meta | {"sets": results})
 
 
 if __name__ == "__main__":
-    from maskclf.files import MaskclfError
-
-    try:
-        main()
-    except MaskclfError as e:
-        sys.exit(f"bench/robustness.py: {e}")
+    run_main(main, "bench/robustness.py")

@@ -29,7 +29,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -44,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from foundation import machine  # noqa: E402
+from foundation import machine, run_main, write_results  # noqa: E402
 from fps import DEFAULT_DATA, HEIGHT, WIDTH, spread_photos  # noqa: E402
 
 FPS = 25.0  # the written video's nominal rate
@@ -252,16 +251,8 @@ def main() -> None:
                   f"{on['tracks']} track ids for {on['faces_per_frame'] * on['frames']:.0f} faces. Overlapping "
                   f"detection with the rest: {on['wall_fps']:.1f} vs {seq['wall_fps']:.1f} FPS one frame at a time "
                   f"({on['wall_fps'] / seq['wall_fps']:.2f}x).")
-    (out / f"video-{stamp}.md").write_text("\n".join(md) + "\n")
-    (out / f"video-{stamp}.json").write_text(json.dumps(meta | rows, indent=2) + "\n")
-    print("\n".join(md))
-    print(f"\nwrote {out / f'video-{stamp}.md'} and .json", file=sys.stderr)
+    write_results(out, "video", stamp, md, meta | rows)
 
 
 if __name__ == "__main__":
-    from maskclf.files import MaskclfError
-
-    try:
-        main()
-    except MaskclfError as e:  # an unreadable model or video: one line, as the CLI gives it
-        sys.exit(f"{NAME}: {e}")
+    run_main(main, NAME)  # an unreadable model or video: one line, as the CLI gives it
