@@ -293,9 +293,9 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             raise MaskclfError(f"--events {events}: cannot append to it ({e.strerror})") from None
     source_name = f"camera{source}" if camera else str(source)
     tracker = IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide) if track else None
-    # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
     if overlap is None:
         overlap = (os.cpu_count() or 1) > 1
+    # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
     stream = pipeline.stream(_frames(cap, source, max_frames), overlap=overlap)
     try:
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
