@@ -108,3 +108,32 @@ def test_every_public_function_and_class_has_a_docstring():
                                 and isinstance(m, ast.FunctionDef) and not m.name.startswith("_")]
             missing += [f"{p.relative_to(PKG.parent)}:{m.lineno} {m.name}" for m in members if not ast.get_docstring(m)]
     assert not missing, "public functions/classes without a docstring:\n" + "\n".join(missing)
+
+
+def test_import_paths_from_before_the_subpackages_still_work_with_a_warning():
+    import importlib
+    import importlib.util
+    import sys
+    import warnings
+
+    import pytest
+
+    from maskclf import _moved
+
+    for old, new in _moved.MOVED.items():  # every old name points at a module that exists, and none is real
+        assert importlib.util.find_spec(f"maskclf.{new}") is not None, new
+        assert not (PKG / f"{old}.py").exists() and not (PKG / old).is_dir(), old
+    sys.modules.pop("maskclf.tflite_metadata", None)
+    with pytest.warns(DeprecationWarning, match="maskclf.tflite_metadata moved to maskclf.edge.tflite_metadata"):
+        old = importlib.import_module("maskclf.tflite_metadata")
+    assert old is importlib.import_module("maskclf.edge.tflite_metadata")
+    with pytest.warns(DeprecationWarning, match="maskclf.models.create_model moved to maskclf.models.registry"):
+        from maskclf.models import create_model
+    from maskclf.models.registry import create_model as new
+
+    assert create_model is new
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from maskclf.models import create_model  # noqa: F811  (cached: no second warning)
+    with pytest.raises(ImportError):
+        from maskclf.export import no_such_function  # noqa: F401
