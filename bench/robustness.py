@@ -76,22 +76,14 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> tuple[float, dict]:
 
 def face_sets(run: Path, data: list[str], class_names: list[str], max_images: int, seed: int) -> dict:
     """{name: (paths, labels)}: the run's test split, then each ``--data`` source."""
-    from maskclf.config import load_config, with_changes
-    from maskclf.data import datasets, sources
+    from maskclf.config import load_config
+    from maskclf.data import sources
 
     cfg = load_config(run / "config.yaml")
     rows = [r for r in sources.run_split_rows(run, cfg.data, "train the run again") if r["split"] == "test"]
     sets = {"test (same source)": ([r["path"] for r in rows], [class_names.index(r["label"]) for r in rows])}
     for d in data:
-        dcfg = with_changes(cfg, data={"path": str(d), "layout": "auto", "val_fraction": 0.0, "test_fraction": 0.0,
-                                       "classes": (), "class_map": cfg.data.class_map, "sources": ()}).data
-        ds = datasets.load_dataset(dcfg, progress=True)
-        keep = [i for i, lab in enumerate(ds.labels) if ds.class_names[lab] in class_names]
-        if not keep:
-            sys.exit(f"bench/robustness.py: {d}: none of its classes ({', '.join(ds.class_names)}) is a class of "
-                     f"the model ({', '.join(class_names)})")
-        sets[Path(d).name] = ([ds.paths[i] for i in keep], [class_names.index(ds.class_names[ds.labels[i]])
-                                                            for i in keep])
+        sets[Path(d).name] = sources.images_of(d, cfg.data, class_names)
     rng = np.random.default_rng(seed)
     for name, (paths, labels) in list(sets.items()):
         if len(paths) > max_images:  # a random subsample (class shares kept in expectation)

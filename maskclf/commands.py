@@ -155,7 +155,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_config(args) -> int:
-    """``maskclf config``: every configuration key with its default (or a run's resolved config)."""
+    """``maskclf config``: every configuration key with its default (or with the values of ``--config FILE``)."""
     import yaml
 
     from maskclf import config as C

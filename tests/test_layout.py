@@ -104,8 +104,8 @@ def test_every_public_function_and_class_has_a_docstring():
         for node in ast.parse(p.read_text()).body:
             if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name.startswith("_"):
                 continue
-            members = [node] + [m for m in getattr(node, "body", []) if isinstance(node, ast.ClassDef)
-                                and isinstance(m, ast.FunctionDef) and not m.name.startswith("_")]
+            methods = node.body if isinstance(node, ast.ClassDef) else []
+            members = [node] + [m for m in methods if isinstance(m, ast.FunctionDef) and not m.name.startswith("_")]
             missing += [f"{p.relative_to(PKG.parent)}:{m.lineno} {m.name}" for m in members if not ast.get_docstring(m)]
     assert not missing, "public functions/classes without a docstring:\n" + "\n".join(missing)
 

@@ -214,6 +214,24 @@ def leave_one_out(ds: LabeledImages, held_out: str, val_fraction: float, seed: i
     return fold, splits, left_out
 
 
+def images_of(data: str | os.PathLike, cfg: DataConfig, class_names: list[str],
+              progress: bool = True) -> tuple[list[str], list[int]]:
+    """Every image of another dataset root, read with a run's data settings (crop margin, class map), as paths
+    and indices into the model's ``class_names`` (matched by name; images of other classes are skipped): what
+    ``maskclf evaluate RUN --data PATH`` scores.
+
+    Raises:
+        MaskclfError: none of the root's classes is a class of the model.
+    """
+    dcfg = replace(cfg, path=str(data), layout="auto", val_fraction=0.0, test_fraction=0.0, classes=(), sources=())
+    ds = datasets.load_dataset(dcfg, progress=progress)
+    keep = [i for i, lab in enumerate(ds.labels) if ds.class_names[lab] in class_names]
+    if not keep:
+        raise MaskclfError(f"{data}: none of its classes ({', '.join(ds.class_names)}) is a class of the model "
+                           f"({', '.join(class_names)})")
+    return [ds.paths[i] for i in keep], [class_names.index(ds.class_names[ds.labels[i]]) for i in keep]
+
+
 def run_split_rows(run_dir: str | os.PathLike, cfg: DataConfig, hint: str, progress: bool = True) -> list[dict]:
     """A run's split.csv rows, the VOC face-crop cache rebuilt first when its images are gone (rebuilding
     gives the same content-keyed paths); ``hint`` ends the error when images are still missing."""

@@ -96,10 +96,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
     """
     import sys
 
-    from maskclf.data import datasets, sources
+    from maskclf.data import sources
 
     from maskclf.reports import plots
-    from maskclf.config import load_config, with_changes
+    from maskclf.config import load_config
     from maskclf.files import read_labels
 
     run = Path(run_dir)
@@ -128,15 +128,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: str | None = None, progress: 
         origins = [r.get("dataset") or "" for r in by["test"]]
         suffix, source = "", "test split"
     else:
-        dcfg = with_changes(cfg, data={"path": str(data), "layout": "auto", "val_fraction": 0.0,
-                                       "test_fraction": 0.0, "classes": (), "class_map": cfg.data.class_map}).data
-        ds = datasets.load_dataset(dcfg, progress=progress)
-        keep = [i for i, lab in enumerate(ds.labels) if ds.class_names[lab] in class_names]
-        if not keep:
-            raise MaskclfError(f"{data}: none of its classes ({', '.join(ds.class_names)}) is a class of the model "
-                               f"({', '.join(class_names)})")
-        paths = [ds.paths[i] for i in keep]
-        y = np.array([class_names.index(ds.class_names[ds.labels[i]]) for i in keep])
+        paths, labels = sources.images_of(data, cfg.data, class_names, progress)
+        y = np.array(labels)
         try:
             threshold = json.loads((run / "metrics.json").read_text()).get("threshold")
         except (OSError, ValueError):
