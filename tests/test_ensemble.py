@@ -59,6 +59,29 @@ def test_ensemble_averages_the_members_and_is_an_ordinary_run(runs, tmp_path, ca
     assert FaceClassifier(out / "export", precision="float32").describe()["ensemble_members"] == 2  # device JSON
 
 
+def test_members_of_different_input_sizes_are_fed_the_largest_resized(runs, shapes, tmp_path):
+    # A small CNN and a larger-input model (e.g. EfficientNet-Lite0 at 96 px beside maskclf_cnn at 35 px).
+    import keras
+
+    from maskclf.config import load_config
+    from maskclf.reports.evaluate import load_run_model
+
+    a = runs[0]  # 32 px
+    assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "big"), "--epochs", "1", "--quiet",
+                 *TINY, "data.image_size=40"]) == 0
+    big = next((tmp_path / "big").iterdir())
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(a), str(big), "--out", str(out), "--quiet"]) == 0
+    assert load_config(out / "config.yaml").data.image_size == 40
+    x = np.random.default_rng(1).uniform(0, 255, (4, 40, 40, 3)).astype("float32")
+    small = np.asarray(load_run_model(a)(keras.layers.Resizing(32, 32, interpolation="bilinear")(x)))
+    want = (small + np.asarray(load_run_model(big)(x))) / 2
+    np.testing.assert_allclose(np.asarray(load_run_model(out)(x)), want, atol=1e-5)
+    assert main(["export", str(out), "--quantize", "float32,int8", "--min-agreement", "int8=0.5", "--quiet"]) == 0
+    report = json.loads((out / "export" / "report.json").read_text())
+    assert report["precisions"]["float32"]["agreement"] >= 0.999  # the resize is a builtin op
+
+
 def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, capsys):
     a, b, other = runs
     cases = [([str(a)], "at least two runs"),

@@ -1,8 +1,9 @@
 """An ensemble of trained runs as one run directory: ``maskclf ensemble RUN_A RUN_B ... --out DIR``.
 
 The members are runs of one split (typically the same configuration trained with different
-``train.seed``); the ensemble is a single Keras model whose output is the mean of the members'
-softmax probabilities. It is written as an ordinary run directory (best.keras, config.yaml,
+``train.seed``, or two model families: a small CNN and an ImageNet-started EfficientNet-Lite0); the ensemble
+is a single Keras model whose output is the mean of the members' softmax probabilities. Members of different
+input sizes are fed the largest one, resized inside the model (bilinear) for each smaller member. It is written as an ordinary run directory (best.keras, config.yaml,
 labels.txt, split.csv, metrics.json and the plots), so ``maskclf evaluate``, ``export``, ``detect``
 and the edge runtime take it unchanged: one .tflite, one interpreter call per face, which costs
 about k times one member's arithmetic (docs/BENCHMARKS.md §6 measures what it buys).
@@ -28,7 +29,8 @@ def _member_rows(run: Path) -> list[tuple[str, str, str]]:
 
 
 def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str], int]:
-    """The member run directories, their shared class names and image size; a one-line error otherwise."""
+    """The member run directories, their shared class names and the largest input size; a one-line error
+    otherwise."""
     from maskclf.config import load_config
 
     paths = [Path(r) for r in runs]
@@ -51,10 +53,7 @@ def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[s
         if read_labels(p / "labels.txt") != names:
             raise MaskclfError(f"{p / 'labels.txt'}: classes {', '.join(read_labels(p / 'labels.txt'))} differ from "
                                f"{first}'s ({', '.join(names)}); ensemble runs of the same classes")
-        other = load_config(p / "config.yaml").data.image_size
-        if other != size:
-            raise MaskclfError(f"{p}: image size {other} differs from {first}'s {size}; ensemble runs of one "
-                               "input size")
+        size = max(size, load_config(p / "config.yaml").data.image_size)
         if _member_rows(p) != rows:
             raise MaskclfError(f"{p / 'split.csv'}: a different split from {first}'s (its test images may be in "
                                "another member's training data); ensemble runs trained on one split, e.g. one "
@@ -63,15 +62,24 @@ def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[s
 
 
 def build_ensemble(models: Sequence, name: str = "ensemble"):
-    """One Keras model: the mean of the members' probabilities, each member a named sub-model."""
+    """One Keras model: the mean of the members' probabilities, each member a named sub-model.
+
+    The input is the largest member's (square RGB); a smaller member sees it resized (bilinear, a builtin
+    TFLite op, so int8 export and the device runtime take it)."""
     import keras
 
-    shape = tuple(models[0].input_shape[1:])
-    for m in models[1:]:
-        if tuple(m.input_shape[1:]) != shape:
-            raise MaskclfError(f"member inputs differ: {shape} vs {tuple(m.input_shape[1:])}")
-    inp = keras.Input(shape=shape, name="image")
-    outs = [keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}")(inp) for i, m in enumerate(models)]
+    shapes = [tuple(m.input_shape[1:]) for m in models]
+    if any(len(s) != 3 or s[0] != s[1] or s[2] != 3 for s in shapes):
+        raise MaskclfError(f"members must take square RGB images; inputs are {shapes}")
+    side = max(s[0] for s in shapes)
+    inp = keras.Input(shape=(side, side, 3), name="image")
+    outs = []
+    for i, (m, s) in enumerate(zip(models, shapes)):
+        x = inp if s[0] == side else keras.layers.Resizing(s[0], s[1], interpolation="bilinear",
+                                                           name=f"resize_{i}")(inp)
+        # training=False spelled out: a member called on the Resizing output without it runs its dropout at
+        # inference (Keras 3.15), so the ensemble's answer would change from call to call.
+        outs.append(keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}")(x, training=False))
     return keras.Model(inp, keras.layers.Average(name="mean_probabilities")(outs), name=name)
 
 
@@ -80,6 +88,7 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
 
     Returns the ensemble's metrics with ``members``: each member's run and test balanced accuracy.
     """
+    from maskclf.config import load_config, save_config, with_changes
     from maskclf.reports.evaluate import evaluate_run, load_run_model
 
     paths, names, size = check_members(runs)
@@ -90,9 +99,11 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
     model = build_ensemble(models)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        for f in ("config.yaml", "labels.txt", "split.csv"):
+        for f in ("labels.txt", "split.csv"):
             with atomic_path(out / f) as tmp:
                 shutil.copyfile(paths[0] / f, tmp)
+        cfg = load_config(paths[0] / "config.yaml")  # the ensemble is fed the largest member's input size
+        save_config(with_changes(cfg, data={"image_size": size}), out / "config.yaml")
         with atomic_path(out / "best.keras") as tmp:
             model.save(tmp)
         members = []
