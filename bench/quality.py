@@ -194,6 +194,12 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
+# Ensembles of recipes, fold by fold (`maskclf ensemble` of their cv folders; members of different input sizes
+# are fed the largest, resized inside the model for the smaller): name -> (member recipes, what the lever is).
+ENSEMBLES = {"default+lite0_lpft": (("default", "lite0_lpft"),
+                                    "mean of the default's (35 px, bundled start) and lite0_lpft's (96 px, ImageNet) "
+                                    "probabilities, fold by fold; one .tflite, two networks per face")}
+
 # Defaults that changed after recipes were measured, pinned to the value they were measured with (so they mean
 # what they meant, and their finished folds are still found): the random start (the bundled start became the
 # default in session 4) and learning rate 1e-3 (an unset rate became 3e-4 for trained starts in session 6).
@@ -393,6 +399,24 @@ def cross(name: str, args: list[str], summary: dict, voc: str, chd: str, out: Pa
     return res
 
 
+def ensemble(name: str, voc: str, chd: str, folds: int, out: Path) -> dict:
+    """An ENSEMBLES entry: its member recipes' cv (trained if missing), then `maskclf ensemble` of the folders."""
+    members = ENSEMBLES[name][0]
+    for m in members:
+        cv(m, fill_placeholders(RECIPES[m][0], chd, out), voc, folds, out)
+    cmd = [sys.executable, "-m", "maskclf.cli", "ensemble", *(str(out / m) for m in members), "--out",
+           str(out / name), "--quiet"]
+    t0 = time.time()
+    run(cmd)
+    s = json.loads((out / name / "cv.json").read_text())
+    s["wall_seconds"] = round(time.time() - t0, 1)
+    s["command"] = " ".join(["maskclf", *cmd[3:]])
+    for f in s["per_fold"]:
+        f.setdefault("epochs", None)
+    s.setdefault("train_seconds", {"mean": None, "sd": None})
+    return s
+
+
 def calibrated(name: str, summary: dict, out: Path, method: str = "temperature+bias") -> dict:
     """The recipe's folds with `maskclf calibrate` (temperature + class bias fitted on each fold's validation
     split) applied to a copy of each fold's run: the post-hoc lever without retraining."""
@@ -501,9 +525,11 @@ def main() -> None:
     if a.list:
         for k, (args, lever) in RECIPES.items():
             print(f"{k:20s} {lever}: {' '.join(args)}")
+        for k, (members, lever) in ENSEMBLES.items():
+            print(f"{k:20s} {lever}: maskclf ensemble of {', '.join(members)}")
         return
     names = a.only.split(",") if a.only else list(RECIPES)
-    unknown = [n for n in names if n not in RECIPES]
+    unknown = [n for n in names if n not in RECIPES and n not in ENSEMBLES]
     if unknown:
         raise SystemExit(f"unknown recipe(s) {unknown}; see --list")
     voc = str(Path(a.shared) / "data" / "face-mask-detection")
@@ -512,16 +538,21 @@ def main() -> None:
     qdir = out / "quality"
     rows = []
     for n in names:
-        args, lever = RECIPES[n]
-        args = fill_placeholders(args, chd, qdir)
-        print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
-        row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
-        if a.calibrate:
+        if n in ENSEMBLES:
+            args, lever = [], ENSEMBLES[n][1]
+            print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
+            row = {"recipe": n, "lever": lever, "cv": ensemble(n, voc, chd, a.folds, qdir)}
+        else:
+            args, lever = RECIPES[n]
+            args = fill_placeholders(args, chd, qdir)
+            print(f"[quality] {n}: {lever}", file=sys.stderr, flush=True)
+            row = {"recipe": n, "lever": lever, "cv": cv(n, args, voc, a.folds, qdir)}
+        if a.calibrate and n not in ENSEMBLES:  # calibrate the member runs, not an ensemble
             row["calibrated"] = calibrated(n, row["cv"], qdir)
             row["temperature_only"] = calibrated(n, row["cv"], qdir, "temperature")
-        if a.cross:
+        if a.cross and n not in ENSEMBLES:  # an ensemble has no chandrikadeb7-trained twin
             row["cross"] = cross(n, args, row["cv"], voc, chd, qdir)
-        elif a.heldout:
+        elif a.heldout or a.cross:
             row["heldout"] = _on_chd(row["cv"], heldout_chd(chd, qdir))
             row["all_chd"] = _on_chd(row["cv"], chd)
         rows.append(row)

@@ -33,12 +33,17 @@ def _build_config(args) -> "object":
     cfg = C.apply_overrides(cfg, overrides)
     if getattr(args, "overrides", None):
         cfg = C.apply_overrides(cfg, args.overrides)
-    if args.model is not None and args.image_size is None and not any(
-            o.split("=")[0] in ("image_size", "data.image_size") for o in (args.overrides or [])):
-        # A model chosen on the command line brings its own default input size.
+    if args.model is not None and not getattr(args, "config", None):
+        # A model chosen on the command line brings its own input size and training recipe (ModelSpec.recipe,
+        # e.g. efficientnet_lite0: ImageNet weights, linear probe then fine-tuning); what the user set wins.
         from maskclf.models.registry import get_spec
-        if not getattr(args, "config", None):
-            cfg = C.apply_overrides(cfg, {"data.image_size": get_spec(args.model).image_size})
+
+        spec = get_spec(args.model)
+        given = {C.full_key(k) for k, _ in (C._split_kv(o) for o in (args.overrides or []))}
+        given |= {key for flag, key in (("image_size", "data.image_size"), ("epochs", "train.epochs"))
+                  if getattr(args, flag, None) is not None}
+        brought = {"data.image_size": spec.image_size, **spec.recipe}
+        cfg = C.apply_overrides(cfg, {k: v for k, v in brought.items() if k not in given})
     return cfg
 
 

