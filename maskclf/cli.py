@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ensemble", type=int, metavar="N",
                    help="train N members (train.seed, seed+1, ...; one split) and average them into one more run "
                         "directory (`maskclf ensemble`); N times the training time")
+    t.add_argument("--ensemble-models", metavar="A,B",
+                   help="train one member per model family (each with its own size and recipe, as --model would "
+                        "give it; one split) and average them into one more run directory, e.g. "
+                        "maskclf_cnn,efficientnet_lite0: the model for faces from other cameras (docs/BENCHMARKS.md "
+                        "section 7)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a run on its test split or another dataset")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -54,7 +55,21 @@ def cmd_train(args) -> int:
 
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
-    if args.ensemble:
+    if getattr(args, "ensemble_models", None):
+        from maskclf.training.ensemble import format_ensemble, make_ensemble
+
+        names = _family_members(args)
+        members = []
+        for k, name in enumerate(names):
+            if not args.quiet:
+                print(f"maskclf train --ensemble-models: member {k + 1}/{len(names)} ({name})", file=sys.stderr,
+                      flush=True)
+            members.append(train(_build_config(argparse.Namespace(**{**vars(args), "model": name})),
+                                 progress=not args.quiet))
+        run_dir = members[0].parent / f"{members[0].name}-ensemble-{'-'.join(names[1:])}"
+        metrics = make_ensemble(members, run_dir, progress=not args.quiet)
+        print(format_ensemble(metrics))
+    elif args.ensemble:
         from maskclf.training.ensemble import format_ensemble, make_ensemble
 
         members = _seed_members(cfg, args, "train", lambda c, seed: train(c, progress=not args.quiet))
@@ -68,6 +83,21 @@ def cmd_train(args) -> int:
     print(f"test accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "
           f"macro F1 {metrics['macro_f1']:.4f}")
     return 0
+
+
+def _family_members(args) -> list[str]:
+    """The model names of ``--ensemble-models A,B``: known, distinct, and not beside --model or --ensemble."""
+    from maskclf.models.registry import get_spec
+
+    names = [n.strip() for n in args.ensemble_models.split(",") if n.strip()]
+    if args.model or args.ensemble:
+        raise MaskclfError("--ensemble-models names every member's model: leave out --model and --ensemble")
+    if len(names) < 2 or len(set(names)) < len(names):
+        raise MaskclfError(f"--ensemble-models {args.ensemble_models}: name two or more different model families, "
+                           "e.g. maskclf_cnn,efficientnet_lite0 (--ensemble N for seeds of one)")
+    for n in names:
+        get_spec(n)  # an unknown name is a one-line error listing the registry
+    return names
 
 
 def _check_ensemble_size(n: int | None) -> None:

@@ -203,3 +203,23 @@ def test_distillation_learns_from_a_teacher_of_the_same_split_only(runs, shapes,
         extra = [] if "distill_from" in bad else [f"train.distill_from={ens}"]
         assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "bad"), *TINY, *extra, bad]) != 0
         assert message in capsys.readouterr().err
+
+
+def test_train_ensemble_models_trains_one_member_per_family_with_its_recipe(shapes, tmp_path, capsys):
+    from maskclf.config import load_config
+
+    out = tmp_path / "runs"
+    assert main(["train", "--data", str(shapes), "--out", str(out), "--epochs", "1", "--quiet",
+                 "--ensemble-models", "maskclf_cnn,efficientnet_lite0", "train.fine_tune_epochs=1"]) == 0
+    ens = next(p for p in out.iterdir() if p.name.endswith("-ensemble-efficientnet_lite0"))
+    assert f"run directory: {ens}" in capsys.readouterr().out
+    members = [load_config(os.path.join(m["run_dir"], "config.yaml"))
+               for m in json.loads((ens / "ensemble.json").read_text())["members"]]
+    assert [(c.model.name, c.data.image_size, c.model.weights) for c in members] == [
+        ("maskclf_cnn", 35, None), ("efficientnet_lite0", 96, "imagenet")]  # each family's own size and recipe
+    assert load_config(ens / "config.yaml").data.image_size == 96
+    for argv, message in ((["--ensemble-models", "maskclf_cnn"], "two or more different"),
+                          (["--ensemble-models", "maskclf_cnn,nope"], "unknown model"),
+                          (["--ensemble-models", "maskclf_cnn,vgg19", "--model", "vgg19"], "leave out --model")):
+        assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "x"), *argv]) != 0
+        assert message in capsys.readouterr().err
