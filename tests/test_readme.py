@@ -65,7 +65,8 @@ PRODUCERS = {"runs/tune-small_cnn": "maskclf tune tuning/small_cnn.yaml"}
 FLAG_VALUES = {"--epochs": "1", "--max-epochs": "1", "--max-trials": "2", "--folds": "2", "--ensemble": "2"}
 ADDED_FLAGS = {"train": {"--epochs": "1"}, "cv": {"--epochs": "1"}, "compare": {"--epochs": "1"},
                "tune": {"--max-epochs": "1", "--max-trials": "2"}}
-# `--model M` (train, cv) also gets model.weights=none: no internet for ImageNet weights.
+# `--model M` (train, cv) also gets model.weights=none: no internet for ImageNet weights (efficientnet_lite0's
+# come from a package: `--ensemble-models` keeps them, with train.fine_tune_epochs=1).
 # export: every precision's --min-agreement at most these (README's own thresholds capped: a 1-epoch model has
 # near-ties that flip under quantisation, 1-2 in 72 seen, int8 0.972 < README's 0.98 once; the default thresholds
 # and the refusal are tested in test_export.py on a confidently trained run).
@@ -342,6 +343,8 @@ def substitute(argv: list[str], ws: Workspace, used: dict) -> tuple[list[str], d
             out += [flag, value]
     if command in ("train", "cv") and "--model" in out:
         out.append("model.weights=none")
+    if command == "train" and "--ensemble-models" in out:  # efficientnet_lite0's recipe fine-tunes 8 more epochs
+        out.append("train.fine_tune_epochs=1")
     if command == "export":  # one --min-agreement: README's thresholds capped at EXPORT_AGREEMENT, the rest set to it
         named = {}
         while "--min-agreement" in out:
@@ -424,6 +427,10 @@ def check_train(res: Result, ws, used):
         members = [res.cwd / m for m in metrics["ensemble_of"]]
         assert len(members) == int(argv[argv.index("--ensemble") + 1]) and run not in members
         assert all((run / name).exists() for name in ("best.keras", "labels.txt", "config.yaml", "split.csv"))
+    if "--ensemble-models" in argv:  # one member per named family, each with its own recipe
+        members = [res.cwd / m for m in metrics["ensemble_of"]]
+        names = argv[argv.index("--ensemble-models") + 1].split(",")
+        assert [_config(m)["model"]["name"] for m in members] == names and run not in members
     for member in members:
         for name in RUN_FILES:
             assert (member / name).exists(), f"{member} has no {name}"
