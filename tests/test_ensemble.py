@@ -80,6 +80,24 @@ def test_members_of_different_input_sizes_are_fed_the_largest_resized(runs, shap
     assert main(["export", str(out), "--quantize", "float32,int8", "--min-agreement", "int8=0.5", "--quiet"]) == 0
     report = json.loads((out / "export" / "report.json").read_text())
     assert report["precisions"]["float32"]["agreement"] >= 0.999  # the resize is a builtin op
+    # MediaPipe Tasks' ImageClassifier reads the two-member, two-size file from its metadata alone.
+    import subprocess
+
+    from maskclf.edge.classifier import FaceClassifier
+    from test_export import REPO, _mediapipe_python
+
+    exe = _mediapipe_python()
+    crops = np.random.default_rng(2).integers(0, 256, (6, 40, 40, 3)).astype(np.uint8)
+    np.save(tmp_path / "crops.npy", crops)
+    paths = [str(out / "export" / f"model_{p}.tflite") for p in ("float32", "int8")]
+    r = subprocess.run([exe, str(REPO / "tests" / "mediapipe_classify.py"), str(tmp_path / "crops.npy"), *paths],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])["models"]
+    for path in paths:
+        clf = FaceClassifier(path)
+        assert got[path]["labels"] == clf.class_names
+        assert np.abs(np.array(got[path]["scores"]) - clf.predict(crops)).max() < 1e-5, path
 
 
 def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, capsys):
