@@ -186,6 +186,8 @@ def cmd_models(args) -> int:
         print(f"{name:<22} size {s.image_size:<4} {s.description}")
         if args.verbose:
             print(f"{'':<22} options: {', '.join(s.option_names())}")
+            if s.recipe:  # what `--model NAME` brings besides its size
+                print(f"{'':<22} recipe: {' '.join(f'{k}={v}' for k, v in s.recipe.items())}")
     return 0
 
 
