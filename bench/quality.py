@@ -190,7 +190,8 @@ SEED_VARIANTS = {"seed004_pre_seed1": ("seed004_pretrained", 1), "seed004_pre_pa
                  "seed004_paint_lr3_res_seed1": ("seed004_paint_lr3_res", 1),
                  "seed004_paintdeep_lr3_seed1": ("seed004_paintdeep_lr3", 1), "default_seed1": ("default", 1),
                  "default_seed2": ("default", 2),
-                 "maskclf_sam05_seed1": ("maskclf_sam05", 1), "maskclf_sam05_seed2": ("maskclf_sam05", 2)}
+                 "maskclf_sam05_seed1": ("maskclf_sam05", 1), "maskclf_sam05_seed2": ("maskclf_sam05", 2),
+                 "lite0_lpft_seed1": ("lite0_lpft", 1)}
 for _name, (_base, _seed) in SEED_VARIANTS.items():
     RECIPES[_name] = ([*RECIPES[_base][0], f"train.seed={_seed}"], f"{_base} with training seed {_seed}")
 
@@ -198,13 +199,15 @@ for _name, (_base, _seed) in SEED_VARIANTS.items():
 # are fed the largest, resized inside the model for the smaller): name -> (member recipes, what the lever is).
 ENSEMBLES = {"default+lite0_lpft": (("default", "lite0_lpft"),
                                     "mean of the default's (35 px, bundled start) and lite0_lpft's (96 px, ImageNet) "
-                                    "probabilities, fold by fold; one .tflite, two networks per face")}
+                                    "probabilities, fold by fold; one .tflite, two networks per face"),
+             "default+lite0_lpft_seed1": (("default", "lite0_lpft_seed1"),
+                                          "the same ensemble with lite0_lpft's training seed 1 (seed noise)")}
 
 # Defaults that changed after recipes were measured, pinned to the value they were measured with (so they mean
 # what they meant, and their finished folds are still found): the random start (the bundled start became the
 # default in session 4) and learning rate 1e-3 (an unset rate became 3e-4 for trained starts in session 6).
 LEGACY_PINS = {"model.init_from": "none", "train.learning_rate": "1e-3"}
-CURRENT_DEFAULT = {"default", "exposure", "lite0_lpft"} | {n for n, (base, _) in SEED_VARIANTS.items() if base == "default"}  # not pinned
+CURRENT_DEFAULT = {"default", "exposure", "lite0_lpft", "lite0_lpft_seed1"} | {n for n, (base, _) in SEED_VARIANTS.items() if base == "default"}  # not pinned
 for _name, (_args, _lever) in RECIPES.items():
     if _name not in CURRENT_DEFAULT:
         _args += [f"{k}={v}" for k, v in LEGACY_PINS.items() if not any(a.startswith(k + "=") for a in _args)]
