@@ -339,7 +339,15 @@ def run(cmd: list[str]) -> str:
     return proc.stdout
 
 
+def one_network(args: list[str]) -> list[str]:
+    """A recipe without --model is a maskclf_cnn recipe (the one-network default these figures were measured with;
+    without --model, `maskclf train`/`cv` give the two-family ensemble since session 18: ENSEMBLES' default+lite0_lpft)."""
+    return args if any(a in args for a in ("--model", "--config", "--ensemble-models")) else ["--model", "maskclf_cnn",
+                                                                                           *args]
+
+
 def cv(name: str, args: list[str], voc: str, folds: int, out: Path) -> dict:
+    args = one_network(args)
     cmd = [sys.executable, "-m", "maskclf.cli", "cv", "--data", voc, "--folds", str(folds), *args,
            "--out", str(out / name), "--quiet"]
     t0 = time.time()
@@ -389,7 +397,7 @@ def cross(name: str, args: list[str], summary: dict, voc: str, chd: str, out: Pa
         run_dir = done[-1].parent
     else:
         # chandrikadeb7 has no "incorrect" class to paint: its direction trains without data.paint_train.
-        chd_args = [a for a in args if not a.startswith("data.paint_train")]
+        chd_args = one_network([a for a in args if not a.startswith("data.paint_train")])
         stdout = run([sys.executable, "-m", "maskclf.cli", "train", "--data", chd, *chd_args, "--out",
                       str(train_out), "--quiet"])
         run_dir = Path(stdout.split("run directory:", 1)[1].split("\n", 1)[0].strip())

@@ -35,7 +35,8 @@ from maskclf.commands import (  # the dispatch targets
 from maskclf.files import MaskclfError
 
 EPILOG_TRAIN = """examples:
-  maskclf train --data data/sample
+  maskclf train --data data/sample                         # the cross-source ensemble (two networks)
+  maskclf train --data data/sample --model maskclf_cnn     # one network, 4x cheaper per face on the device
   maskclf train --data ../faces --model vgg19 --image-size 64 --epochs 20 train.optimizer=rmsprop
   maskclf train --data VOC_ROOT data.class_map='{mask_weared_incorrect: with_mask}'   # two classes
   maskclf train --config runs/tune-x/best.yaml --data VOC_ROOT
@@ -77,7 +78,13 @@ def _add_training_options(p: argparse.ArgumentParser, overrides_help: str) -> No
                    help="dataset root: class folders, split folders or Pascal VOC (default data/sample); repeat it to "
                         "train on several sources at once (metrics also per source; per-source class_map: "
                         "data.sources in a config)")
-    p.add_argument("--model", help="model name (see `maskclf models`; default maskclf_cnn)")
+    p.add_argument("--model", help="one network of this family (see `maskclf models`, e.g. maskclf_cnn, 4x cheaper "
+                                   "on the device); default: the cross-source ensemble maskclf_cnn + "
+                                   "efficientnet_lite0")
+    p.add_argument("--ensemble-models", metavar="A,B",
+                   help="one member per model family (each with its own size and recipe, as --model would give it; "
+                        "one split), averaged into one more run directory (default maskclf_cnn,efficientnet_lite0: "
+                        "the model for faces from other cameras, docs/BENCHMARKS.md section 7)")
     p.add_argument("--image-size", type=int, help="square input size in pixels (default: the model's)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
     p.add_argument("--batch-size", type=int, help="batch size")
@@ -108,11 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ensemble", type=int, metavar="N",
                    help="train N members (train.seed, seed+1, ...; one split) and average them into one more run "
                         "directory (`maskclf ensemble`); N times the training time")
-    t.add_argument("--ensemble-models", metavar="A,B",
-                   help="train one member per model family (each with its own size and recipe, as --model would "
-                        "give it; one split) and average them into one more run directory, e.g. "
-                        "maskclf_cnn,efficientnet_lite0: the model for faces from other cameras (docs/BENCHMARKS.md "
-                        "section 7)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a run on its test split or another dataset")

@@ -49,32 +49,28 @@ def _build_config(args) -> "object":
 
 
 def cmd_train(args) -> int:
-    """``maskclf train``: one run directory (or ``--ensemble N`` seeds and their average) and its test metrics."""
+    """``maskclf train``: the default cross-source ensemble, one ``--model``'s run directory, or ``--ensemble N``
+    seeds and their average; then the test metrics."""
     _quiet_tensorflow()
     from maskclf.training.train import train
 
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
-    if getattr(args, "ensemble_models", None):
-        from maskclf.training.ensemble import format_ensemble, make_ensemble
+    members = _member_configs(args)
+    if members:
+        from maskclf.files import members_of
+        from maskclf.training.ensemble import format_ensemble
+        from maskclf.training.experiments import fit_members
 
-        names = _family_members(args)
-        members = []
-        for k, name in enumerate(names):
-            if not args.quiet:
-                print(f"maskclf train --ensemble-models: member {k + 1}/{len(names)} ({name})", file=sys.stderr,
-                      flush=True)
-            members.append(train(_build_config(argparse.Namespace(**{**vars(args), "model": name})),
-                                 progress=not args.quiet))
-        run_dir = members[0].parent / f"{members[0].name}-ensemble-{'-'.join(names[1:])}"
-        metrics = make_ensemble(members, run_dir, progress=not args.quiet)
-        print(format_ensemble(metrics))
+        run_dir = fit_members(members, progress=not args.quiet)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(format_ensemble({**metrics, "members": members_of(run_dir)}))
     elif args.ensemble:
         from maskclf.training.ensemble import format_ensemble, make_ensemble
 
-        members = _seed_members(cfg, args, "train", lambda c, seed: train(c, progress=not args.quiet))
-        run_dir = members[0].parent / f"{members[0].name}-ensemble{args.ensemble}"
-        metrics = make_ensemble(members, run_dir, progress=not args.quiet)
+        runs = _seed_members(cfg, args, "train", lambda c, seed: train(c, progress=not args.quiet))
+        run_dir = runs[0].parent / f"{runs[0].name}-ensemble{args.ensemble}"
+        metrics = make_ensemble(runs, run_dir, progress=not args.quiet)
         print(format_ensemble(metrics))
     else:
         run_dir = train(cfg, progress=not args.quiet)
@@ -85,19 +81,36 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _family_members(args) -> list[str]:
-    """The model names of ``--ensemble-models A,B``: known, distinct, and not beside --model or --ensemble."""
-    from maskclf.models.registry import get_spec
+def _member_configs(args) -> list:
+    """The member configurations of a cross-family ensemble: ``--ensemble-models A,B``, or the default
+    ensemble (``DEFAULT_ENSEMBLE``) when neither --model, --config nor --ensemble chooses one network.
+    Each member is configured as ``--model NAME`` would be (its size and recipe; what the user set wins).
+    [] for one network."""
+    from maskclf.models.registry import DEFAULT_ENSEMBLE, get_spec
 
-    names = [n.strip() for n in args.ensemble_models.split(",") if n.strip()]
-    if args.model or args.ensemble:
-        raise MaskclfError("--ensemble-models names every member's model: leave out --model and --ensemble")
-    if len(names) < 2 or len(set(names)) < len(names):
-        raise MaskclfError(f"--ensemble-models {args.ensemble_models}: name two or more different model families, "
-                           "e.g. maskclf_cnn,efficientnet_lite0 (--ensemble N for seeds of one)")
-    for n in names:
-        get_spec(n)  # an unknown name is a one-line error listing the registry
-    return names
+    given = getattr(args, "ensemble_models", None)
+    if given:
+        names = [n.strip() for n in given.split(",") if n.strip()]
+        if args.model or args.ensemble:
+            raise MaskclfError("--ensemble-models names every member's model: leave out --model and --ensemble")
+        if len(names) < 2 or len(set(names)) < len(names):
+            raise MaskclfError(f"--ensemble-models {given}: name two or more different model families, "
+                               "e.g. maskclf_cnn,efficientnet_lite0 (--ensemble N for seeds of one)")
+    elif args.model or getattr(args, "config", None) or args.ensemble:
+        return []
+    else:
+        names = list(DEFAULT_ENSEMBLE)
+    cfgs = []
+    for name in names:
+        spec = get_spec(name)  # an unknown name is a one-line error listing the registry
+        cfg = _build_config(argparse.Namespace(**{**vars(args), "model": name}))
+        unknown = sorted(set(cfg.model.options) - set(spec.option_names()))
+        if unknown:
+            how = ("--ensemble-models" if given else
+                   f"the default ensemble ({' + '.join(DEFAULT_ENSEMBLE)}); add --model {names[0]} for one network")
+            raise MaskclfError(f"model.{unknown[0]}: {name} has no such option, and it is a member of {how}")
+        cfgs.append(cfg)
+    return cfgs
 
 
 def _check_ensemble_size(n: int | None) -> None:
@@ -179,8 +192,9 @@ def cmd_data_relabel(args) -> int:
 def cmd_models(args) -> int:
     """``maskclf models``: the model registry (``-v``: each family's options and defaults)."""
     _quiet_tensorflow()
-    from maskclf.models.registry import REGISTRY
+    from maskclf.models.registry import DEFAULT_ENSEMBLE, REGISTRY
 
+    print(f"default (no --model): the ensemble of {' + '.join(DEFAULT_ENSEMBLE)}, one member per family averaged")
     for name in sorted(REGISTRY):
         s = REGISTRY[name]
         print(f"{name:<22} size {s.image_size:<4} {s.description}")
@@ -299,13 +313,12 @@ def cmd_compare(args) -> int:
 def cmd_calibrate(args) -> int:
     """``maskclf calibrate``: fit a temperature (and thresholds) on a run's validation split."""
     _quiet_tensorflow()
-    from maskclf.training.calibrate import calibrate_run
+    from maskclf.training.calibrate import calibrate_run, format_fits
     from maskclf.reports.evaluate import evaluate_run, format_summary
 
     info = calibrate_run(args.run_dir, args.method, progress=not args.quiet)
     metrics = evaluate_run(args.run_dir, progress=not args.quiet)
-    print(f"temperature {info['temperature']:.3f}; class bias "
-          + ", ".join(f"{n} {v:+.1f}" for n, v in info["class_bias"].items()))
+    print(format_fits(info["members"]))
     print(format_summary(metrics))
     return 0
 
@@ -351,23 +364,24 @@ def cmd_cv(args) -> int:
 
     cfg = _build_config(args)
     _check_ensemble_size(args.ensemble)
+    members = _member_configs(args) or cfg
     if args.by_source:
         from maskclf.training.experiments import cross_validate_by_source
 
         if args.ensemble or args.fold:
             raise MaskclfError("--by-source holds out whole sources: use --source NAME, not --fold/--ensemble")
-        out = cross_validate_by_source(cfg, out=args.cv_out, only=args.source, progress=not args.quiet)
+        out = cross_validate_by_source(members, out=args.cv_out, only=args.source, progress=not args.quiet)
     elif args.ensemble:
         from pathlib import Path
 
         from maskclf.training.ensemble import ensemble_cv
 
         base = Path(args.cv_out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
-        members = _seed_members(cfg, args, "cv", lambda c, seed: cross_validate(
+        runs = _seed_members(cfg, args, "cv", lambda c, seed: cross_validate(
             c, folds=args.folds, out=base.parent / f"{base.name}-seed{seed}", only=args.fold, progress=not args.quiet))
-        out = ensemble_cv(members, base.parent / f"{base.name}-ensemble{args.ensemble}", progress=not args.quiet)
+        out = ensemble_cv(runs, base.parent / f"{base.name}-ensemble{args.ensemble}", progress=not args.quiet)
     else:
-        out = cross_validate(cfg, folds=args.folds, out=args.cv_out, only=args.fold, progress=not args.quiet)
+        out = cross_validate(members, folds=args.folds, out=args.cv_out, only=args.fold, progress=not args.quiet)
     print((out / "cv.md").read_text(), end="")
     print(f"cross-validation folder: {out}")
     return 0

@@ -119,7 +119,9 @@ class ModelConfig:
     """Which model family to build and its options.
 
     Attributes:
-        name: a registry name (``maskclf.models.registry.available_models()``); default ``maskclf_cnn`` (35 px:
+        name: a registry name (``maskclf.models.registry.available_models()``). ``maskclf train`` and ``cv``
+            without ``--model`` train ``registry.DEFAULT_ENSEMBLE`` (this name's CNN + EfficientNet-Lite0, one
+            member per family, averaged); as one network the default is ``maskclf_cnn`` (35 px:
             seed report 004's CNN with two convolutions per block), the best recipe under photo-grouped
             cross-validation, 0.27 ms per face as int8 on one core (docs/BENCHMARKS.md, sections 2 and 6);
             ``seed004_cnn`` (one convolution per block, the earlier default) is 3x cheaper (0.09 ms).

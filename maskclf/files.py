@@ -158,12 +158,6 @@ def members_of(run: str | os.PathLike) -> list[dict]:
     return members if isinstance(members, list) else []
 
 
-def refuse_ensemble(run: str | os.PathLike, what: str) -> None:
-    """A one-line error when ``run`` is an ensemble, for commands that work on one trained network."""
-    if members_of(run):
-        raise MaskclfError(f"{run}: an ensemble (see its {ENSEMBLE_FILE}); {what}")
-
-
 def read_json_object(path: Path) -> dict:
     """A JSON object file's content; {} when it is missing, unreadable or not an object."""
     try:

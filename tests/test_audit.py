@@ -10,7 +10,8 @@ pytest.importorskip("keras")
 from maskclf.research.audit import object_info, confident_joint  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 
-TINY = ["model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "data.image_size=32"]
+# --model: one network (without it, train and cv give the two-family default ensemble)
+TINY = ["--model", "maskclf_cnn", "model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=[16]", "data.image_size=32"]
 
 
 def _rows(path: Path) -> list[dict]:

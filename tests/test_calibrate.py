@@ -54,7 +54,7 @@ def test_fold_into_model_is_exact():
 def test_calibrate_command_folds_into_the_run_and_can_be_repeated_or_undone(tmp_path, capsys):
     data = make_class_folders(tmp_path / "shapes", ("circle", "square", "triangle"), 20)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "runs"), "--epochs", "2", "--quiet",
-                 "model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "image_size=32",
+                 "--model", "maskclf_cnn", "model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "image_size=32",
                  "val_fraction=0.3", "test_fraction=0.2"]) == 0
     run = next((tmp_path / "runs").iterdir())
     capsys.readouterr()

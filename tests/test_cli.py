@@ -45,7 +45,7 @@ def test_bad_input_is_one_line_without_traceback(capsys, argv, words):
 def test_train_evaluate_predict_on_the_sample(tmp_path, capsys, sample_dir):
     out = tmp_path / "runs"
     rc = main(["train", "--data", str(sample_dir), "--epochs", "2", "--out", str(out), "--image-size", "32",
-               "--quiet", "model.filters=[8,16]", "model.convs_per_block=1"])
+               "--quiet", "--model", "maskclf_cnn", "model.filters=[8,16]", "model.convs_per_block=1"])
     assert rc == 0
     text = capsys.readouterr().out
     (run,) = list(out.iterdir())

@@ -11,7 +11,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from conftest import make_class_folders  # noqa: E402
 from maskclf.cli import main  # noqa: E402
 
-TINY = ["model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]
+# --model: one network (without it, train and cv give the two-family default ensemble)
+TINY = ["--model", "maskclf_cnn", "model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +121,28 @@ def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, 
     assert main(["ensemble", str(a), str(b), "--out", str(ens), "--quiet"]) == 0
     assert main(["ensemble", str(ens), str(a), "--out", str(tmp_path / "y")]) != 0
     assert "itself an ensemble" in capsys.readouterr().err
-    # Commands about one network say so instead of reading member 0 only; the report leaves Grad-CAM out.
-    assert main(["calibrate", str(ens)]) != 0
-    assert "calibrate its member runs" in capsys.readouterr().err
-    assert main(["explain", str(ens), str(next(shapes.rglob("*.png")))]) != 0
-    assert "explain one of its member runs" in capsys.readouterr().err
+    # Grad-CAM of an ensemble: the mean of its members' heatmaps of the ensemble's class
+    from maskclf.reports import explain as E
+
+    face = next(shapes.rglob("*.png"))
+    assert main(["explain", str(ens), str(face), "--out", str(tmp_path / "why")]) == 0
+    assert (tmp_path / "why" / f"{face.stem}_gradcam.png").is_file()
+    (got,) = E.explain_images(ens, [face], save=False)
+    members = [E.explain_images(m, [face], class_name=got.explained_class, save=False)[0] for m in (a, b)]
+    for method in ("gradcam", "gradcam++"):
+        np.testing.assert_allclose(got.heatmaps[method], (members[0].heatmaps[method]
+                                                          + members[1].heatmaps[method]) / 2, atol=1e-4)
+    # calibrate: each member fitted on the validation split and folded into its own last layer
+    assert main(["calibrate", str(ens), "--quiet"]) == 0
+    assert "member 0: temperature" in capsys.readouterr().out
+    fits = json.loads((ens / "calibration.json").read_text())["members"]
+    before, after = (keras.saving.load_model(ens / f, compile=False) for f in ("uncalibrated.keras", "best.keras"))
+    for i, fit in enumerate(fits):
+        k0, k1 = (m.get_layer(f"member_{i}").get_layer("probabilities").get_weights()[0] for m in (before, after))
+        np.testing.assert_allclose(k1, k0 / fit["temperature"], rtol=1e-5)
+    assert len(fits) == 2
     assert main(["report", str(ens), "--quiet"]) == 0
-    assert "see each member run's report" in (ens / "report.md").read_text()
+    assert "the mean of its members' heatmaps" in (ens / "report.md").read_text() and (ens / "errors.png").is_file()
 
 
 def test_ensemble_of_cv_folders_goes_fold_by_fold_and_resumes(shapes, tmp_path, capsys):
@@ -223,14 +239,40 @@ def test_distillation_learns_from_a_teacher_of_the_same_split_only(runs, shapes,
         assert message in capsys.readouterr().err
 
 
-def test_train_ensemble_models_trains_one_member_per_family_with_its_recipe(shapes, tmp_path, capsys):
+def test_cv_of_two_families_averages_them_fold_by_fold_and_resumes(shapes, tmp_path, capsys):
+    from maskclf.files import members_of
+
+    out = tmp_path / "cv"
+    argv = ["cv", "--data", str(shapes), "--folds", "2", "--epochs", "1", "--out", str(out), "--quiet",
+            "--ensemble-models", "maskclf_cnn,seed004_cnn", "model.init_from=none"]
+    assert main(argv) == 0
+    assert "maskclf_cnn+seed004_cnn" in capsys.readouterr().out  # cv.md's title names the members
+    summary = json.loads((out / "cv.json").read_text())
+    assert summary["folds_done"] == 2 and summary["classifier_calls_per_face"] == 2
+    assert summary["members"] == ["maskclf_cnn-35", "seed004_cnn-35"]
+    assert sum(r["test_images"] for r in summary["per_fold"]) == 36  # every image tested once
+    assert all(0 <= r["validation_best"] <= 1 for r in summary["per_fold"])  # the ensemble's own validation figure
+    for f, r in enumerate(summary["per_fold"], start=1):
+        members = [m["run_dir"] for m in members_of(r["run_dir"])]
+        assert [m.rsplit("-", 2)[-2] for m in members] == ["maskclf_cnn", "seed004_cnn"]
+        assert all(os.path.dirname(m) == str((out / f"fold-{f}-of-2").resolve()) for m in members)
+    trained = sorted(out.rglob("best.keras"))
+    assert len(trained) == 6  # per fold: two members and their average
+    mtimes = [p.stat().st_mtime for p in trained]
+    assert main(argv) == 0  # run again: every fold is found finished, nothing is retrained
+    assert sorted(out.rglob("best.keras")) == trained and [p.stat().st_mtime for p in trained] == mtimes
+
+
+def test_train_without_model_trains_the_default_ensemble_one_member_per_family_with_its_recipe(shapes, tmp_path,
+                                                                                             capsys):
     from maskclf.config import load_config
 
     out = tmp_path / "runs"
     assert main(["train", "--data", str(shapes), "--out", str(out), "--epochs", "1", "--quiet",
-                 "--ensemble-models", "maskclf_cnn,efficientnet_lite0", "train.fine_tune_epochs=1"]) == 0
+                 "train.fine_tune_epochs=1"]) == 0  # no --model: maskclf_cnn + efficientnet_lite0
     ens = next(p for p in out.iterdir() if p.name.endswith("-ensemble-efficientnet_lite0"))
     assert f"run directory: {ens}" in capsys.readouterr().out
+    assert len(list(out.iterdir())) == 3  # two members and their average
     members = [load_config(os.path.join(m["run_dir"], "config.yaml"))
                for m in json.loads((ens / "ensemble.json").read_text())["members"]]
     assert [(c.model.name, c.data.image_size, c.model.weights) for c in members] == [
@@ -238,6 +280,8 @@ def test_train_ensemble_models_trains_one_member_per_family_with_its_recipe(shap
     assert load_config(ens / "config.yaml").data.image_size == 96
     for argv, message in ((["--ensemble-models", "maskclf_cnn"], "two or more different"),
                           (["--ensemble-models", "maskclf_cnn,nope"], "unknown model"),
-                          (["--ensemble-models", "maskclf_cnn,vgg19", "--model", "vgg19"], "leave out --model")):
+                          (["--ensemble-models", "maskclf_cnn,vgg19", "--model", "vgg19"], "leave out --model"),
+                          (["model.convs_per_block=1"], "add --model maskclf_cnn for one network")):
         assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "x"), *argv]) != 0
         assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything was trained

@@ -12,7 +12,8 @@ from maskclf.cli import main  # noqa: E402
 from maskclf.training.experiments import kfold_splits  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 
-TINY = ["model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]
+# --model: one network (without it, cv gives the two-family default ensemble)
+TINY = ["--model", "maskclf_cnn", "model.filters=[4,8]", "model.convs_per_block=1", "model.dense_units=[8]", "data.image_size=32"]
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ FLAG_VALUES = {"--epochs": "1", "--max-epochs": "1", "--max-trials": "2", "--fol
 ADDED_FLAGS = {"train": {"--epochs": "1"}, "cv": {"--epochs": "1"}, "compare": {"--epochs": "1"},
                "tune": {"--max-epochs": "1", "--max-trials": "2"}}
 # `--model M` (train, cv) also gets model.weights=none: no internet for ImageNet weights (efficientnet_lite0's
-# come from a package: `--ensemble-models` keeps them, with train.fine_tune_epochs=1).
+# come from a package: the default ensemble and `--ensemble-models` keep them, with train.fine_tune_epochs=1).
 # export: every precision's --min-agreement at most these (README's own thresholds capped: a 1-epoch model has
 # near-ties that flip under quantisation, 1-2 in 72 seen, int8 0.972 < README's 0.98 once; the default thresholds
 # and the refusal are tested in test_export.py on a confidently trained run).
@@ -342,9 +342,9 @@ def substitute(argv: list[str], ws: Workspace, used: dict) -> tuple[list[str], d
         if flag not in out:
             out += [flag, value]
     if command in ("train", "cv") and "--model" in out:
-        out.append("model.weights=none")
-    if command == "train" and "--ensemble-models" in out:  # efficientnet_lite0's recipe fine-tunes 8 more epochs
-        out.append("train.fine_tune_epochs=1")
+        _add_override(out, "model.weights=none")
+    if command in ("train", "cv") and _default_ensemble(out) is not None:  # lite0's recipe fine-tunes 8 more epochs
+        _add_override(out, "train.fine_tune_epochs=1")
     if command == "export":  # one --min-agreement: README's thresholds capped at EXPORT_AGREEMENT, the rest set to it
         named = {}
         while "--min-agreement" in out:
@@ -354,6 +354,25 @@ def substitute(argv: list[str], ws: Workspace, used: dict) -> tuple[list[str], d
         cap = {p: str(min(float(named.get(p, v)), float(v))) for p, v in EXPORT_AGREEMENT.items()}
         out += ["--min-agreement", ",".join(f"{p}={v}" for p, v in (named | cap).items())]
     return out, used
+
+
+def _add_override(argv: list[str], kv: str) -> None:
+    """Add ``key=value`` beside the command's other overrides: argparse takes one run of them, not two runs split
+    by a flag (README's `... model.filters=[24] ...` then the added `--epochs 1`)."""
+    at = [i for i, t in enumerate(argv) if re.match(r"[\w.]+=", t) and (i == 0 or not argv[i - 1].startswith("-"))]
+    argv.insert(at[-1] + 1 if at else len(argv), kv)
+
+
+def _default_ensemble(argv: list[str]) -> list[str] | None:
+    """The member families a train/cv command trains (``--ensemble-models``, or the default ensemble when no
+    --model, --config or --ensemble chooses one network); None for one network."""
+    from maskclf.models.registry import DEFAULT_ENSEMBLE
+
+    if "--ensemble-models" in argv:
+        return argv[argv.index("--ensemble-models") + 1].split(",")
+    if any(f in argv for f in ("--model", "--config", "--ensemble")):
+        return None
+    return list(DEFAULT_ENSEMBLE)
 
 
 class Uncovered(Exception):
@@ -427,9 +446,9 @@ def check_train(res: Result, ws, used):
         members = [res.cwd / m for m in metrics["ensemble_of"]]
         assert len(members) == int(argv[argv.index("--ensemble") + 1]) and run not in members
         assert all((run / name).exists() for name in ("best.keras", "labels.txt", "config.yaml", "split.csv"))
-    if "--ensemble-models" in argv:  # one member per named family, each with its own recipe
+    names = _default_ensemble(argv)
+    if names:  # one member per family (the default ensemble without --model), each with its own recipe
         members = [res.cwd / m for m in metrics["ensemble_of"]]
-        names = argv[argv.index("--ensemble-models") + 1].split(",")
         assert [_config(m)["model"]["name"] for m in members] == names and run not in members
     for member in members:
         for name in RUN_FILES:
@@ -534,6 +553,9 @@ def check_cv(res, ws, used):
     out = res.path("cross-validation folder:")
     cv = json.loads((out / "cv.json").read_text())
     assert (out / "cv.md").is_file()
+    names = _default_ensemble(res.argv)
+    if names:  # the default ensemble: its members, averaged fold by fold
+        assert [m.rsplit("-", 1)[0] for m in cv["members"]] == names, cv.get("members")
     if "--by-source" in res.argv:  # one held-out row per source
         sources = [res.argv[i + 1] for i, a in enumerate(res.argv) if a == "--data"]
         assert cv["by_source"] and len(cv["sources"]) == len(cv["per_source"]) == len(sources), cv["sources"]

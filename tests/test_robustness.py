@@ -894,7 +894,7 @@ def test_output_folder_that_is_a_file_is_one_line(tmp_path, capsys):
     data = make_class_folders(tmp_path / "shapes", per_class=8, size=16)
     out = tmp_path / "runs"
     out.write_text("a file where the runs folder should be")
-    assert run_main(["train", "--data", str(data), "--out", str(out), "--quiet", "--epochs", "1",
+    assert run_main(["train", "--data", str(data), "--out", str(out), "--quiet", "--epochs", "1", "--model", "maskclf_cnn",
                      "image_size=16", "model.filters=[4]", "model.dense_units=[]"]) == 2
     one_error(capsys, "runs")
 

