@@ -16,6 +16,17 @@ SAMPLE = REPO / "data" / "sample"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# The longest modules first: xdist's loadfile hands modules out in collection order, and test_readme.py alone
+# (every README command, ~4-5 min on one worker) finishes last, with the other worker idle, when it starts late.
+LONGEST_FIRST = ("test_readme.py", "test_ensemble.py", "test_tune.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest modules first (stable otherwise), so the workers finish together."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Never touch the user's ~/.cache/maskclf from tests."""

@@ -66,11 +66,12 @@ FLAG_VALUES = {"--epochs": "1", "--max-epochs": "1", "--max-trials": "2", "--fol
 ADDED_FLAGS = {"train": {"--epochs": "1"}, "cv": {"--epochs": "1"}, "compare": {"--epochs": "1"},
                "tune": {"--max-epochs": "1", "--max-trials": "2"}}
 # `--model M` (train, cv) also gets model.weights=none: no internet for ImageNet weights (efficientnet_lite0's
-# come from a package: the default ensemble and `--ensemble-models` keep them, with train.fine_tune_epochs=1).
+# come from a package: the default ensemble and `--ensemble-models` keep them, with train.fine_tune_epochs=0).
 # export: every precision's --min-agreement at most these (README's own thresholds capped: a 1-epoch model has
-# near-ties that flip under quantisation, 1-2 in 72 seen, int8 0.972 < README's 0.98 once; the default thresholds
-# and the refusal are tested in test_export.py on a confidently trained run).
-EXPORT_AGREEMENT = {"float16": "0.95", "dynamic": "0.95", "int8": "0.95"}
+# near-ties that flip under quantisation: 1-2 in 72 for the CNN, int8 0.972 < README's 0.98 once; 4 in 72 for the
+# default ensemble, whose lite0 member has had one frozen epoch, int8 0.944; the default thresholds and the refusal
+# are tested in test_export.py on a confidently trained run).
+EXPORT_AGREEMENT = {"float16": "0.9", "dynamic": "0.9", "int8": "0.9"}
 # README commands (by how they start) run only with `-m slow`: over the ~3 min budget of this file on 2 busy cores.
 SLOW = {"maskclf train --data DATA --model vgg19": "VGG19 (20M parameters) at 64 px: 35-50 s for one epoch"}
 # Not run, checked instead: `--camera N` (parses, and a camera that cannot be opened gives the documented one-line
@@ -344,7 +345,12 @@ def substitute(argv: list[str], ws: Workspace, used: dict) -> tuple[list[str], d
     if command in ("train", "cv") and "--model" in out:
         _add_override(out, "model.weights=none")
     if command in ("train", "cv") and _default_ensemble(out) is not None:  # lite0's recipe fine-tunes 8 more epochs
-        _add_override(out, "train.fine_tune_epochs=1")
+        _add_override(out, "train.fine_tune_epochs=0")  # (test_ensemble.py runs that phase: time on one worker)
+    if command == "cv":  # one fold (or held-out source) of two: cv's loop over folds is test_experiments.py's
+        if "--by-source" in out and "--source" not in out:
+            out += ["--source", Path(out[out.index("--data") + 1]).name]  # trains on the small two-class set
+        elif "--by-source" not in out and "--fold" not in out:
+            out += ["--fold", "1"]
     if command == "export":  # one --min-agreement: README's thresholds capped at EXPORT_AGREEMENT, the rest set to it
         named = {}
         while "--min-agreement" in out:
@@ -556,11 +562,14 @@ def check_cv(res, ws, used):
     names = _default_ensemble(res.argv)
     if names:  # the default ensemble: its members, averaged fold by fold
         assert [m.rsplit("-", 1)[0] for m in cv["members"]] == names, cv.get("members")
-    if "--by-source" in res.argv:  # one held-out row per source
+    if "--by-source" in res.argv:  # one held-out row per source (--source: that one)
         sources = [res.argv[i + 1] for i, a in enumerate(res.argv) if a == "--data"]
-        assert cv["by_source"] and len(cv["sources"]) == len(cv["per_source"]) == len(sources), cv["sources"]
+        assert cv["by_source"] and len(cv["sources"]) == len(sources), cv["sources"]
+        held = [res.argv[res.argv.index("--source") + 1]] if "--source" in res.argv else cv["sources"]
+        assert [r["held_out"] for r in cv["per_source"]] == held, cv["per_source"]
     else:
-        assert cv["folds"] == int(res.argv[res.argv.index("--folds") + 1]) == cv["folds_done"]
+        assert cv["folds"] == int(res.argv[res.argv.index("--folds") + 1])
+        assert cv["folds_done"] == (1 if "--fold" in res.argv else cv["folds"])
         assert (out / "cv.png").is_file()
 
 
