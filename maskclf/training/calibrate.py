@@ -110,8 +110,8 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
         progress: print what was fitted.
 
     Returns:
-        The fitted values (``members``: one per member network) and the validation ECE / balanced accuracy of
-        the run's model before and after (also written to ``calibration.json``). The model before calibration
+        The fitted values (``members``: one per network; one network's also as ``temperature`` and
+        ``class_bias``) and the validation ECE / balanced accuracy of the run's model before and after (also written to ``calibration.json``). The model before calibration
         is kept as ``uncalibrated.keras``; calibrating a run twice starts from that file again.
     """
     import sys
@@ -149,7 +149,7 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
             fold_into_model(part, t, bias)
         fits.append({"temperature": t, "class_bias": {n: float(v) for n, v in zip(names, bias)}})
     after = predict_paths(model, paths, size) if method != "none" else probs
-    info = {"method": method, **fits[0], "members": fits, "validation_images": len(y),
+    info = {"method": method, **(fits[0] if len(fits) == 1 else {}), "members": fits, "validation_images": len(y),
             "validation_ece_before": expected_calibration_error(y, probs),
             "validation_ece_after": expected_calibration_error(y, after),
             "validation_balanced_accuracy_before": _balanced_accuracy(_log_probs(probs), y, k),
