@@ -148,7 +148,10 @@ def calibrate_run(run_dir: str | os.PathLike, method: str = "temperature+bias", 
         if method != "none":
             fold_into_model(part, t, bias)
         fits.append({"temperature": t, "class_bias": {n: float(v) for n, v in zip(names, bias)}})
-    after = predict_paths(model, paths, size) if method != "none" else probs
+    if len(fits) == 1 or method == "none":  # the folded model's probabilities, without another pass over the images
+        after = _softmax(_log_probs(probs) / fits[0]["temperature"] + np.array(list(fits[0]["class_bias"].values())))
+    else:  # the mean of calibrated members is not a function of the old mean: predict again
+        after = predict_paths(model, paths, size)
     info = {"method": method, **(fits[0] if len(fits) == 1 else {}), "members": fits, "validation_images": len(y),
             "validation_ece_before": expected_calibration_error(y, probs),
             "validation_ece_after": expected_calibration_error(y, after),
