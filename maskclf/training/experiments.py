@@ -49,7 +49,7 @@ def fit_members(cfgs: Config | Sequence[Config], data: tuple | None = None, want
     from maskclf.training.ensemble import ensemble_of
     from maskclf.training.train import find_completed_run, train
 
-    cfgs = [cfgs] if isinstance(cfgs, Config) else list(cfgs)
+    cfgs = _as_list(cfgs)
     runs = []
     for k, c in enumerate(cfgs):
         run = find_completed_run(Path(c.train.out), c.fingerprint())
@@ -64,6 +64,11 @@ def fit_members(cfgs: Config | Sequence[Config], data: tuple | None = None, want
     out = runs[0].parent / f"{runs[0].name}-ensemble-{'-'.join(c.model.name for c in cfgs[1:])}"
     ensemble_of(runs, out, progress=progress)
     return out
+
+
+def _as_list(cfg: Config | Sequence[Config]) -> list[Config]:
+    """One configuration or an ensemble's member configurations, as a list."""
+    return [cfg] if isinstance(cfg, Config) else list(cfg)
 
 
 def members_label(cfgs: Sequence[Config]) -> str:
@@ -243,7 +248,7 @@ def cross_validate(cfg: Config | Sequence[Config], folds: int = 5, out=None, onl
     """
     from maskclf import config as C
 
-    cfgs = [cfg] if isinstance(cfg, Config) else list(cfg)
+    cfgs = _as_list(cfg)
     cfg = cfgs[0]
     directory = Path(out or Path(cfg.train.out) / f"cv-{members_label(cfgs)}")
     wanted = set(only) if only else set(range(1, folds + 1))
@@ -301,7 +306,7 @@ def cross_validate_by_source(cfg: Config, out=None, only: Iterable[str] | None =
     """
     from maskclf import config as C
 
-    cfgs = [cfg] if isinstance(cfg, Config) else list(cfg)
+    cfgs = _as_list(cfg)
     cfg = cfgs[0]
     directory = Path(out or Path(cfg.train.out) / f"cv-by-source-{members_label(cfgs)}")
     _log(f"reading {sources.describe(cfg.data)} ...", progress)
