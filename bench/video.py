@@ -9,7 +9,9 @@ instead with ``--video``.
 The video then goes through what ``maskclf detect VIDEO`` runs, ``maskclf.edge.app.process_video`` (decode,
 YuNet, crop + one batched classify call, tracker, drawing in place; no output video), with ``track=False``,
 ``track=True`` (both with the next frame decoded and detected on a second thread, the default) and
-``track=True, overlap=False`` (``--no-overlap``: one frame at a time), interleaved, ``--repeats`` times each:
+``track=True, overlap=False`` (``--no-overlap``: one frame at a time) and, for each ``--classify-every N``,
+``track=True, classify_every=N`` (a tracked face re-classified every N frames), interleaved, ``--repeats``
+times each:
 
 * FPS = frames / wall-clock time of the whole ``process_video`` call, decoding included, median over the
   repeats; "stage FPS" beside it = frames / summed per-frame stage times (detect, classify, track, draw;
@@ -18,12 +20,18 @@ YuNet, crop + one batched classify call, tracker, drawing in place; no output vi
   differs. "The same face" is the tracker's own matching (``maskclf.edge.tracking.match``: greedy IoU ≥ 0.3)
   on the detector's boxes, in both cases, so the pairs are identical with tracking off and on; pairs across
   the cut between two photos are not counted.
+* agreement (``--classify-every`` modes) = of the faces on each frame, the fraction with the same label as
+  tracking with every face classified on every frame (the "on" mode), same frame and box.
+
+``--busiest`` picks the ``--photos`` photos where YuNet finds the most faces (crowds: where the classifier's
+share of a frame is largest) instead of photos spread evenly over the folder.
 
 Writes bench/out/video-<stamp>.md and .json (command, machine, date, figures).
 
 Usage:
   nice -n 15 python bench/video.py RUN_DIR/export [--precision int8] [--threads 1] [--repeats 3]
-         [--photos 8] [--frames-per-photo 45] [--data DIR_OF_PHOTOS] [--video FILE]
+         [--photos 8] [--busiest] [--frames-per-photo 45] [--data DIR_OF_PHOTOS] [--video FILE]
+         [--classify-every 2,3]
 """
 
 from __future__ import annotations
@@ -82,14 +90,29 @@ def ken_burns(rgb: np.ndarray, n: int, zoom_in: bool, reverse: bool) -> list[np.
     return frames
 
 
-def make_video(folder: Path, photos: int, per_photo: int, path: Path) -> list[str]:
-    """Write the Ken Burns video of ``photos`` photos spread evenly over ``folder``; their names."""
+def busiest_photos(folder: Path, n: int, detector) -> list[Path]:
+    """The ``n`` photos of ``folder`` where ``detector`` finds the most faces (ties: sorted by name)."""
+    from maskclf.files import MaskclfError
+    from maskclf.data.images import load_rgb
+
+    counts = []
+    for p in spread_photos(folder, 10 ** 9, NAME):
+        try:
+            counts.append((-len(detector.detect(np.asarray(load_rgb(p), np.uint8))), p.name, p))
+        except MaskclfError:
+            continue
+    return [p for _, _, p in sorted(counts)[:n]]
+
+
+def make_video(folder: Path, photos: int, per_photo: int, path: Path, detector=None) -> list[str]:
+    """Write the Ken Burns video of ``photos`` photos spread evenly over ``folder`` (or, given a
+    ``detector``, the busiest); their names."""
     import cv2
 
     from maskclf.files import MaskclfError
     from maskclf.data.images import load_rgb
 
-    chosen = spread_photos(folder, photos, NAME)
+    chosen = busiest_photos(folder, photos, detector) if detector is not None else spread_photos(folder, photos, NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
@@ -120,6 +143,16 @@ def flips(frames: list[dict], per_segment: int | None) -> tuple[int, int]:
     return pairs, changed
 
 
+def agreement(frames: list[dict], reference: list[dict]) -> float:
+    """Of the faces of ``frames`` (per frame, box -> label), the fraction labelled as in ``reference``."""
+    same = total = 0
+    for a, b in zip(frames, reference):
+        for box, label in a.items():
+            total += 1
+            same += b.get(box) == label
+    return round(same / total, 4) if total else 1.0
+
+
 def decode_and_detect_fps(video: Path, detector) -> float:
     """Frames per second of decoding the video and running the detector alone on each frame (wall clock)."""
     import cv2
@@ -144,6 +177,10 @@ def main() -> None:
     ap.add_argument("--precision", default="int8", help="which model of the export folder (default int8)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of photos (default the VOC images)")
     ap.add_argument("--photos", type=int, default=8, help="photos in the made video (default 8)")
+    ap.add_argument("--busiest", action="store_true", help="the photos with the most YuNet faces (default: spread)")
+    ap.add_argument("--classify-every", default="", metavar="N[,N]",
+                    help="also time tracking with a face re-classified every N frames (maskclf detect "
+                         "--classify-every N), e.g. 2,3")
     ap.add_argument("--frames-per-photo", type=int, default=45, help="frames of pan/zoom per photo (default 45)")
     ap.add_argument("--video", help="run on this video file instead of making one (no cuts are known in it)")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV and interpreter threads (default 1)")
@@ -153,6 +190,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.photos < 1 or args.frames_per_photo < 2 or args.repeats < 1 or args.threads < 1:
         fail("--photos, --repeats and --threads must be at least 1, --frames-per-photo at least 2")
+    try:
+        every = [int(v) for v in args.classify_every.split(",") if v.strip()]
+    except ValueError:
+        every = [0]
+    if any(n < 2 for n in every):
+        fail(f"--classify-every {args.classify_every}: give whole numbers of frames >= 2, e.g. 2,3")
 
     export = Path(args.export)
     import cv2
@@ -177,19 +220,22 @@ def main() -> None:
     else:
         video, per_segment = out / f"video-{stamp}.mp4", args.frames_per_photo
         t = time.perf_counter()
-        photos = make_video(Path(args.data), args.photos, args.frames_per_photo, video)
+        photos = make_video(Path(args.data), args.photos, args.frames_per_photo, video,
+                            pipe.detector if args.busiest else None)
         print(f"made {video} ({len(photos)} photos x {args.frames_per_photo} frames) in "
               f"{time.perf_counter() - t:.1f} s; {machine()}", file=sys.stderr, flush=True)
 
     process_video(pipe, video, None, max_frames=10, progress=False, track=True)  # warm-up, untimed
-    modes = {"off": (False, True), "on": (True, True), "on_no_overlap": (True, False)}
+    modes = {"off": (False, True, 1), "on": (True, True, 1), "on_no_overlap": (True, False, 1)}
+    modes |= {f"every_{n}": (True, True, n) for n in every}
+    labels: dict = {}
     runs: dict = {m: [] for m in modes}
     detector_fps = []
     for r in range(args.repeats):
         detector_fps.append(decode_and_detect_fps(video, pipe.detector))
-        for mode, (track, overlap) in modes.items():  # interleaved: a load change hits every mode alike
+        for mode, (track, overlap, n) in modes.items():  # interleaved: a load change hits every mode alike
             t = time.perf_counter()
-            res = process_video(pipe, video, None, progress=False, track=track, overlap=overlap)
+            res = process_video(pipe, video, None, progress=False, track=track, overlap=overlap, classify_every=n)
             wall = time.perf_counter() - t
             frames = res["frames"]
             proc_ms = sum(e["timings_ms"]["total"] for e in frames)
@@ -198,7 +244,9 @@ def main() -> None:
                    "pairs": pairs, "flips": changed, "faces": sum(len(e["faces"]) for e in frames),
                    "track_ms": float(np.mean([e["timings_ms"].get("track", 0.0) for e in frames])),
                    "tracks": len({f["track"] for e in frames for f in e["faces"] if "track" in f}),
-                   "per_label": res["stats"]["per_label"]}
+                   "per_label": res["stats"]["per_label"],
+                   "classify_ms": float(np.mean([e["timings_ms"]["classify"] for e in frames]))}
+            labels.setdefault(mode, [{tuple(f["box"]): f["label"] for f in e["faces"]} for e in frames])
             runs[mode].append(run)
             print(f"repeat {r + 1} {mode}: {run['wall_fps']:.1f} FPS with decoding ({run['fps']:.1f} stage FPS), "
                   f"{changed}/{pairs} flips", file=sys.stderr, flush=True)
@@ -216,7 +264,9 @@ def main() -> None:
             "flip_rate": round(first["flips"] / first["pairs"], 4) if first["pairs"] else None,
             "flips_same_every_repeat": all((r["pairs"], r["flips"]) == (first["pairs"], first["flips"]) for r in rs),
             "track_ms_per_frame": round(statistics.median(r["track_ms"] for r in rs), 3),
-            "tracks": first["tracks"] if track else None, "per_label": first["per_label"]}
+            "tracks": first["tracks"] if track else None, "per_label": first["per_label"],
+            "classify_ms_per_frame": round(statistics.median(r["classify_ms"] for r in rs), 3),
+            "classify_every": modes[mode][2], "agreement_with_on": agreement(labels[mode], labels["on"])}
     off, on, seq = rows["off"], rows["on"], rows["on_no_overlap"]
     rows["detector"] = {"wall_fps": round(statistics.median(detector_fps), 2),
                         "wall_fps_runs": [round(v, 2) for v in detector_fps]}
@@ -245,6 +295,15 @@ def main() -> None:
                   f"{r['faces_per_frame']:.1f} | {r['pairs']} | "
                   f"{r['flips']} | {rate} | {track_ms} |")
     md.append("")
+    if every:
+        md += ["Re-classifying a tracked face every N frames (`maskclf detect --classify-every N`; new faces at once):",
+               "", "| classify every | FPS (with decoding) | / detector alone | classify ms/frame | label flips "
+               "| labels as every frame |", "|---:|---:|---:|---:|---:|---:|"]
+        for n in [1, *every]:
+            r = on if n == 1 else rows[f"every_{n}"]
+            md.append(f"| {n} | {r['wall_fps']:.1f} | {r['wall_fps'] / det_fps:.2f} | {r['classify_ms_per_frame']:.2f} "
+                      f"| {r['flips']} | {100 * r['agreement_with_on']:.1f} % |")
+        md.append("")
     if off["flip_rate"] and on["flip_rate"] is not None:
         md.append(f"Tracking removes {100 * (1 - on['flips'] / off['flips']):.0f} % of the flips "
                   f"({off['flips']} -> {on['flips']}) at {100 * (on['wall_fps'] / off['wall_fps'] - 1):+.1f} % FPS; "

@@ -255,6 +255,7 @@ def cmd_detect(args) -> int:
     doc = run_detect(args.input, args.model, out=args.out, json_path=args.json, camera=args.camera,
                      max_frames=args.max_frames, save=not args.no_save, progress=not args.quiet,
                      events=args.events, track=not args.no_track, overlap=False if args.no_overlap else None,
+                     classify_every=args.classify_every,
                      **_detector_options(args))
     s = doc["summary"]
     per = ", ".join(f"{n} {k}" for k, n in s["per_label"].items())

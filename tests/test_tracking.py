@@ -1,6 +1,7 @@
 """The IoU tracker: ids across frames, smoothed labels, expiry; and process_video with tracking on and off."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -90,9 +91,80 @@ def test_tracks_expire_after_missed_frames():
 
 
 def test_tracker_options_are_checked():
-    for kw in ({"iou_threshold": 0}, {"max_missed": -1}, {"alpha": 0}, {"alpha": 1.5}):
+    for kw in ({"iou_threshold": 0}, {"max_missed": -1}, {"alpha": 0}, {"alpha": 1.5}, {"classify_every": 0},
+               {"classify_every": 1.5}):
         with pytest.raises(MaskclfError):
             IouTracker(NAMES, **kw)
+
+
+class _Scripted:
+    """Classifies boxes with P(with_mask) from ``p(call number)``; records the boxes of each call; drops a box
+    whose x1 is negative (as FaceClassifier drops a box with no pixels in the frame)."""
+
+    def __init__(self, p=lambda k: 0.85):
+        self.p, self.calls = p, []
+
+    def __call__(self, boxes):
+        k = len(self.calls)
+        self.calls.append([tuple(b[:4]) for b in boxes])
+        return [replace(_face(b[:4], self.p(k)), detector_score=b[4]) for b in boxes if b[0] >= 0]
+
+
+def _crowd(frame):
+    """Three faces drifting right 2 px a frame from frame 0; a fourth from frame 4; the first gone after 7."""
+    boxes = [(10 + 2 * frame, 10, 60 + 2 * frame, 60, 0.9), (110 + 2 * frame, 10, 160 + 2 * frame, 60, 0.8),
+             (210 + 2 * frame, 10, 260 + 2 * frame, 60, 0.7)]
+    if frame >= 4:
+        boxes.append((10, 200, 60, 250, 0.6))
+    return boxes[1:] if frame > 7 else boxes
+
+
+def test_step_with_classify_every_1_is_update_of_every_face():
+    a, b = IouTracker(NAMES), IouTracker(NAMES)
+    ca, cb = _Scripted(lambda k: 0.2 if k % 3 == 2 else 0.85), _Scripted(lambda k: 0.2 if k % 3 == 2 else 0.85)
+    for frame in range(12):
+        boxes = _crowd(frame)
+        got = a.step(boxes, ca)
+        want = b.update(cb(boxes))
+        assert [(f.box, f.label, f.probs, f.detector_score, i) for f, i in got] == \
+            [(f.box, f.label, f.probs, f.detector_score, i) for f, i in want]
+    assert ca.calls == cb.calls
+
+
+def test_step_classifies_new_faces_at_once_and_each_tracked_face_every_n_frames():
+    n = 3
+    tracker, clf = IouTracker(NAMES, classify_every=n), _Scripted(lambda k: 0.9 - 0.05 * k)
+    seen_probs: dict = {}
+    turns: dict = {}  # track id -> frames it was classified on
+    for frame in range(14):
+        boxes = _crowd(frame)
+        before = len(clf.calls)
+        out = tracker.step(boxes, clf)
+        sent = clf.calls[-1] if len(clf.calls) > before else []
+        assert len(clf.calls) - before <= 1  # one batched call per frame at most
+        assert [f.box for f, _ in out] == [tuple(float(v) for v in b[:4]) for b in boxes]  # boxes follow YuNet
+        assert [f.detector_score for f, _ in out] == [b[4] for b in boxes]
+        for f, i in out:
+            if f.box in sent:
+                turns.setdefault(i, []).append(frame)
+            elif i in seen_probs:
+                assert f.probs == seen_probs[i]  # between turns the track's decision stands unchanged
+            seen_probs[i] = f.probs
+    first = {i: t[0] for i, t in turns.items()}
+    assert sorted(turns) == [1, 2, 3, 4] and first == {1: 0, 2: 0, 3: 0, 4: 4}  # new faces at once
+    for i, t in turns.items():
+        assert all(b - a == n for a, b in zip(t[1:], t[2:])), (i, t)  # then every n frames
+        assert t[1] - t[0] <= n
+    # Staggered: the three faces that came together are not re-classified all on one frame.
+    later = [f for i in (1, 2, 3) for f in turns[i][1:]]
+    assert len(later) == len(set(later))
+    assert sum(len(c) for c in clf.calls) < 0.5 * sum(len(_crowd(f)) for f in range(14))
+
+
+def test_step_gives_no_face_for_a_box_the_classifier_drops():
+    tracker, clf = IouTracker(NAMES, classify_every=2), _Scripted()
+    assert [i for _, i in tracker.step([(-5, 0, 40, 40, 0.9), (100, 0, 140, 40, 0.9)], clf)] == [1]
+    assert len(tracker.tracks) == 1
 
 
 def test_count_flips_counts_label_changes_of_the_same_face():
@@ -249,6 +321,34 @@ def test_process_video_gives_the_same_frames_with_and_without_overlap(tmp_path):
     assert (tmp_path / "out-True.mp4").stat().st_size > 0
 
 
+def test_process_video_classifies_a_tracked_face_every_n_frames(tmp_path):
+    from maskclf.edge.app import FaceMaskPipeline, process_video
+
+    class Counting(_FlickeringClassifier):
+        boxes = 0
+
+        def classify(self, image, boxes, bgr=False):
+            Counting.boxes += len(boxes)
+            return super().classify(image, boxes, bgr)
+
+    video = _video(tmp_path / "clip.mp4")
+    docs, sent = {}, {}
+    for every in (1, 3):
+        Counting.boxes = 0
+        pipe = FaceMaskPipeline(Counting(), _FixedDetector())
+        docs[every] = process_video(pipe, video, None, progress=False, classify_every=every)["frames"]
+        sent[every] = Counting.boxes
+    strip = {e: [[(f["box"], f["track"]) for f in fr["faces"]] for fr in d] for e, d in docs.items()}
+    assert strip[1] == strip[3] and len(strip[3]) == 12 and all(len(x) == 2 for x in strip[3])
+    assert sent[1] == 24 and sent[3] <= 2 + 2 * 11 // 3 + 2  # each face on its first frame, then every 3rd
+    assert all({"classify", "track"} <= set(fr["timings_ms"]) for fr in docs[3])
+    pipe = FaceMaskPipeline(Counting(), _FixedDetector())
+    with pytest.raises(MaskclfError, match="needs the tracker"):
+        process_video(pipe, video, None, progress=False, track=False, classify_every=2)
+    with pytest.raises(MaskclfError, match="--classify-every must be a whole number"):
+        process_video(pipe, video, None, progress=False, classify_every=0)
+
+
 def test_detect_cli_tracks_videos_unless_no_track(tmp_path, monkeypatch, capsys):
     """`maskclf detect VIDEO` puts track ids in the JSON; --no-track leaves them out (a real video file)."""
     from maskclf.cli import main
@@ -264,6 +364,13 @@ def test_detect_cli_tracks_videos_unless_no_track(tmp_path, monkeypatch, capsys)
         assert len(doc["inputs"]) == 6
         assert all(("track" in f) is key for e in doc["inputs"] for f in e["faces"])
     capsys.readouterr()
+    js = tmp_path / "every.json"
+    assert main(["detect", str(video), "--model", "unused", "--json", str(js), "--no-save", "--quiet",
+                 "--classify-every", "3"]) == 0
+    assert len(json.loads(js.read_text())["inputs"]) == 6
+    assert main(["detect", str(video), "--model", "unused", "--no-save", "--classify-every", "2", "--no-track"]) != 0
+    err = capsys.readouterr().err
+    assert "--classify-every needs the tracker" in err and len(err.strip().splitlines()) == 1, err
 
 
 # ----------------------------------------------------------------------------- a real export and YuNet

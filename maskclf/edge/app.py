@@ -39,6 +39,7 @@ class FrameResult:
 
     faces: list[Face]
     timings_ms: dict = field(default_factory=dict)
+    track_ids: list[int] | None = None  # per face, when a tracker followed them
 
     def to_json(self) -> dict:
         """The faces and the rounded stage timings as a JSON-ready dict."""
@@ -80,24 +81,45 @@ class FaceMaskPipeline:
             boxes = self.detector.detect(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2RGB))
         return boxes, (time.perf_counter() - t0) * 1e3
 
-    def classify(self, frame: np.ndarray, boxes: list, detect_ms: float = 0.0, bgr: bool = False) -> FrameResult:
-        """Classify the detected ``boxes`` of ``frame``: the frame's :class:`FrameResult`."""
-        t = time.perf_counter()
-        faces = self.classifier.classify(frame, boxes, bgr=bgr)
-        return FrameResult(faces, {"detect": detect_ms, "classify": (time.perf_counter() - t) * 1e3})
+    def classify(self, frame: np.ndarray, boxes: list, detect_ms: float = 0.0, bgr: bool = False,
+                 tracker: IouTracker | None = None) -> FrameResult:
+        """Classify the detected ``boxes`` of ``frame``: the frame's :class:`FrameResult`.
 
-    def stream(self, frames: Iterable[np.ndarray], bgr: bool = True,
-               overlap: bool = True) -> Iterator[tuple[np.ndarray, FrameResult]]:
+        With a ``tracker`` the faces are its tracks' (ids in ``track_ids``), and only the faces whose turn
+        it is go to the classifier (:meth:`IouTracker.step`); timings then add ``track``.
+        """
+        t = time.perf_counter()
+        if tracker is None:
+            faces = self.classifier.classify(frame, boxes, bgr=bgr)
+            return FrameResult(faces, {"detect": detect_ms, "classify": (time.perf_counter() - t) * 1e3})
+        spent = [0.0]
+
+        def classify(chosen: list) -> list[Face]:
+            t0 = time.perf_counter()
+            try:
+                return self.classifier.classify(frame, chosen, bgr=bgr)
+            finally:
+                spent[0] += time.perf_counter() - t0
+
+        pairs = tracker.step(boxes, classify)
+        total = time.perf_counter() - t
+        return FrameResult([f for f, _ in pairs], {"detect": detect_ms, "classify": spent[0] * 1e3,
+                                                   "track": (total - spent[0]) * 1e3}, [i for _, i in pairs])
+
+    def stream(self, frames: Iterable[np.ndarray], bgr: bool = True, overlap: bool = True,
+               tracker: IouTracker | None = None) -> Iterator[tuple[np.ndarray, FrameResult]]:
         """(frame, result) for each frame of a stream, in order.
 
         With ``overlap`` (the default) a worker thread reads and detects frame t+1 while the caller's thread
         classifies frame t and does whatever it does with it (draw, write, track): detection, decoding,
         LiteRT and Pillow release the GIL, so on a device with two cores or more a frame costs the slower
         of the two stages instead of their sum. Results still come in frame order, one frame ahead at most.
+        With a ``tracker`` each frame's faces are its tracks' (see :meth:`classify`).
         """
         if not overlap:
             for frame in frames:
-                yield frame, self.process(frame, bgr=bgr)
+                boxes, detect_ms = self.detect(frame, bgr)
+                yield frame, self.classify(frame, boxes, detect_ms, bgr, tracker)
             return
         from concurrent.futures import ThreadPoolExecutor
 
@@ -115,7 +137,7 @@ class FaceMaskPipeline:
                     return
                 pending = pool.submit(read_and_detect)
                 frame, boxes, detect_ms = item
-                yield frame, self.classify(frame, boxes, detect_ms, bgr)
+                yield frame, self.classify(frame, boxes, detect_ms, bgr, tracker)
 
     def annotate(self, frame: np.ndarray, result: FrameResult, bgr: bool = False, copy: bool = True) -> np.ndarray:
         """Draw ``result`` on a copy of ``frame`` (or on ``frame`` itself) and add the draw time to its timings."""
@@ -242,7 +264,7 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                   max_frames: int | None = None, progress: bool = True,
                   on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None,
                   events: str | os.PathLike | None = None, keep_frames: bool = True, track: bool = True,
-                  overlap: bool | None = None) -> dict:
+                  overlap: bool | None = None, classify_every: int = 1) -> dict:
     """Annotate a video file or camera stream frame by frame, with an FPS overlay.
 
     Args:
@@ -262,6 +284,8 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
         overlap: read and detect the next frame on a worker thread while this one is classified, drawn and
             written (:meth:`FaceMaskPipeline.stream`); False does one frame at a time on one thread; None
             (default) overlaps when the machine has more than one core.
+        classify_every: with ``track``, a tracked face goes to the classifier every this many frames and
+            keeps its tag in between (new faces at once): the classifier's share of a crowd frame / N.
 
     Returns:
         ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
@@ -273,6 +297,11 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     """
     if max_frames is not None and max_frames < 1:
         raise MaskclfError(f"--max-frames must be at least 1, got {max_frames}")
+    if classify_every != 1 and not track:
+        raise MaskclfError("--classify-every needs the tracker (it keeps a face's tag between its turns); "
+                           "leave out --no-track")
+    tracker = (IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide, classify_every=classify_every)
+               if track else None)  # a bad value fails here, before the video is opened
     camera = isinstance(source, int)
     cap = _open_capture(source if camera else str(source))
     nominal = cap.get(5) or 0.0  # CAP_PROP_FPS; 0 for many cameras and some files
@@ -292,21 +321,15 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             cap.release()
             raise MaskclfError(f"--events {events}: cannot append to it ({e.strerror})") from None
     source_name = f"camera{source}" if camera else str(source)
-    tracker = IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide) if track else None
     if overlap is None:
         overlap = (os.cpu_count() or 1) > 1
     # The frame stays BGR throughout and is drawn on in place: each read gives a new buffer.
-    stream = pipeline.stream(_frames(cap, source, max_frames), overlap=overlap)
+    stream = pipeline.stream(_frames(cap, source, max_frames), overlap=overlap, tracker=tracker)
     try:
         with (atomic_path(out) if out is not None else _nullpath()) as tmp:
             try:
                 for i, (frame, result) in enumerate(stream):
-                    track_ids = None
-                    if tracker is not None:
-                        t = time.perf_counter()
-                        pairs = tracker.update(result.faces)
-                        result.faces, track_ids = [f for f, _ in pairs], [i for _, i in pairs]
-                        result.timings_ms["track"] = (time.perf_counter() - t) * 1e3
+                    track_ids = result.track_ids
                     annotated = pipeline.annotate(frame, result, bgr=True, copy=False)
                     fps = meter.tick()
                     if i:
@@ -396,7 +419,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
                progress: bool = True, events: str | os.PathLike | None = None, track: bool = True,
-               overlap: bool | None = None) -> dict:
+               overlap: bool | None = None, classify_every: int = 1) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -419,6 +442,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
             :func:`process_video`); False classifies every frame on its own. Photos are never tracked.
         overlap: videos and cameras detect the next frame on a second thread while this one is classified
             (:meth:`FaceMaskPipeline.stream`) when the machine has two cores or more; False never does.
+        classify_every: videos and cameras re-classify a tracked face every this many frames (see
+            :func:`process_video`).
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
@@ -447,7 +472,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
     def video(src, name: str) -> None:
         target = _video_out(out_root, name) if save else None
         res = process_video(pipeline, src, target, max_frames=max_frames, progress=progress,
-                            events=events, keep_frames=keep_frames, track=track, overlap=overlap)
+                            events=events, keep_frames=keep_frames, track=track, overlap=overlap,
+                            classify_every=classify_every)
         key = {"camera": src} if isinstance(src, int) else {"path": str(src)}
         doc["inputs"] += [key | f for f in res["frames"]]
         stats = res.pop("stats")

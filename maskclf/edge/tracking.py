@@ -11,6 +11,12 @@ an unmatched face starts a new track with a new id.
     for frame in frames:
         for face, track_id in tracker.update(pipeline.process(frame, bgr=True).faces):
             ...
+
+:meth:`IouTracker.step` takes the detector's boxes instead and classifies only the faces that need it: new
+faces, and a tracked face every ``classify_every`` frames (its tag and probabilities are kept in between).
+A crowd then costs the classifier 1/``classify_every`` of its per-frame time (``maskclf detect
+--classify-every N``; the tracks' turns are staggered by id, so a crowd that appears at once is not
+re-classified all on the same frame).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Track:
     probs: np.ndarray
     missed: int = 0
     frames: int = 1
+    since: int = 0  # frames since the classifier last saw this face
 
 
 class IouTracker:
@@ -77,24 +84,29 @@ class IouTracker:
         iou_threshold: the smallest IoU between a track's last box and a face to be the same face.
         max_missed: frames a track survives without a matching face.
         alpha: weight of the newest frame in the moving average of the probabilities (1 = no smoothing).
+        classify_every: :meth:`step` re-classifies a tracked face every this many frames (1: every frame).
 
     Raises:
         MaskclfError: an option out of range.
     """
 
     def __init__(self, class_names: Sequence[str], decide: Callable[[np.ndarray], tuple[int, float]] | None = None,
-                 iou_threshold: float = IOU_THRESHOLD, max_missed: int = MAX_MISSED, alpha: float = ALPHA):
+                 iou_threshold: float = IOU_THRESHOLD, max_missed: int = MAX_MISSED, alpha: float = ALPHA,
+                 classify_every: int = 1):
         if not 0.0 < iou_threshold <= 1.0:
             raise MaskclfError(f"tracker IoU threshold must lie in (0, 1], got {iou_threshold}")
         if max_missed < 0:
             raise MaskclfError(f"tracker max_missed must be >= 0 frames, got {max_missed}")
         if not 0.0 < alpha <= 1.0:
             raise MaskclfError(f"tracker alpha must lie in (0, 1], got {alpha}")
+        if int(classify_every) != classify_every or classify_every < 1:
+            raise MaskclfError(f"--classify-every must be a whole number of frames >= 1, got {classify_every}")
         self.class_names = list(class_names)
         self.decide = decide or _argmax
         self.iou_threshold = float(iou_threshold)
         self.max_missed = int(max_missed)
         self.alpha = float(alpha)
+        self.classify_every = int(classify_every)
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -109,18 +121,66 @@ class IouTracker:
             ``score`` and ``probs`` are its track's smoothed decision (box and detector score unchanged).
         """
         pairs = match([t.box for t in self.tracks], [f.box for f in faces], self.iou_threshold)
+        return self._advance(list(faces), {j: self.tracks[i] for i, j in pairs})
+
+    def step(self, boxes: Sequence[Sequence[float]],
+             classify: Callable[[list], list[Face]]) -> list[tuple[Face, int]]:
+        """Advance one frame from the detector's boxes, classifying only the faces whose turn it is.
+
+        Args:
+            boxes: this frame's ``(x1, y1, x2, y2[, detector_score])`` boxes.
+            classify: boxes -> their classified faces (``FaceClassifier.classify`` on this frame), called
+                once per frame at most, with the boxes of new faces and of tracks due for the classifier.
+
+        Returns:
+            As :meth:`update`, in the order of ``boxes``; a box ``classify`` dropped (outside the frame)
+            gives no face. With ``classify_every=1`` the same as ``update(classify(boxes))``.
+        """
+        pairs = match([t.box for t in self.tracks], boxes, self.iou_threshold)
         track_of = {j: self.tracks[i] for i, j in pairs}
+        due = [j for j in range(len(boxes)) if j not in track_of or track_of[j].since + 1 >= self.classify_every]
+        by_box = {}
+        if due:
+            for f in classify([boxes[j] for j in due]):
+                by_box.setdefault(tuple(f.box), f)
+        faces, tracks, fresh = [], {}, set()
+        for j, b in enumerate(boxes):
+            key = tuple(float(v) for v in b[:4])
+            t = track_of.get(j)
+            if j in due:
+                if key not in by_box:
+                    continue  # the classifier dropped it (no pixels in the frame)
+                face = by_box[key]
+                fresh.add(len(faces))
+            else:  # the track's own decision stands until its turn; the box follows the detector
+                face = Face(key, "", 0.0, {}, float(b[4]) if len(b) > 4 else 1.0)
+            if t is not None:
+                tracks[len(faces)] = t
+            faces.append(face)
+        return self._advance(faces, tracks, classified=fresh)
+
+    def _advance(self, faces: list[Face], track_of: dict[int, Track],
+                 classified: set[int] | None = None) -> list[tuple[Face, int]]:
+        """Move the tracks to this frame's ``faces`` (``track_of``: face index -> its matched track); the
+        ``classified`` faces (default all) bring new probabilities, the others keep their track's."""
         seen = set()
         out = []
         for j, face in enumerate(faces):
-            p = np.array([face.probs.get(n, 0.0) for n in self.class_names], np.float64)
             t = track_of.get(j)
+            fresh = classified is None or j in classified
             if t is None:
+                p = np.array([face.probs.get(n, 0.0) for n in self.class_names], np.float64)
                 t = Track(self._next_id, tuple(face.box), p)
+                t.since = t.id % self.classify_every  # stagger the turns of faces that appear together
                 self._next_id += 1
                 self.tracks.append(t)
             else:
-                t.probs = self.alpha * p + (1.0 - self.alpha) * t.probs
+                if fresh:
+                    p = np.array([face.probs.get(n, 0.0) for n in self.class_names], np.float64)
+                    t.probs = self.alpha * p + (1.0 - self.alpha) * t.probs
+                    t.since = 0
+                else:
+                    t.since += 1
                 t.box, t.missed = tuple(face.box), 0
                 t.frames += 1
             seen.add(t.id)
