@@ -34,6 +34,29 @@ def test_match_is_greedy_on_iou_and_ignores_small_overlaps():
     assert match([(0, 0, 10, 10), (3, 0, 13, 10)], [(2, 0, 12, 10), (6, 0, 16, 10)]) == [(1, 0)]
 
 
+def test_match_equals_pairwise_greedy_matching_on_random_crowds():
+    from maskclf.edge.detector import iou
+
+    def reference(prev, cur, threshold=0.3):
+        pairs = sorted(((iou(a, b), i, j) for i, a in enumerate(prev) for j, b in enumerate(cur)
+                        if iou(a, b) >= threshold), key=lambda p: -p[0])
+        used_i, used_j, out = set(), set(), []
+        for _, i, j in pairs:
+            if i not in used_i and j not in used_j:
+                used_i.add(i), used_j.add(j), out.append((i, j))
+        return out
+
+    rng = np.random.default_rng(0)
+    for n, m in ((30, 28), (5, 0), (0, 4), (12, 12)):
+        xy = rng.integers(0, 300, (n + m, 2)).astype(float)
+        wh = rng.integers(1, 60, (n + m, 2)).astype(float)
+        boxes = [tuple(p) + tuple(p + s) for p, s in zip(xy, wh)]
+        prev, cur = boxes[:n], [(b[0] + 3, b[1], b[2] + 3, b[3]) for b in boxes[:min(n, m)]] + boxes[n + min(n, m):]
+        assert match(prev, cur) == reference(prev, cur)
+    dup = [(0, 0, 10, 10), (0, 0, 10, 10)]
+    assert match(dup, dup) == reference(dup, dup) == [(0, 0), (1, 1)]  # ties: the earlier boxes first
+
+
 def test_ids_follow_moving_faces_and_a_new_face_gets_a_new_id():
     tracker = IouTracker(NAMES)
     a, b = (10, 10, 60, 60), (200, 40, 260, 100)

@@ -86,6 +86,35 @@ def test_shipped_spaces_load_and_cover_seed_report_003():
     assert (REPO / "tuning" / "README.md").is_file()
 
 
+def test_lite0_space_is_centred_on_what_the_default_ensemble_trains_as_its_second_member():
+    """tuning/efficientnet_lite0.yaml: its first trial is the default ensemble's lite0 member (same Config), and
+    best.yaml carries the recipe's fine-tuning phase, which trials do not run."""
+    import dataclasses
+    import inspect
+
+    from maskclf.cli import build_parser
+    from maskclf.commands import _member_configs
+    from maskclf.config import Config
+    from maskclf.models.registry import DEFAULT_ENSEMBLE, get_spec
+
+    space = T.load_space(REPO / "tuning" / "efficientnet_lite0.yaml")
+    member = _member_configs(build_parser().parse_args(["train", "--data", "DATA"]))[1]
+    assert space.model == member.model.name == DEFAULT_ENSEMBLE[1]
+    centre = {p.key: p.default for p in space.tuned}
+    assert None not in centre.values()  # every searched key has its default: the first trial is fully the recipe
+    cfg = space.config(Config(), centre, member.train.epochs)
+    built = {k: v.default for k, v in inspect.signature(get_spec(member.model.name).builder).parameters.items()
+             if k in get_spec(member.model.name).option_names()}  # the member leaves its options at these
+    opts = cfg.model.options | {"dense_units": tuple(cfg.model.options["dense_units"])}  # YAML [] = the builder's ()
+    assert opts == {k: built[k] for k in opts}
+    assert not member.model.options and cfg.model.weights == member.model.weights == "imagenet"
+    trial, default = dataclasses.asdict(cfg.train), dataclasses.asdict(member.train)
+    assert trial.pop("patience") == 3 and default.pop("patience") == 0  # early stopping ends weak trials only
+    assert trial == default and cfg.train.fine_tune_epochs == 8  # so best.yaml fine-tunes as the default does
+    assert dataclasses.asdict(cfg.augment) == dataclasses.asdict(member.augment)
+    assert cfg.data.image_size == member.data.image_size == 96
+
+
 @pytest.mark.parametrize("change, words", [
     ({"model.dropot": 0.3}, ["model.dropot", "not a model option"]),
     ({"train.learnin_rate": 0.1}, ["train.learnin_rate", "train.learning_rate"]),

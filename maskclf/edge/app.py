@@ -24,7 +24,7 @@ from PIL import Image
 from maskclf.edge.classifier import Face, FaceClassifier
 from maskclf.edge.detector import FaceDetector, create_detector
 from maskclf.edge.draw import draw_faces, draw_fps
-from maskclf.edge.tracking import IouTracker
+from maskclf.edge.tracking import CLASSIFY_EVERY, IouTracker
 from maskclf.files import MaskclfError, atomic_path, write_json
 from maskclf.data.images import is_image_name, load_rgb
 
@@ -264,7 +264,7 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
                   max_frames: int | None = None, progress: bool = True,
                   on_frame: Callable[[int, np.ndarray, FrameResult], None] | None = None,
                   events: str | os.PathLike | None = None, keep_frames: bool = True, track: bool = True,
-                  overlap: bool | None = None, classify_every: int = 1) -> dict:
+                  overlap: bool | None = None, classify_every: int | None = None) -> dict:
     """Annotate a video file or camera stream frame by frame, with an FPS overlay.
 
     Args:
@@ -286,6 +286,7 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
             (default) overlaps when the machine has more than one core.
         classify_every: with ``track``, a tracked face goes to the classifier every this many frames and
             keeps its tag in between (new faces at once): the classifier's share of a crowd frame / N.
+            None: ``tracking.CLASSIFY_EVERY`` (3) with ``track``; 1 classifies every face on every frame.
 
     Returns:
         ``{"path" or "camera", "output", "frames": [{"frame", "time_s", "faces", "timings_ms"}, ...],
@@ -297,10 +298,11 @@ def process_video(pipeline: FaceMaskPipeline, source: str | os.PathLike | int, o
     """
     if max_frames is not None and max_frames < 1:
         raise MaskclfError(f"--max-frames must be at least 1, got {max_frames}")
-    if classify_every != 1 and not track:
+    if classify_every not in (None, 1) and not track:
         raise MaskclfError("--classify-every needs the tracker (it keeps a face's tag between its turns); "
                            "leave out --no-track")
-    tracker = (IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide, classify_every=classify_every)
+    tracker = (IouTracker(pipeline.classifier.class_names, pipeline.classifier.decide,
+                          classify_every=CLASSIFY_EVERY if classify_every is None else classify_every)
                if track else None)  # a bad value fails here, before the video is opened
     camera = isinstance(source, int)
     cap = _open_capture(source if camera else str(source))
@@ -419,7 +421,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
                progress: bool = True, events: str | os.PathLike | None = None, track: bool = True,
-               overlap: bool | None = None, classify_every: int = 1) -> dict:
+               overlap: bool | None = None, classify_every: int | None = None) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -442,8 +444,8 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
             :func:`process_video`); False classifies every frame on its own. Photos are never tracked.
         overlap: videos and cameras detect the next frame on a second thread while this one is classified
             (:meth:`FaceMaskPipeline.stream`) when the machine has two cores or more; False never does.
-        classify_every: videos and cameras re-classify a tracked face every this many frames (see
-            :func:`process_video`).
+        classify_every: videos and cameras re-classify a tracked face every this many frames (default 3;
+            see :func:`process_video`).
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
