@@ -45,6 +45,8 @@ class DataConfig:
             ``without_mask`` faces that also join it as ``mask_weared_incorrect`` copies with a mask
             painted below the nose or on the chin (``maskclf.research.paintmask``; needs OpenCV). Only training
             faces are painted, so validation and test stay real photos.
+        detector_train: also train on a YuNet-framed copy of each training-split VOC face (the box
+            ``maskclf detect`` would crop on a device; :mod:`maskclf.research.detector_crops`; needs OpenCV).
         sources: more dataset roots trained and tested together with ``path`` (``--data A --data B``):
             each a path, or a mapping ``{path, class_map, layout, name}`` (``class_map`` and ``layout``
             default to this section's). Classes are matched by name after mapping; a class the first
@@ -65,6 +67,7 @@ class DataConfig:
     split_seed: int = 0
     extra_train: str = ""
     paint_train: float = 0.0
+    detector_train: bool = False
     sources: tuple = ()
 
 
@@ -307,7 +310,8 @@ def learning_rate(cfg: "Config", started: bool | None = None) -> float:
 # (section, key) of fields added after the first release -> the value that behaves as before they existed.
 # A field whose default changes must keep its legacy value here: runs made with the new default then get
 # a new fingerprint (model.init_from: default bundled since session 4; older runs started at random).
-LATE_FIELDS = {("data", "extra_train"): "", ("data", "sources"): [], ("data", "paint_train"): 0.0, ("augment", "resolution_range"): [],
+LATE_FIELDS = {("data", "extra_train"): "", ("data", "sources"): [], ("data", "paint_train"): 0.0,
+               ("data", "detector_train"): False, ("augment", "resolution_range"): [],
                ("augment", "resolution_probability"): 0.5, ("augment", "jpeg_quality_range"): [],
                ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0, ("train", "logit_adjust"): 0.0,
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,

@@ -277,9 +277,15 @@ def _set_backbone_for_fine_tuning(model, n_layers: int) -> bool:
 
 def add_training_images(ds: LabeledImages, splits: list[str], cfg: DataConfig,
                         progress: bool = False) -> tuple[LabeledImages, list[str]]:
-    """The training split's additions, as ``train`` and ``tune`` make them: painted copies of its own bare
-    faces (``data.paint_train``, :func:`maskclf.research.paintmask.paint_training_faces`), then the images of
-    ``data.extra_train`` (:func:`maskclf.data.datasets.add_extra_train`). Validation and test are never touched."""
+    """The training split's additions, as ``train`` and ``tune`` make them: YuNet-framed copies of its VOC faces
+    (``data.detector_train``, :func:`maskclf.research.detector_crops.add_detector_crops`), painted copies of its
+    own bare faces (``data.paint_train``, :func:`maskclf.research.paintmask.paint_training_faces`), then the
+    images of ``data.extra_train`` (:func:`maskclf.data.datasets.add_extra_train`). Validation and test are never
+    touched."""
+    if cfg.detector_train:
+        from maskclf.research.detector_crops import add_detector_crops
+
+        ds, splits = add_detector_crops(ds, splits, cfg.crop_margin, progress=progress)
     if cfg.paint_train:
         from maskclf.research.paintmask import paint_training_faces
 
