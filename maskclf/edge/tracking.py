@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from maskclf.edge.classifier import Face
+from maskclf.edge.detector import iou_matrix
 from maskclf.files import MaskclfError
 
 IOU_THRESHOLD = 0.3
@@ -62,18 +63,6 @@ def match(previous: Sequence[Sequence[float]], current: Sequence[Sequence[float]
             used_cur.add(j)
             out.append((i, j))
     return out
-
-
-def iou_matrix(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np.ndarray:
-    """(len(a), len(b)) intersection over union of ``(x1, y1, x2, y2, ...)`` boxes (as ``detector.iou``)."""
-    a = np.asarray([x[:4] for x in a], np.float64).reshape(-1, 4)
-    b = np.asarray([x[:4] for x in b], np.float64).reshape(-1, 4)
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((inter > 0) & (union > 0), inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _argmax(probs: np.ndarray) -> tuple[int, float]:
