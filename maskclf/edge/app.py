@@ -59,14 +59,15 @@ class FaceMaskPipeline:
         self.classifier = classifier
         self.detector = detector if detector is not None else create_detector("yunet")
 
-    def process(self, frame: np.ndarray, bgr: bool = False) -> FrameResult:
-        """Detect and classify the faces of an RGB uint8 frame (H, W, 3); ``bgr=True`` for OpenCV's frames.
+    def process(self, frame: np.ndarray, bgr: bool = False, tracker: IouTracker | None = None) -> FrameResult:
+        """Detect and classify the faces of an RGB uint8 frame (H, W, 3); ``bgr=True`` for OpenCV's frames
+        (with a ``tracker``: only the faces whose turn it is, see :meth:`classify`).
 
         A BGR frame is never converted whole when the detector offers ``detect_bgr`` (YuNet and Haar do):
         the detector takes it as it is and only the face crops are turned to RGB.
         """
         boxes, detect_ms = self.detect(frame, bgr)
-        return self.classify(frame, boxes, detect_ms, bgr)
+        return self.classify(frame, boxes, detect_ms, bgr, tracker)
 
     def detect(self, frame: np.ndarray, bgr: bool = False) -> tuple[list, float]:
         """The face boxes of a frame (RGB, or BGR with ``bgr=True``) and the milliseconds detection took."""
@@ -118,8 +119,7 @@ class FaceMaskPipeline:
         """
         if not overlap:
             for frame in frames:
-                boxes, detect_ms = self.detect(frame, bgr)
-                yield frame, self.classify(frame, boxes, detect_ms, bgr, tracker)
+                yield frame, self.process(frame, bgr=bgr, tracker=tracker)
             return
         from concurrent.futures import ThreadPoolExecutor
 

@@ -97,8 +97,8 @@ def add_detector_crops(ds, splits: list[str], margin: float, progress: bool = Fa
     for n, (manifest, faces) in enumerate(sorted(by_photo.items()), 1):
         copies = _photo_copies(manifest, ds.sources[faces[0]], margin, detector)
         for i in faces:
-            c = copies.get(Path(ds.paths[i]).name)
-            if c is None or not Path(c["file"]).is_file():
+            c = copies.get(Path(ds.paths[i]).name)  # _photo_copies checked that every cached crop exists
+            if c is None:
                 continue
             out.add_training(new_splits, c["file"], ds.labels[i], ds.groups[i], ds.sources[i], tuple(c["size"]),
                              ds.origins[i] if ds.origins else None)
