@@ -63,6 +63,9 @@ def _add_detector_arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--tile", type=int, metavar="PX",
                    help="detect in overlapping PX x PX tiles of the enlarged image (with --upscale; "
                         "bounds the detector's input size) or else of the image (default 0: whole image)")
+    a.add_argument("--no-reframe", action="store_true",
+                   help="crop the detector's box as it is (default: the box is first moved where VOC's annotators "
+                        "draw faces, as the training crops were cut; drawn boxes are the detector's either way)")
 
 
 EPILOG_DETECT = """examples:

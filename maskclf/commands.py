@@ -245,7 +245,7 @@ def cmd_export(args) -> int:
 def _detector_options(args) -> dict:
     return {"detector": args.detector, "score_threshold": args.score_threshold, "nms_threshold": args.nms_threshold,
             "min_face": args.min_face, "upscale": args.upscale, "tile": args.tile,
-            "precision": args.precision, "threads": args.threads}
+            "precision": args.precision, "threads": args.threads, "framing": not args.no_reframe}
 
 
 def cmd_detect(args) -> int:

@@ -24,8 +24,8 @@ from maskclf.data.splitting import read_split_csv  # noqa: E402
 from maskclf.edge import draw  # noqa: E402
 from maskclf.edge.app import FaceMaskPipeline  # noqa: E402
 from maskclf.edge.classifier import Face, FaceClassifier  # noqa: E402
-from maskclf.edge.detector import HaarDetector, YuNetDetector, create_detector, iou, nms  # noqa: E402
-from maskclf.edge.evaluation import average_precision, GroundTruth, voc_ap  # noqa: E402
+from maskclf.edge.detector import HaarDetector, YuNetDetector, create_detector, iou, nms, reframe  # noqa: E402
+from maskclf.edge.evaluation import GroundTruth, average_precision, fit_framing, voc_ap  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 from maskclf.training.train import train  # noqa: E402
 from maskclf.data.voc import clip_box, find_image, parse_voc  # noqa: E402
@@ -211,6 +211,7 @@ def test_bgr_frames_give_the_same_faces_without_converting_the_frame(export_dir,
     # A detector without detect_bgr (any object with detect(rgb)) gets the frame converted once.
     class RgbOnly:
         name = "rgb-only"
+        framing = det.framing  # YuNet's boxes: cropped as the pipeline crops YuNet's
 
         def detect(self, img):
             return det.detect(img)
@@ -220,6 +221,53 @@ def test_bgr_frames_give_the_same_faces_without_converting_the_frame(export_dir,
     # Drawing in place changes the frame itself and returns it.
     res = pipe.process(bgr, bgr=True)
     assert pipe.annotate(bgr, res, bgr=True, copy=False) is bgr
+
+
+def test_reframe_moves_a_box_onto_where_annotators_draw_it():
+    assert reframe((10, 20, 50, 100, 0.9), None) == (10, 20, 50, 100, 0.9)
+    x1, y1, x2, y2, score = reframe((10, 20, 50, 100, 0.9), (0.1, 0.25, 1.5, 0.5))  # w 40, h 80
+    assert (x1 + x2) / 2 == pytest.approx(30 + 4) and (y1 + y2) / 2 == pytest.approx(60 + 20)
+    assert (x2 - x1, y2 - y1, score) == (pytest.approx(60), pytest.approx(40), 0.9)
+    # The shipped framings: VOC's hand-drawn boxes sit lower than YuNet's and Haar's and are shorter.
+    for det in (YuNetDetector, HaarDetector):
+        dx, dy, sw, sh = det.framing
+        assert abs(dx) < 0.05 and 0.08 < dy < 0.2 and 0.8 < sh < 0.95
+
+
+def test_shipped_yunet_framing_is_what_the_sample_photos_measure():
+    """fit_framing on the sample's VOC photos (not the set the constants were fitted on, but its photographers)
+    comes out where the shipped constant is: the constant describes YuNet against VOC's annotators."""
+    r = fit_framing(YuNetDetector(), SAMPLE)
+    assert r["photos"] == 125 and r["faces"] > 250 and set(r["by_class"]) == set(VOC_CLASSES)
+    np.testing.assert_allclose(r["framing"], YuNetDetector.framing, atol=0.04)
+    with pytest.raises(MaskclfError, match="not a Pascal VOC folder"):
+        fit_framing(YuNetDetector(), SAMPLE / "images")
+
+
+def test_pipeline_crops_the_reframed_box_and_keeps_the_detectors(export_dir):
+    """``maskclf detect`` classifies the crop an annotator's box would give; the face keeps YuNet's box."""
+    rgb, _ = _photo(FRONTAL)
+    det = create_detector("yunet")
+    boxes = det.detect(rgb)
+    assert boxes
+    pipe, raw = FaceMaskPipeline(FaceClassifier(export_dir), det), FaceMaskPipeline(FaceClassifier(export_dir), det,
+                                                                                      framing=False)
+    assert pipe.framing == YuNetDetector.framing and raw.framing is None
+    assert pipe.describe()["framing"] == list(YuNetDetector.framing) and raw.describe()["framing"] is None
+    a, b = pipe.process(rgb), raw.process(rgb)
+    assert [f.box for f in a.faces] == [f.box for f in b.faces] == [tuple(float(v) for v in x[:4]) for x in boxes]
+    clf = pipe.classifier
+    want = clf.predict(clf.crops(rgb, [reframe(x, det.framing) for x in boxes])[0])
+    np.testing.assert_allclose([list(f.probs.values()) for f in a.faces], want, atol=1e-6)
+    assert not np.array_equal(clf.crops(rgb, boxes)[0], clf.crops(rgb, boxes, framing=det.framing)[0])
+
+    class NoFraming:  # any detect(rgb) object: its boxes are cropped as they are
+        name = "plain"
+
+        def detect(self, img):
+            return det.detect(img)
+
+    assert FaceMaskPipeline(clf, NoFraming()).framing is None
 
 
 def test_classifier_batches_equal_one_by_one(export_dir):
@@ -341,6 +389,7 @@ def test_detect_on_a_folder_writes_annotated_images_and_json(export_dir, tmp_pat
         assert a.size == b.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).max() > 100  # boxes drawn
     doc = json.loads(js.read_text())
     assert doc["model"]["class_names"] == VOC_CLASSES and doc["detector"]["upscale"] == 2.0
+    assert doc["framing"] == list(YuNetDetector.framing)  # --no-reframe: None (test_evaluate_detection...)
     entries = {Path(e["path"]).name: e for e in doc["inputs"]}
     assert set(entries) == {"maksssksksss0.jpg", FRONTAL, "crowd.jpg", "broken.jpg"}
     assert "not an image" in entries["broken.jpg"]["error"] or "PIL" in entries["broken.jpg"]["error"]
@@ -439,6 +488,7 @@ def test_evaluate_detection_on_the_sample_test_photos(run_dir, export_dir, tmp_p
     assert "mAP@0.5" in printed and "| with_mask |" in printed
     r = json.loads((out / "detection_eval_test.json").read_text())
     assert (out / "detection_eval_test.md").read_text().startswith("# Photo-level evaluation")
+    assert r["framing"] == list(YuNetDetector.framing) and "crops reframed" in printed
     test_photos = {Path(x["source"]).name for x in read_split_csv(run_dir / "split.csv") if x["split"] == "test"}
     train_photos = {Path(x["source"]).name for x in read_split_csv(run_dir / "split.csv") if x["split"] == "train"}
     assert r["num_photos"] == len(test_photos) > 5 and not test_photos & train_photos
@@ -453,3 +503,9 @@ def test_evaluate_detection_on_the_sample_test_photos(run_dir, export_dir, tmp_p
     assert sum(map(sum, table.values())) == r["num_gt_faces"]  # every annotated face: matched or missed
     for c, row in table.items():
         assert 1 - row[-1] / sum(row) == pytest.approx(r["detector_recall"][c], abs=0.15)
+    # --no-reframe crops YuNet's boxes as they are: the same detections, the report says so.
+    raw = tmp_path / "raw"
+    assert main(["evaluate-detection", "--model", str(export_dir), "--data", str(SAMPLE), "--out", str(raw),
+                 "--upscale", "2", "--max-photos", "3", "--no-reframe", "--quiet"]) == 0
+    r2 = json.loads((raw / "detection_eval_test.json").read_text())
+    assert r2["framing"] is None and "crops of the detector's boxes" in (raw / "detection_eval_test.md").read_text()

@@ -53,11 +53,15 @@ class FaceMaskPipeline:
     Args:
         classifier: a :class:`FaceClassifier` (an exported .tflite model).
         detector: any :class:`FaceDetector` (default YuNet).
+        framing: crop each face where an annotator would have drawn its box (the detector's ``framing``,
+            :func:`maskclf.edge.detector.reframe`), as the training crops were cut; False crops the
+            detector's box as it is. Either way the faces keep the detector's boxes.
     """
 
-    def __init__(self, classifier: FaceClassifier, detector: FaceDetector | None = None):
+    def __init__(self, classifier: FaceClassifier, detector: FaceDetector | None = None, framing: bool = True):
         self.classifier = classifier
         self.detector = detector if detector is not None else create_detector("yunet")
+        self.framing = getattr(self.detector, "framing", None) if framing else None
 
     def process(self, frame: np.ndarray, bgr: bool = False, tracker: IouTracker | None = None) -> FrameResult:
         """Detect and classify the faces of an RGB uint8 frame (H, W, 3); ``bgr=True`` for OpenCV's frames
@@ -91,14 +95,14 @@ class FaceMaskPipeline:
         """
         t = time.perf_counter()
         if tracker is None:
-            faces = self.classifier.classify(frame, boxes, bgr=bgr)
+            faces = self.classifier.classify(frame, boxes, bgr=bgr, framing=self.framing)
             return FrameResult(faces, {"detect": detect_ms, "classify": (time.perf_counter() - t) * 1e3})
         spent = [0.0]
 
         def classify(chosen: list) -> list[Face]:
             t0 = time.perf_counter()
             try:
-                return self.classifier.classify(frame, chosen, bgr=bgr)
+                return self.classifier.classify(frame, chosen, bgr=bgr, framing=self.framing)
             finally:
                 spent[0] += time.perf_counter() - t0
 
@@ -149,7 +153,8 @@ class FaceMaskPipeline:
     def describe(self) -> dict:
         """The classifier's and detector's descriptions, for JSON outputs."""
         return {"model": self.classifier.describe(),
-                "detector": getattr(self.detector, "describe", lambda: {"name": type(self.detector).__name__})()}
+                "detector": getattr(self.detector, "describe", lambda: {"name": type(self.detector).__name__})(),
+                "framing": list(self.framing) if self.framing is not None else None}
 
 
 def _total(timings: dict) -> dict:
@@ -421,7 +426,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
                score_threshold: float | None = None, nms_threshold: float | None = None, min_face: int | None = None,
                upscale: float | None = None, tile: int | None = None, save: bool = True,
                progress: bool = True, events: str | os.PathLike | None = None, track: bool = True,
-               overlap: bool | None = None, classify_every: int | None = None) -> dict:
+               overlap: bool | None = None, classify_every: int | None = None, framing: bool = True) -> dict:
     """Detect faces, classify their masks, and write annotated outputs and JSON.
 
     Args:
@@ -446,6 +451,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
             (:meth:`FaceMaskPipeline.stream`) when the machine has two cores or more; False never does.
         classify_every: videos and cameras re-classify a tracked face every this many frames (default 3;
             see :func:`process_video`).
+        framing: crop where an annotator would draw each detected face (see :class:`FaceMaskPipeline`).
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
@@ -462,7 +468,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
     classifier = FaceClassifier(model, num_threads=threads, precision=precision)
     det = create_detector(detector, score_threshold=score_threshold, nms_threshold=nms_threshold,
                           min_face=min_face, upscale=upscale, tile=tile)
-    pipeline = FaceMaskPipeline(classifier, det)
+    pipeline = FaceMaskPipeline(classifier, det, framing=framing)
     out_root = Path(out) if out is not None else Path(DEFAULT_OUT)
     doc = pipeline.describe() | {"inputs": [], "videos": []}
     errors = 0

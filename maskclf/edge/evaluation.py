@@ -163,12 +163,61 @@ def select_photos(rows: list[dict], split: str) -> tuple[set[str], set[str]]:
     return by_split[split] - by_split["train"], used
 
 
+FRAMING_MATCH_IOU = 0.4  # a detector's box that includes the forehead often overlaps the annotated one ~0.5
+
+
+def fit_framing(detector, data: str | os.PathLike, photos: set[str] | None = None) -> dict:
+    """Where a VOC set's annotators draw face boxes relative to ``detector``'s boxes of the same faces.
+
+    Every photo of ``data`` (or those named in ``photos``) goes through the detector; each annotated face it
+    finds (greedy IoU >= ``FRAMING_MATCH_IOU``) gives its offset and size ratio. The medians are the
+    detector's ``framing`` (:func:`maskclf.edge.detector.reframe`), as shipped for YuNet and Haar.
+
+    Returns:
+        ``{"framing": [dx, dy, sw, sh], "faces", "photos", "annotated_faces", "by_class": {class: [...]}}``.
+    """
+    from maskclf.edge.tracking import match
+
+    root = Path(data)
+    if not (root / "annotations").is_dir() or not (root / "images").is_dir():
+        raise MaskclfError(f"{root}: not a Pascal VOC folder (needs images/ and annotations/)")
+    rows, n_photos, n_faces = [], 0, 0
+    for x in sorted(p for p in (root / "annotations").iterdir() if p.suffix.lower() == ".xml"):
+        try:
+            ann = parse_voc(x)
+        except MaskclfError:
+            continue
+        img = find_image(root / "images", ann)
+        if img is None or (photos is not None and img.name not in photos):
+            continue
+        rgb = np.asarray(load_rgb(img), np.uint8)
+        h, w = rgb.shape[:2]
+        faces = [(b, o.name) for o in ann.objects if (b := clip_box(o, w, h)) is not None]
+        n_photos, n_faces = n_photos + 1, n_faces + len(faces)
+        found = detector.detect(rgb) if faces else []
+        for i, j in match([b for b, _ in faces], found, FRAMING_MATCH_IOU):
+            (a1, b1, a2, b2), (d1, e1, d2, e2) = faces[i][0], found[j][:4]
+            dw, dh = d2 - d1, e2 - e1
+            rows.append((faces[i][1], ((a1 + a2) - (d1 + d2)) / 2 / dw, ((b1 + b2) - (e1 + e2)) / 2 / dh,
+                         (a2 - a1) / dw, (b2 - b1) / dh))
+    if not rows:
+        raise MaskclfError(f"{root}: the detector found none of the {n_faces} annotated faces of {n_photos} photos; "
+                           "nothing to fit")
+
+    def medians(r):
+        return [round(float(np.median([x[k] for x in r])), 3) for k in range(1, 5)]
+
+    return {"framing": medians(rows), "faces": len(rows), "photos": n_photos, "annotated_faces": n_faces,
+            "by_class": {c: medians([x for x in rows if x[0] == c]) for c in sorted({x[0] for x in rows})}}
+
+
 def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split: str = "test",
                        run_dir: str | os.PathLike | None = None, detector: str = "yunet",
                        out: str | os.PathLike | None = None, iou_threshold: float = 0.5, min_gt_size: float = 0,
                        precision: str | None = None, threads: int = 1, score_threshold: float | None = None,
                        nms_threshold: float | None = None, min_face: int | None = None, upscale: float | None = None,
-                       tile: int | None = None, max_photos: int | None = None, progress: bool = True) -> dict:
+                       tile: int | None = None, max_photos: int | None = None, progress: bool = True,
+                       framing: bool = True) -> dict:
     """Evaluate face detection + mask classification on the VOC photos the classifier did not train on.
 
     Args:
@@ -184,6 +233,8 @@ def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split:
         iou_threshold: IoU for a match (0.5: AP@0.5).
         min_gt_size: ground-truth faces whose shorter side is below this are ignore regions.
         max_photos: evaluate only the first N photos (quick checks).
+        framing: crop where an annotator would draw each detected face, as ``maskclf detect`` does
+            (:class:`maskclf.edge.app.FaceMaskPipeline`); False crops the detector's boxes as they are.
 
     Returns:
         The report dict (per-class AP, mAP, detector recall per class and size, confusion table).
@@ -204,7 +255,7 @@ def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split:
     class_map = _class_map(run)
     det = create_detector(detector, score_threshold=score_threshold, nms_threshold=nms_threshold,
                           min_face=min_face, upscale=upscale, tile=tile)
-    pipeline = FaceMaskPipeline(classifier, det)
+    pipeline = FaceMaskPipeline(classifier, det, framing=framing)
 
     jobs, problems = [], []
     for x in sorted(p for p in ann_dir.iterdir() if p.suffix.lower() == ".xml"):
@@ -298,6 +349,7 @@ def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split:
     report = {
         "model": classifier.describe(),
         "detector": det.describe(),
+        "framing": list(pipeline.framing) if pipeline.framing is not None else None,
         "run_dir": str(run),
         "data": str(root),
         "split": split,
@@ -347,7 +399,8 @@ def format_detection_md(r: dict) -> str:
     out = [
         "# Photo-level evaluation: face detection + mask classification",
         "",
-        f"Model `{r['model']['file']}` ({r['model']['precision']}), detector {d['name']} ({opts}).  ",
+        f"Model `{r['model']['file']}` ({r['model']['precision']}), detector {d['name']} ({opts}); crops "
+        + (f"reframed {r['framing']} (dx, dy, sw, sh).  " if r.get("framing") else "of the detector's boxes.  "),
         f"{r['num_photos']} {r['split']} photos of `{r['data']}` (split from `{r['run_dir']}/split.csv`), "
         f"{r['num_gt_faces']} faces ({r['num_ignored_gt']} ignored), {r['num_detections']} detections; "
         f"{r['mean_ms_per_photo']} ms per photo.  ",
