@@ -4,8 +4,9 @@ box relative to YuNet's (and Haar's) box of the same face, and what cropping the
 1. Fit: the run's *training* photos go through each detector; every annotated face it finds (IoU >= 0.4) gives
    its offset and size ratio; the medians are the detector's ``framing`` (shipped in maskclf/edge/detector.py).
 2. A/B: each export given is evaluated on the run's validation and test photos through YuNet (``maskclf
-   evaluate-detection``), once cropping YuNet's boxes as they are, once reframed (the shipped constants):
-   label accuracy and balanced accuracy of the matched faces, masked faces called "incorrect", mAP.
+   evaluate-detection``), once with YuNet's boxes as they are, once reframed (the shipped constants; the box
+   is then cropped, matched and drawn there): label accuracy and balanced accuracy of the matched faces,
+   masked faces called "incorrect", detector recall at IoU 0.5 and mAP.
 
 3. With ``--faces DIR`` (class folders of face images from another source, e.g. chandrikadeb7): each image is
    put in a larger frame (padded by half its side, ``edge``: border pixels repeated, ``black``), YuNet finds the
@@ -38,7 +39,7 @@ def matched(report: dict) -> dict:
     cols, table = report["confusion"]["columns"], report["confusion"]["table"]
     per = {c: (row[cols.index(c)], sum(row[:-1])) for c, row in table.items() if sum(row[:-1])}
     masked = table.get("with_mask")
-    return {"accuracy": report["matched_accuracy"], "map": report["map"],
+    return {"accuracy": report["matched_accuracy"], "map": report["map"], "recall": report["detector_recall_overall"],
             "balanced_accuracy": sum(a / b for a, b in per.values()) / len(per), "per_class": per,
             "masked_called_incorrect": masked[cols.index("mask_weared_incorrect")]
             if masked and "mask_weared_incorrect" in cols else None}
@@ -53,7 +54,7 @@ def other_source(export: str, faces: str, per_class: int, precision: str) -> dic
 
     from maskclf.data.images import is_image_name, load_rgb
     from maskclf.edge.classifier import FaceClassifier
-    from maskclf.edge.detector import create_detector
+    from maskclf.edge.detector import create_detector, reframe
 
     det, clf = create_detector("yunet"), FaceClassifier(export, precision=precision)
     classes = [d.name for d in sorted(Path(faces).iterdir()) if d.is_dir() and d.name in clf.class_names]
@@ -70,8 +71,9 @@ def other_source(export: str, faces: str, per_class: int, precision: str) -> dic
                 boxes = det.detect(frame)
                 if boxes:
                     b = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-                    for crops, fr in (("detector box", None), ("reframed", det.framing)):
-                        labels[crops].setdefault(c, []).append(clf.classify(frame, [b], framing=fr)[0].label)
+                    h, w = frame.shape[:2]
+                    for crops, box in (("detector box", b), ("reframed", reframe(b, det.framing, w, h))):
+                        labels[crops].setdefault(c, []).append(clf.classify(frame, [box])[0].label)
         out[pad] = {}
         for crops, per in labels.items():
             recall = {c: float(np.mean([x == c for x in v])) for c, v in per.items()}
@@ -112,8 +114,8 @@ def main() -> None:
     results = {}
     if a.exports:
         md += ["", "## YuNet + classifier on the run's photos: YuNet's box as it is vs reframed", "",
-               "| export | split | crops | label accuracy | balanced accuracy (matched) | found incorrect / with / "
-               "without | masked called incorrect | mAP@0.5 |", "|---|---|---|---:|---:|---|---:|---:|"]
+               "| export | split | boxes | label accuracy | balanced accuracy (matched) | found incorrect / with / "
+               "without | masked called incorrect | detector recall | mAP@0.5 |", "|---|---|---|---:|---:|---|---:|---:|---:|"]
     for e in a.exports:
         for split in ("validation", "test"):
             for framing in (False, True):
@@ -123,10 +125,10 @@ def main() -> None:
                 found = " / ".join(f"{x}/{n}" for x, n in r["per_class"].values())
                 md.append(f"| `{Path(e).parent.name}` | {split} | {'reframed' if framing else 'detector box'} | "
                           f"{r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {found} | "
-                          f"{r['masked_called_incorrect']} | {r['map']:.3f} |")
+                          f"{r['masked_called_incorrect']} | {r['recall']:.3f} | {r['map']:.3f} |")
     if a.faces and a.exports:
         md += ["", f"## Another source through YuNet: `{a.faces}`, {a.per_class} images per class, each padded into "
-               "a larger frame", "", "| export | padding | crops | faces found per class | balanced accuracy | "
+               "a larger frame", "", "| export | padding | box | faces found per class | balanced accuracy | "
                "recall per class | called incorrect per class |", "|---|---|---|---|---:|---|---|"]
         for e in a.exports:
             for pad, r in other_source(e, a.faces, a.per_class, a.precision).items():

@@ -64,8 +64,8 @@ def _add_detector_arguments(a: argparse.ArgumentParser) -> None:
                    help="detect in overlapping PX x PX tiles of the enlarged image (with --upscale; "
                         "bounds the detector's input size) or else of the image (default 0: whole image)")
     a.add_argument("--no-reframe", action="store_true",
-                   help="crop the detector's box as it is (default: the box is first moved where VOC's annotators "
-                        "draw faces, as the training crops were cut; drawn boxes are the detector's either way)")
+                   help="keep the detector's boxes as they are (default: each box is moved to where VOC's "
+                        "annotators draw faces, and cropped, reported and drawn there, as the training crops were cut)")
 
 
 EPILOG_DETECT = """examples:

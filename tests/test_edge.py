@@ -211,7 +211,7 @@ def test_bgr_frames_give_the_same_faces_without_converting_the_frame(export_dir,
     # A detector without detect_bgr (any object with detect(rgb)) gets the frame converted once.
     class RgbOnly:
         name = "rgb-only"
-        framing = det.framing  # YuNet's boxes: cropped as the pipeline crops YuNet's
+        framing = det.framing  # YuNet's boxes: reframed as the pipeline reframes YuNet's
 
         def detect(self, img):
             return det.detect(img)
@@ -244,24 +244,29 @@ def test_shipped_yunet_framing_is_what_the_sample_photos_measure():
         fit_framing(YuNetDetector(), SAMPLE / "images")
 
 
-def test_pipeline_crops_the_reframed_box_and_keeps_the_detectors(export_dir):
-    """``maskclf detect`` classifies the crop an annotator's box would give; the face keeps YuNet's box."""
+def test_pipeline_moves_the_detectors_boxes_where_annotators_draw_faces(export_dir):
+    """``maskclf detect`` reports, crops and draws the box an annotator would draw: YuNet's, reframed and clipped."""
     rgb, _ = _photo(FRONTAL)
+    h, w = rgb.shape[:2]
     det = create_detector("yunet")
     boxes = det.detect(rgb)
     assert boxes
-    pipe, raw = FaceMaskPipeline(FaceClassifier(export_dir), det), FaceMaskPipeline(FaceClassifier(export_dir), det,
-                                                                                      framing=False)
+    clf = FaceClassifier(export_dir)
+    pipe, raw = FaceMaskPipeline(clf, det), FaceMaskPipeline(clf, det, framing=False)
     assert pipe.framing == YuNetDetector.framing and raw.framing is None
     assert pipe.describe()["framing"] == list(YuNetDetector.framing) and raw.describe()["framing"] is None
+    moved = [reframe(b, det.framing, w, h) for b in boxes]
+    assert pipe.detect(rgb)[0] == moved and raw.detect(rgb)[0] == boxes
     a, b = pipe.process(rgb), raw.process(rgb)
-    assert [f.box for f in a.faces] == [f.box for f in b.faces] == [tuple(float(v) for v in x[:4]) for x in boxes]
-    clf = pipe.classifier
-    want = clf.predict(clf.crops(rgb, [reframe(x, det.framing) for x in boxes])[0])
-    np.testing.assert_allclose([list(f.probs.values()) for f in a.faces], want, atol=1e-6)
-    assert not np.array_equal(clf.crops(rgb, boxes)[0], clf.crops(rgb, boxes, framing=det.framing)[0])
+    assert [f.box for f in a.faces] == [tuple(float(v) for v in x[:4]) for x in moved]
+    assert [f.box for f in b.faces] == [tuple(float(v) for v in x[:4]) for x in boxes]
+    assert [f.detector_score for f in a.faces] == [f.detector_score for f in b.faces]
+    np.testing.assert_allclose([list(f.probs.values()) for f in a.faces], clf.predict(clf.crops(rgb, moved)[0]),
+                               atol=1e-6)
+    # A box at the bottom edge is clipped to the frame, not pushed out of it.
+    assert reframe((10, h - 40, 50, h, 0.9), det.framing, w, h)[3] == h
 
-    class NoFraming:  # any detect(rgb) object: its boxes are cropped as they are
+    class NoFraming:  # any detect(rgb) object: its boxes are used as they are
         name = "plain"
 
         def detect(self, img):
@@ -488,7 +493,7 @@ def test_evaluate_detection_on_the_sample_test_photos(run_dir, export_dir, tmp_p
     assert "mAP@0.5" in printed and "| with_mask |" in printed
     r = json.loads((out / "detection_eval_test.json").read_text())
     assert (out / "detection_eval_test.md").read_text().startswith("# Photo-level evaluation")
-    assert r["framing"] == list(YuNetDetector.framing) and "crops reframed" in printed
+    assert r["framing"] == list(YuNetDetector.framing) and "boxes reframed" in printed
     test_photos = {Path(x["source"]).name for x in read_split_csv(run_dir / "split.csv") if x["split"] == "test"}
     train_photos = {Path(x["source"]).name for x in read_split_csv(run_dir / "split.csv") if x["split"] == "train"}
     assert r["num_photos"] == len(test_photos) > 5 and not test_photos & train_photos
@@ -503,9 +508,9 @@ def test_evaluate_detection_on_the_sample_test_photos(run_dir, export_dir, tmp_p
     assert sum(map(sum, table.values())) == r["num_gt_faces"]  # every annotated face: matched or missed
     for c, row in table.items():
         assert 1 - row[-1] / sum(row) == pytest.approx(r["detector_recall"][c], abs=0.15)
-    # --no-reframe crops YuNet's boxes as they are: the same detections, the report says so.
+    # --no-reframe keeps YuNet's boxes as they are; the report says so.
     raw = tmp_path / "raw"
     assert main(["evaluate-detection", "--model", str(export_dir), "--data", str(SAMPLE), "--out", str(raw),
                  "--upscale", "2", "--max-photos", "3", "--no-reframe", "--quiet"]) == 0
     r2 = json.loads((raw / "detection_eval_test.json").read_text())
-    assert r2["framing"] is None and "crops of the detector's boxes" in (raw / "detection_eval_test.md").read_text()
+    assert r2["framing"] is None and "the detector's boxes." in (raw / "detection_eval_test.md").read_text()

@@ -228,7 +228,7 @@ class _FlickeringClassifier:
         k = int(np.argmax(probs))
         return k, float(probs[k])
 
-    def classify(self, image, boxes, bgr=False, framing=None):
+    def classify(self, image, boxes, bgr=False):
         i, self.frame = self.frame, self.frame + 1
         p = 0.2 if i % 3 == 2 else 0.85
         return [_face(b[:4], p) for b in boxes]
@@ -290,7 +290,7 @@ def test_stream_detects_the_next_frame_while_this_one_is_classified():
             return super().detect(rgb)
 
     class Waiting(_FlickeringClassifier):
-        def classify(self, image, boxes, bgr=False, framing=None):
+        def classify(self, image, boxes, bgr=False):
             k = int(image[0, 0, 0])
             if self.overlap and k + 1 < 5:
                 for _ in range(500):  # up to 5 s for the worker to start on the next frame
@@ -298,7 +298,7 @@ def test_stream_detects_the_next_frame_while_this_one_is_classified():
                         break
                     threading.Event().wait(0.01)
                 assert k + 1 in started, f"frame {k + 1} was not being detected while frame {k} was classified"
-            return super().classify(image, boxes, bgr, framing)
+            return super().classify(image, boxes, bgr)
 
     frames = [np.full((240, 320, 3), k, np.uint8) for k in range(5)]
     out = {}
@@ -350,9 +350,9 @@ def test_process_video_classifies_a_tracked_face_every_n_frames(tmp_path):
     class Counting(_FlickeringClassifier):
         boxes = 0
 
-        def classify(self, image, boxes, bgr=False, framing=None):
+        def classify(self, image, boxes, bgr=False):
             Counting.boxes += len(boxes)
-            return super().classify(image, boxes, bgr, framing)
+            return super().classify(image, boxes, bgr)
 
     video = _video(tmp_path / "clip.mp4")
     docs, sent = {}, {}

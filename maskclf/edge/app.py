@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from maskclf.edge.classifier import Face, FaceClassifier
-from maskclf.edge.detector import FaceDetector, create_detector
+from maskclf.edge.detector import FaceDetector, create_detector, reframe
 from maskclf.edge.draw import draw_faces, draw_fps
 from maskclf.edge.tracking import CLASSIFY_EVERY, IouTracker
 from maskclf.files import MaskclfError, atomic_path, write_json
@@ -53,9 +53,10 @@ class FaceMaskPipeline:
     Args:
         classifier: a :class:`FaceClassifier` (an exported .tflite model).
         detector: any :class:`FaceDetector` (default YuNet).
-        framing: crop each face where an annotator would have drawn its box (the detector's ``framing``,
-            :func:`maskclf.edge.detector.reframe`), as the training crops were cut; False crops the
-            detector's box as it is. Either way the faces keep the detector's boxes.
+        framing: move each detected box to where a person annotating the photo would have drawn it (the
+            detector's ``framing``, :func:`maskclf.edge.detector.reframe`; clipped to the frame): the face is
+            cropped as the training crops were cut, and reported, tracked and drawn with that box. False
+            keeps the detector's boxes as they are.
     """
 
     def __init__(self, classifier: FaceClassifier, detector: FaceDetector | None = None, framing: bool = True):
@@ -74,7 +75,8 @@ class FaceMaskPipeline:
         return self.classify(frame, boxes, detect_ms, bgr, tracker)
 
     def detect(self, frame: np.ndarray, bgr: bool = False) -> tuple[list, float]:
-        """The face boxes of a frame (RGB, or BGR with ``bgr=True``) and the milliseconds detection took."""
+        """The face boxes of a frame (RGB, or BGR with ``bgr=True``), reframed (see the class), and the
+        milliseconds detection took."""
         t0 = time.perf_counter()
         if not bgr:
             boxes = self.detector.detect(frame)
@@ -84,6 +86,9 @@ class FaceMaskPipeline:
             import cv2
 
             boxes = self.detector.detect(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2RGB))
+        if self.framing is not None:
+            h, w = frame.shape[:2]
+            boxes = [reframe(b, self.framing, w, h) for b in boxes]
         return boxes, (time.perf_counter() - t0) * 1e3
 
     def classify(self, frame: np.ndarray, boxes: list, detect_ms: float = 0.0, bgr: bool = False,
@@ -95,14 +100,14 @@ class FaceMaskPipeline:
         """
         t = time.perf_counter()
         if tracker is None:
-            faces = self.classifier.classify(frame, boxes, bgr=bgr, framing=self.framing)
+            faces = self.classifier.classify(frame, boxes, bgr=bgr)
             return FrameResult(faces, {"detect": detect_ms, "classify": (time.perf_counter() - t) * 1e3})
         spent = [0.0]
 
         def classify(chosen: list) -> list[Face]:
             t0 = time.perf_counter()
             try:
-                return self.classifier.classify(frame, chosen, bgr=bgr, framing=self.framing)
+                return self.classifier.classify(frame, chosen, bgr=bgr)
             finally:
                 spent[0] += time.perf_counter() - t0
 

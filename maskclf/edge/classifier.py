@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 from maskclf.edge import runtime as _export
-from maskclf.edge.detector import reframe
 from maskclf.files import MaskclfError, read_labels
 from maskclf.data.images import square_box
 
@@ -147,11 +146,8 @@ class FaceClassifier:
         self.precision = (meta.get("model") or {}).get("precision") or self.model_path.stem.removeprefix("model_")
 
     def crops(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]],
-              bgr: bool = False, framing: Sequence[float] | None = None) -> tuple[np.ndarray, list[int]]:
+              bgr: bool = False) -> tuple[np.ndarray, list[int]]:
         """Model-ready RGB crops (N, S, S, 3) uint8 of the boxes that lie in the image, and their indices.
-
-        With ``framing`` (a detector's, :func:`maskclf.edge.detector.reframe`) each box is first moved onto
-        where an annotator draws it, so a detected face is cropped as the training faces were.
 
         Only the face pixels are copied: a Pillow image is cropped as it is, a NumPy frame is sliced.
         A BGR frame's channels are swapped after the resize, on the S×S result (resizing works per
@@ -166,7 +162,7 @@ class FaceClassifier:
             h, w = frame.shape[:2]
         squares, kept = [], []
         for i, b in enumerate(boxes):
-            sq = square_box(reframe(b, framing)[:4], self.crop_margin, w, h)
+            sq = square_box(tuple(b[:4]), self.crop_margin, w, h)
             if sq is not None:
                 squares.append(sq)
                 kept.append(i)
@@ -195,19 +191,18 @@ class FaceClassifier:
         return k, float(probs[k])
 
     def classify(self, image: Image.Image | np.ndarray, boxes: Sequence[Sequence[float]],
-                 bgr: bool = False, framing: Sequence[float] | None = None) -> list[Face]:
+                 bgr: bool = False) -> list[Face]:
         """Classify every face box of an RGB image in one batch.
 
         Args:
             image: the whole frame, RGB (PIL image or uint8 array).
             boxes: ``(x1, y1, x2, y2[, detector_score])`` per face.
             bgr: ``image`` is a BGR uint8 array (an OpenCV frame).
-            framing: the detector's framing (see :meth:`crops`); the faces keep the boxes given.
 
         Returns:
             One :class:`Face` per box lying in the image, in the order given.
         """
-        crops, kept = self.crops(image, boxes, bgr=bgr, framing=framing)
+        crops, kept = self.crops(image, boxes, bgr=bgr)
         probs = self.predict(crops)
         faces = []
         for i, p in zip(kept, probs):

@@ -84,17 +84,23 @@ def iou_matrix(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np
         return np.where((inter > 0) & (union > 0), inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def reframe(box: Sequence[float], framing: Sequence[float] | None) -> tuple:
+def reframe(box: Sequence[float], framing: Sequence[float] | None, width: float | None = None,
+            height: float | None = None) -> tuple:
     """A detector's box moved onto where a person annotating faces draws it (``framing`` = ``(dx, dy, sw, sh)``:
-    the centre moves by ``dx`` box widths and ``dy`` box heights, the width and height scale by ``sw``, ``sh``);
-    extra fields (the score) are kept. ``framing=None`` returns the box as it is."""
+    the centre moves by ``dx`` box widths and ``dy`` box heights, the width and height scale by ``sw``, ``sh``),
+    clipped to a ``width`` x ``height`` image when given; extra fields (the score) are kept. ``framing=None``
+    returns the box as it is."""
     if framing is None:
         return tuple(box)
     dx, dy, sw, sh = framing
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     w, h = x2 - x1, y2 - y1
     cx, cy = (x1 + x2) / 2 + dx * w, (y1 + y2) / 2 + dy * h
-    return (cx - sw * w / 2, cy - sh * h / 2, cx + sw * w / 2, cy + sh * h / 2, *box[4:])
+    x1, y1, x2, y2 = cx - sw * w / 2, cy - sh * h / 2, cx + sw * w / 2, cy + sh * h / 2
+    if width is not None and height is not None:
+        x1, x2 = min(max(x1, 0.0), float(width)), min(max(x2, 0.0), float(width))
+        y1, y2 = min(max(y1, 0.0), float(height)), min(max(y2, 0.0), float(height))
+    return (x1, y1, x2, y2, *box[4:])
 
 
 def nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
@@ -129,8 +135,9 @@ class _ScaledDetector:
     """Upscaling, tiling, minimum size, clipping and merging around a raw single-pass detector.
 
     ``framing`` is where people annotating faces draw a face's box relative to this detector's box
-    (:func:`reframe`); the classifier crops the reframed box, as its training crops were cut around annotated
-    boxes. The values are the medians over the faces of VOC's training photos (``python bench/framing.py``).
+    (:func:`reframe`); the pipeline reports, draws and crops the reframed box, as the training crops were cut
+    around annotated boxes. The values are the medians over the faces of VOC's training photos
+    (``python bench/framing.py``).
     """
 
     name = "detector"

@@ -233,8 +233,8 @@ def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split:
         iou_threshold: IoU for a match (0.5: AP@0.5).
         min_gt_size: ground-truth faces whose shorter side is below this are ignore regions.
         max_photos: evaluate only the first N photos (quick checks).
-        framing: crop where an annotator would draw each detected face, as ``maskclf detect`` does
-            (:class:`maskclf.edge.app.FaceMaskPipeline`); False crops the detector's boxes as they are.
+        framing: move each detected box to where an annotator would draw it, as ``maskclf detect`` does
+            (:class:`maskclf.edge.app.FaceMaskPipeline`); False keeps the detector's boxes as they are.
 
     Returns:
         The report dict (per-class AP, mAP, detector recall per class and size, confusion table).
@@ -399,8 +399,8 @@ def format_detection_md(r: dict) -> str:
     out = [
         "# Photo-level evaluation: face detection + mask classification",
         "",
-        f"Model `{r['model']['file']}` ({r['model']['precision']}), detector {d['name']} ({opts}); crops "
-        + (f"reframed {r['framing']} (dx, dy, sw, sh).  " if r.get("framing") else "of the detector's boxes.  "),
+        f"Model `{r['model']['file']}` ({r['model']['precision']}), detector {d['name']} ({opts}); "
+        + (f"boxes reframed {r['framing']} (dx, dy, sw, sh).  " if r.get("framing") else "the detector's boxes.  "),
         f"{r['num_photos']} {r['split']} photos of `{r['data']}` (split from `{r['run_dir']}/split.csv`), "
         f"{r['num_gt_faces']} faces ({r['num_ignored_gt']} ignored), {r['num_detections']} detections; "
         f"{r['mean_ms_per_photo']} ms per photo.  ",
