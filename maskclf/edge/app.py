@@ -456,7 +456,7 @@ def run_detect(input: str | os.PathLike | None = None, model: str | os.PathLike 
             (:meth:`FaceMaskPipeline.stream`) when the machine has two cores or more; False never does.
         classify_every: videos and cameras re-classify a tracked face every this many frames (default 3;
             see :func:`process_video`).
-        framing: crop where an annotator would draw each detected face (see :class:`FaceMaskPipeline`).
+        framing: move each detected box to where an annotator would draw it (see :class:`FaceMaskPipeline`).
 
     Returns:
         The JSON document (also written to ``json_path``); ``errors`` counts unreadable folder images.
