@@ -84,6 +84,11 @@ def iou_matrix(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np
         return np.where((inter > 0) & (union > 0), inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+# The same face's detector box and annotated box: the detector's includes the forehead, so a good detection of an
+# annotated face often overlaps it only ~0.5 (framing fits and data.detector_train pair them at this IoU).
+ANNOTATION_MATCH_IOU = 0.4
+
+
 def reframe(box: Sequence[float], framing: Sequence[float] | None, width: float | None = None,
             height: float | None = None) -> tuple:
     """A detector's box moved onto where a person annotating faces draws it (``framing`` = ``(dx, dy, sw, sh)``:

@@ -24,7 +24,7 @@ import numpy as np
 
 from maskclf.edge.app import FaceMaskPipeline
 from maskclf.edge.classifier import FaceClassifier
-from maskclf.edge.detector import create_detector, iou
+from maskclf.edge.detector import ANNOTATION_MATCH_IOU, create_detector, iou
 from maskclf.files import MaskclfError, write_json, write_text
 from maskclf.data.images import load_rgb
 from maskclf.data.voc import clip_box, find_image, parse_voc
@@ -163,14 +163,11 @@ def select_photos(rows: list[dict], split: str) -> tuple[set[str], set[str]]:
     return by_split[split] - by_split["train"], used
 
 
-FRAMING_MATCH_IOU = 0.4  # a detector's box that includes the forehead often overlaps the annotated one ~0.5
-
-
 def fit_framing(detector, data: str | os.PathLike, photos: set[str] | None = None) -> dict:
     """Where a VOC set's annotators draw face boxes relative to ``detector``'s boxes of the same faces.
 
     Every photo of ``data`` (or those named in ``photos``) goes through the detector; each annotated face it
-    finds (greedy IoU >= ``FRAMING_MATCH_IOU``) gives its offset and size ratio. The medians are the
+    finds (greedy IoU >= ``ANNOTATION_MATCH_IOU``) gives its offset and size ratio. The medians are the
     detector's ``framing`` (:func:`maskclf.edge.detector.reframe`), as shipped for YuNet and Haar.
 
     Returns:
@@ -195,7 +192,7 @@ def fit_framing(detector, data: str | os.PathLike, photos: set[str] | None = Non
         faces = [(b, o.name) for o in ann.objects if (b := clip_box(o, w, h)) is not None]
         n_photos, n_faces = n_photos + 1, n_faces + len(faces)
         found = detector.detect(rgb) if faces else []
-        for i, j in match([b for b, _ in faces], found, FRAMING_MATCH_IOU):
+        for i, j in match([b for b, _ in faces], found, ANNOTATION_MATCH_IOU):
             (a1, b1, a2, b2), (d1, e1, d2, e2) = faces[i][0], found[j][:4]
             dw, dh = d2 - d1, e2 - e1
             rows.append((faces[i][1], ((a1 + a2) - (d1 + d2)) / 2 / dw, ((b1 + b2) - (e1 + e2)) / 2 / dh,

@@ -3,7 +3,7 @@
 VOC faces are cropped around hand-drawn boxes; on a device, ``maskclf detect`` crops around YuNet's boxes, which
 start higher (forehead included) and are sized differently. With ``data.detector_train=true`` every VOC photo with
 faces in the training split is run through YuNet (as ``maskclf detect`` runs it: ``create_detector("yunet")``);
-each detection matched to a training face (greedy IoU >= ``MATCH_IOU``, :func:`maskclf.edge.tracking.match`) is
+each detection matched to a training face (greedy IoU >= ``ANNOTATION_MATCH_IOU``, :func:`maskclf.edge.tracking.match`) is
 cropped with the same square crop and margin (:func:`maskclf.data.images.crop_face`) and joins the training split
 as a second copy of that face: its label, photo group and source. Validation and test faces are never touched,
 so cross-validation stays honest. Faces YuNet does not find (most under ~16 px) get no copy. Detections and crops
@@ -22,14 +22,13 @@ import numpy as np
 
 from maskclf.files import MaskclfError, atomic_path, cache_dir
 
-MATCH_IOU = 0.4  # YuNet's box includes the forehead: a good detection of a VOC face often overlaps it ~0.5
 VERSION = 1
 
 
 def _photo_copies(manifest: Path, photo: str, margin: float, detector) -> dict:
     """{VOC crop file name: {"file": cached YuNet crop, "iou": overlap}} for one photo (cached)."""
     from maskclf.data.images import crop_face, load_rgb
-    from maskclf.edge.detector import iou
+    from maskclf.edge.detector import ANNOTATION_MATCH_IOU, iou
     from maskclf.edge.tracking import match
 
     key = hashlib.sha1(f"{manifest.parent.name}|{margin:.4f}|{VERSION}".encode()).hexdigest()
@@ -48,7 +47,7 @@ def _photo_copies(manifest: Path, photo: str, margin: float, detector) -> dict:
     boxes = [f["box"] for f in rec["faces"]]
     out = {}
     folder.mkdir(parents=True, exist_ok=True)
-    for i, j in match(boxes, found, MATCH_IOU):
+    for i, j in match(boxes, found, ANNOTATION_MATCH_IOU):
         crop = crop_face(img, tuple(float(v) for v in found[j][:4]), margin)
         if crop is None:
             continue
