@@ -163,6 +163,31 @@ def select_photos(rows: list[dict], split: str) -> tuple[set[str], set[str]]:
     return by_split[split] - by_split["train"], used
 
 
+def _voc_root(data: str | os.PathLike) -> Path:
+    """``data`` as a Pascal VOC folder (images/ + annotations/), or a one-line error."""
+    root = Path(data)
+    if not root.is_dir():
+        raise MaskclfError(f"{root}: data folder not found")
+    if not (root / "annotations").is_dir() or not (root / "images").is_dir():
+        raise MaskclfError(f"{root}: not a Pascal VOC folder (needs images/ and annotations/)")
+    return root
+
+
+def _voc_photos(root: Path, problems: list | None = None):
+    """(annotation, image path) of every XML of a VOC folder whose image is present, in file-name order; an
+    unreadable XML is skipped (its error appended to ``problems``)."""
+    for x in sorted(p for p in (root / "annotations").iterdir() if p.suffix.lower() == ".xml"):
+        try:
+            ann = parse_voc(x)
+        except MaskclfError as e:
+            if problems is not None:
+                problems.append(str(e))
+            continue
+        img = find_image(root / "images", ann)
+        if img is not None:
+            yield ann, img
+
+
 def fit_framing(detector, data: str | os.PathLike, photos: set[str] | None = None) -> dict:
     """Where a VOC set's annotators draw face boxes relative to ``detector``'s boxes of the same faces.
 
@@ -175,17 +200,10 @@ def fit_framing(detector, data: str | os.PathLike, photos: set[str] | None = Non
     """
     from maskclf.edge.tracking import match
 
-    root = Path(data)
-    if not (root / "annotations").is_dir() or not (root / "images").is_dir():
-        raise MaskclfError(f"{root}: not a Pascal VOC folder (needs images/ and annotations/)")
+    root = _voc_root(data)
     rows, n_photos, n_faces = [], 0, 0
-    for x in sorted(p for p in (root / "annotations").iterdir() if p.suffix.lower() == ".xml"):
-        try:
-            ann = parse_voc(x)
-        except MaskclfError:
-            continue
-        img = find_image(root / "images", ann)
-        if img is None or (photos is not None and img.name not in photos):
+    for ann, img in _voc_photos(root):
+        if photos is not None and img.name not in photos:
             continue
         rgb = np.asarray(load_rgb(img), np.uint8)
         h, w = rgb.shape[:2]
@@ -240,12 +258,7 @@ def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split:
         raise MaskclfError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if not 0.0 < iou_threshold < 1.0:
         raise MaskclfError(f"IoU threshold must lie in (0, 1), got {iou_threshold}")
-    root = Path(data)
-    images_dir, ann_dir = root / "images", root / "annotations"
-    if not root.is_dir():
-        raise MaskclfError(f"{root}: data folder not found")
-    if not ann_dir.is_dir() or not images_dir.is_dir():
-        raise MaskclfError(f"{root}: not a Pascal VOC folder (needs images/ and annotations/)")
+    root = _voc_root(data)
     classifier = FaceClassifier(model, num_threads=threads, precision=precision)
     run = _find_run(classifier, Path(model), run_dir)
     wanted, used = select_photos(_read_split(run), split)
@@ -255,15 +268,7 @@ def evaluate_detection(model: str | os.PathLike, data: str | os.PathLike, split:
     pipeline = FaceMaskPipeline(classifier, det, framing=framing)
 
     jobs, problems = [], []
-    for x in sorted(p for p in ann_dir.iterdir() if p.suffix.lower() == ".xml"):
-        try:
-            ann = parse_voc(x)
-        except MaskclfError as e:
-            problems.append(str(e))
-            continue
-        img = find_image(images_dir, ann)
-        if img is None:
-            continue
+    for ann, img in _voc_photos(root, problems):
         take = (img.name not in used) if split == "unseen" else (img.name in wanted)
         if take:
             jobs.append((ann, img))

@@ -1,9 +1,10 @@
-"""Training crops framed the way the device frames faces: YuNet's boxes on the training photos (``data.detector_train``).
+"""Training crops framed by YuNet's own boxes on the training photos (``data.detector_train``).
 
-VOC faces are cropped around hand-drawn boxes; on a device, ``maskclf detect`` crops around YuNet's boxes, which
-start higher (forehead included) and are sized differently. With ``data.detector_train=true`` every VOC photo with
-faces in the training split is run through YuNet (as ``maskclf detect`` runs it: ``create_detector("yunet")``);
-each detection matched to a training face (greedy IoU >= ``ANNOTATION_MATCH_IOU``, :func:`maskclf.edge.tracking.match`) is
+VOC faces are cropped around hand-drawn boxes; YuNet's boxes start higher (forehead included) and are sized
+differently. Since ``maskclf detect`` moves YuNet's boxes where VOC's annotators draw faces (the detector's
+``framing``), these copies match the device's crops only with ``--no-reframe``; they are kept as measured.
+With ``data.detector_train=true`` every VOC photo with faces in the training split is run through YuNet
+(``create_detector("yunet")``, as ``maskclf detect`` makes it); each detection matched to a training face (greedy IoU >= ``ANNOTATION_MATCH_IOU``, :func:`maskclf.edge.tracking.match`) is
 cropped with the same square crop and margin (:func:`maskclf.data.images.crop_face`) and joins the training split
 as a second copy of that face: its label, photo group and source. Validation and test faces are never touched,
 so cross-validation stays honest. Faces YuNet does not find (most under ~16 px) get no copy. Detections and crops
