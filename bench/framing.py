@@ -1,20 +1,23 @@
 """Detector framing (issue 24, "crops made the way the device makes them"): where VOC's annotators draw a face's
-box relative to YuNet's (and Haar's) box of the same face, and what cropping the device's faces that way does.
+box relative to each detector's box of the same face (YuNet, BlazeFace, Haar), and what cropping the device's
+faces that way does.
 
 1. Fit: the run's *training* photos go through each detector; every annotated face it finds (IoU >= 0.4) gives
    its offset and size ratio; the medians are the detector's ``framing`` (shipped in maskclf/edge/detector.py).
-2. A/B: each export given is evaluated on the run's validation and test photos through YuNet (``maskclf
-   evaluate-detection``), once with YuNet's boxes as they are, once reframed (the shipped constants; the box
+2. A/B: each export given is evaluated on the run's validation and test photos through ``--detector`` (YuNet
+   by default; ``--upscale``/``--tile`` as for ``maskclf evaluate-detection``), once with the detector's boxes as
+   they are, once reframed (the shipped constants; the box
    is then cropped, matched and drawn there): label accuracy and balanced accuracy of the matched faces,
    masked faces called "incorrect", detector recall at IoU 0.5 and mAP.
 
 3. With ``--faces DIR`` (class folders of face images from another source, e.g. chandrikadeb7): each image is
-   put in a larger frame (padded by half its side, ``edge``: border pixels repeated, ``black``), YuNet finds the
-   largest face and each export classifies it both ways: the device path on another source's faces.
+   put in a larger frame (padded by half its side, ``edge``: border pixels repeated, ``black``), the detector finds
+   the largest face and each export classifies it both ways: the device path on another source's faces.
 
 Decide on the validation photos and the other source. Writes bench/out/framing-<stamp>.{md,json}.
 
-Usage:  python bench/framing.py RUN [EXPORT ...] [--data VOC] [--faces DIR --per-class 300] [--precision int8]
+Usage:  python bench/framing.py RUN [EXPORT ...] [--data VOC] [--detector yunet|blazeface|haar] [--upscale K]
+            [--tile PX] [--faces DIR --per-class 300] [--precision int8]
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ VOC = HERE.parent.parent / "shared" / "data" / "face-mask-detection"
 
 
 def matched(report: dict) -> dict:
-    """Label accuracy, balanced accuracy and per-class (found, matched) of the faces YuNet matched."""
+    """Label accuracy, balanced accuracy and per-class (found, matched) of the faces the detector matched."""
     cols, table = report["confusion"]["columns"], report["confusion"]["table"]
     per = {c: (row[cols.index(c)], sum(row[:-1])) for c, row in table.items() if sum(row[:-1])}
     masked = table.get("with_mask")
@@ -45,9 +48,9 @@ def matched(report: dict) -> dict:
             if masked and "mask_weared_incorrect" in cols else None}
 
 
-def other_source(export: str, faces: str, per_class: int, precision: str) -> dict:
+def other_source(export: str, faces: str, per_class: int, precision: str, detector: str = "yunet") -> dict:
     """{padding: {"detector box" | "reframed": recall per class, balanced accuracy, faces found, called
-    incorrect}} of the largest YuNet face of each padded image of ``faces``' class folders."""
+    incorrect}} of the largest detected face of each padded image of ``faces``' class folders."""
     import random
 
     import numpy as np
@@ -56,7 +59,7 @@ def other_source(export: str, faces: str, per_class: int, precision: str) -> dic
     from maskclf.edge.classifier import FaceClassifier
     from maskclf.edge.detector import create_detector, reframe
 
-    det, clf = create_detector("yunet"), FaceClassifier(export, precision=precision)
+    det, clf = create_detector(detector), FaceClassifier(export, precision=precision)
     classes = [d.name for d in sorted(Path(faces).iterdir()) if d.is_dir() and d.name in clf.class_names]
     out = {}
     for pad in ("edge", "black"):
@@ -91,15 +94,18 @@ def main() -> None:
     ap.add_argument("--faces", help="class folders of face images from another source (e.g. chandrikadeb7)")
     ap.add_argument("--per-class", type=int, default=300, help="--faces: images per class (seeded sample)")
     ap.add_argument("--precision", default="int8")
+    ap.add_argument("--detector", default="yunet", help="the detector whose boxes are evaluated both ways")
+    ap.add_argument("--upscale", type=float, help="the detector's --upscale (A/B only)")
+    ap.add_argument("--tile", type=int, help="the detector's --tile (A/B only)")
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args()
 
-    from maskclf.edge.detector import create_detector
+    from maskclf.edge.detector import DETECTORS, create_detector
     from maskclf.edge.evaluation import evaluate_detection, fit_framing
 
     with open(Path(a.run) / "split.csv", newline="", encoding="utf-8") as f:
         train = {Path(r["source"]).name for r in csv.DictReader(f) if r["split"] == "train"}
-    fits = {d: fit_framing(create_detector(d), a.data, train) for d in ("yunet", "haar")}
+    fits = {d: fit_framing(create_detector(d), a.data, train) for d in DETECTORS}
     shipped = {d: list(create_detector(d).framing) for d in fits}
     md = ["# Detector framing: where VOC's annotators draw faces, and cropping the device's faces there", "",
           f"`python bench/framing.py {' '.join(sys.argv[1:])}`, {machine()}, {time.strftime('%Y-%m-%d %H:%M')}.", "",
@@ -113,25 +119,27 @@ def main() -> None:
                   f"{shipped[d]} | {cls} |")
     results = {}
     if a.exports:
-        md += ["", "## YuNet + classifier on the run's photos: YuNet's box as it is vs reframed", "",
+        opts = f"{a.detector}" + (f", upscale {a.upscale}" if a.upscale else "") + (f", tile {a.tile}" if a.tile else "")
+        md += ["", f"## Detector ({opts}) + classifier on the run's photos: the detector's box as it is vs reframed", "",
                "| export | split | boxes | label accuracy | balanced accuracy (matched) | found incorrect / with / "
                "without | masked called incorrect | detector recall | mAP@0.5 |", "|---|---|---|---:|---:|---|---:|---:|---:|"]
     for e in a.exports:
         for split in ("validation", "test"):
             for framing in (False, True):
                 r = matched(evaluate_detection(e, a.data, split=split, run_dir=a.run, out=Path(a.out) / "framing-eval",
-                                               precision=a.precision, progress=False, framing=framing))
+                                               precision=a.precision, progress=False, framing=framing,
+                                               detector=a.detector, upscale=a.upscale, tile=a.tile))
                 results[f"{e}|{split}|{'reframed' if framing else 'raw'}"] = r
                 found = " / ".join(f"{x}/{n}" for x, n in r["per_class"].values())
                 md.append(f"| `{Path(e).parent.name}` | {split} | {'reframed' if framing else 'detector box'} | "
                           f"{r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {found} | "
                           f"{r['masked_called_incorrect']} | {r['recall']:.3f} | {r['map']:.3f} |")
     if a.faces and a.exports:
-        md += ["", f"## Another source through YuNet: `{a.faces}`, {a.per_class} images per class, each padded into "
+        md += ["", f"## Another source through {a.detector}: `{a.faces}`, {a.per_class} images per class, each padded into "
                "a larger frame", "", "| export | padding | box | faces found per class | balanced accuracy | "
                "recall per class | called incorrect per class |", "|---|---|---|---|---:|---|---|"]
         for e in a.exports:
-            for pad, r in other_source(e, a.faces, a.per_class, a.precision).items():
+            for pad, r in other_source(e, a.faces, a.per_class, a.precision, a.detector).items():
                 results[f"{e}|{a.faces}|{pad}"] = r
                 for crops, v in r.items():
                     md.append(f"| `{Path(e).parent.name}` | {pad} | {crops} | "

@@ -52,10 +52,11 @@ def _add_detector_arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--precision", choices=["float32", "float16", "dynamic", "int8"],
                    help="which model of an export folder (default: the smallest present, int8 first)")
     a.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    a.add_argument("--detector", choices=["yunet", "haar"], default="yunet",
-                   help="face detector: yunet (default, finds masked faces) or haar (the old cascade)")
+    a.add_argument("--detector", choices=["yunet", "blazeface", "haar"], default="yunet",
+                   help="face detector: yunet (default, finds masked faces), blazeface (MediaPipe's, what "
+                        "phone apps run; faces within ~2 m) or haar (the old cascade)")
     a.add_argument("--score-threshold", type=float, metavar="S",
-                   help="minimum face detector score (default yunet 0.6, haar 0)")
+                   help="minimum face detector score (default yunet 0.6, blazeface 0.5, haar 0)")
     a.add_argument("--nms-threshold", type=float, metavar="T", help="IoU above which boxes merge (default 0.3)")
     a.add_argument("--min-face", type=int, metavar="PX", help="ignore faces smaller than this (default 0)")
     a.add_argument("--upscale", type=float, metavar="K",

@@ -24,7 +24,8 @@ from maskclf.data.splitting import read_split_csv  # noqa: E402
 from maskclf.edge import draw  # noqa: E402
 from maskclf.edge.app import FaceMaskPipeline  # noqa: E402
 from maskclf.edge.classifier import Face, FaceClassifier  # noqa: E402
-from maskclf.edge.detector import HaarDetector, YuNetDetector, create_detector, iou, nms, reframe  # noqa: E402
+from maskclf.edge.detector import (BlazeFaceDetector, HaarDetector, YuNetDetector, create_detector, iou, nms,  # noqa: E402
+                                   reframe, ssd_anchors, weighted_nms)
 from maskclf.edge.evaluation import GroundTruth, average_precision, fit_framing, voc_ap  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 from maskclf.training.train import train  # noqa: E402
@@ -159,6 +160,62 @@ def test_shipped_yunet_model_has_licence_and_source():
     assert (models / "face_detection_yunet_2023mar.onnx").stat().st_size == 232589
     assert "Apache License" in (models / "LICENSE_libfacedetection.train.txt").read_text()
     assert "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4" in (models / "SOURCE.txt").read_text()
+
+
+def test_blazeface_finds_the_large_faces_of_the_sample_and_misses_the_small():
+    """MediaPipe's short-range detector (what phone apps run) sees the whole frame at 128x128: faces of 48 px and
+    more are found, the street photos' small faces mostly not; tiles of the frame enlarged find more."""
+    det = create_detector("blazeface")
+    assert isinstance(det, BlazeFaceDetector) and det.score_threshold == 0.5 and det.nms_threshold == 0.3
+    assert ssd_anchors(128, (8, 16, 16, 16), 2).shape == (896, 2)  # one row per model output
+    large = small = n_large = n_small = tiled_small = 0
+    tiled = BlazeFaceDetector(upscale=2, tile=256)
+    for xml in sorted((SAMPLE / "annotations").glob("*.xml"))[:60]:
+        rgb, truths = _photo(xml.name)
+        boxes = det.detect(rgb)
+        assert all(0 <= b[0] < b[2] <= rgb.shape[1] and 0 <= b[1] < b[3] <= rgb.shape[0] for b in boxes)
+        assert all(0.5 <= b[4] <= 1.0 for b in boxes)
+        assert all(iou(a, b) <= 0.3 for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        big = [b for _, b in truths if min(b[2] - b[0], b[3] - b[1]) >= 48]
+        little = [b for _, b in truths if min(b[2] - b[0], b[3] - b[1]) < 24]
+        large, n_large = large + _found(boxes, big, 0.3), n_large + len(big)
+        small, n_small = small + _found(boxes, little, 0.3), n_small + len(little)
+        tiled_small += _found(tiled.detect(rgb), little, 0.3)
+    assert n_large > 30 and large / n_large >= 0.7  # measured 0.83 on all 125 photos
+    assert small / n_small < 0.15 and tiled_small >= small + 10
+
+
+def test_blazeface_framing_and_model_errors(tmp_path):
+    # VOC's annotators draw faces a little lower than BlazeFace's box, narrower and about as tall; the shipped
+    # constant (fitted on VOC's training photos) holds on the sample's photos.
+    r = fit_framing(BlazeFaceDetector(), SAMPLE)
+    assert r["faces"] > 60
+    np.testing.assert_allclose(r["framing"], BlazeFaceDetector.framing, atol=0.04)
+    for bad, words in [(b"not a model", "not a TFLite model|corrupt"), (None, "not found")]:
+        path = tmp_path / "bf.tflite"
+        if bad is None:
+            path = tmp_path / "missing.tflite"
+        else:
+            path.write_bytes(bad)
+        with pytest.raises(MaskclfError, match=words):
+            BlazeFaceDetector(model_path=path)
+    # A valid .tflite that is not BlazeFace: the one-line error names it and says what was expected.
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    other = tmp_path / "other.tflite"
+    other.write_bytes(E.convert(model, E.QuantizationSpec.for_float32()))
+    with pytest.raises(MaskclfError, match="not a BlazeFace short-range model"):
+        BlazeFaceDetector(model_path=other)
+    models = REPO / "maskclf" / "edge" / "models"
+    assert "Apache License" in (models / "LICENSE_mediapipe.txt").read_text()
+    assert BlazeFaceDetector().model_path == models / "face_detection_short_range.tflite"
+
+
+def test_weighted_nms_merges_a_face_s_boxes_by_score():
+    boxes = np.array([[0, 0, 10, 10, 0.9], [2, 0, 12, 10, 0.3], [50, 50, 60, 60, 0.7]], float)
+    kept = weighted_nms(boxes, 0.3)
+    assert kept[:, 4].tolist() == [0.9, 0.7]
+    np.testing.assert_allclose(kept[0, :4], [0.5, 0, 10.5, 10])  # (0.9 * 0 + 0.3 * 2) / 1.2
+    assert weighted_nms(np.zeros((0, 5)), 0.3).shape == (0, 5)
 
 
 def test_nms_and_iou():
@@ -413,6 +470,12 @@ def test_detect_on_a_folder_writes_annotated_images_and_json(export_dir, tmp_pat
     assert main(["detect", str(photos / FRONTAL), "--model", str(export_dir / "model_float32.tflite"),
                  "--out", str(single), "--detector", "haar", "--quiet"]) == 0
     assert images.load_rgb(single).size == images.load_rgb(photos / FRONTAL).size
+    # MediaPipe's detector (what a phone app runs): the photo's large faces, its own framing in the JSON.
+    assert main(["detect", str(photos / FRONTAL), "--model", str(export_dir), "--no-save", "--json", str(js),
+                 "--detector", "blazeface", "--quiet"]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["detector"]["name"] == "blazeface" and doc["framing"] == list(BlazeFaceDetector.framing)
+    assert len(doc["inputs"][0]["faces"]) >= 2
 
 
 def _make_video(path, frames=8):

@@ -89,6 +89,12 @@ def test_export_writes_every_precision_labels_metadata_and_report(run_dir, expor
     assert meta["decision_threshold"] == run_metrics["threshold"]
     assert meta["input"]["height"] == 32 and meta["input"]["value_range"] == [0, 255]
     assert meta["input"]["crop_margin"] == 0.15 and meta["source_run"] == str(run_dir.resolve())
+    # A phone app reads where to move its detector's box from here (MediaPipe's FaceDetector is "blazeface").
+    from maskclf.edge.detector import BlazeFaceDetector, YuNetDetector
+
+    framing = meta["input"]["detector_framing"]
+    assert framing["yunet"] == list(YuNetDetector.framing) and framing["blazeface"] == list(BlazeFaceDetector.framing)
+    assert set(framing) == {"rule", "yunet", "blazeface", "haar"}
     int8 = meta["models"]["int8"]
     assert int8["input_dtype"] == "uint8" and int8["output_dtype"] == "uint8"
     # Pixels go in unchanged: scale 1, zero point 0; the output scale dequantises probabilities.
@@ -233,6 +239,65 @@ def test_mediapipe_image_classifier_gives_the_labels_and_top1_of_maskclf(exporte
         ours = [clf.class_names[k] for k in want.argmax(1)]
         agree = [a == b for a, b, d in zip(mp_result["top1"], ours, decided) if d]
         assert len(agree) >= len(crops) // 2 and all(agree), (p, agree)
+
+
+def _blazeface_for_mediapipe(path) -> None:
+    """The shipped BlazeFace .tflite with the one piece of metadata MediaPipe Tasks' FaceDetector needs to feed a
+    float input (pixels to [-1, 1]: mean 127.5, std 127.5), as in MediaPipe's own blaze_face_short_range.tflite."""
+    from maskclf.edge import tflite_metadata as tm
+    from maskclf.edge.detector import BLAZEFACE_FILE, MODELS_DIR
+
+    flatbuffers, _, fb = tm._schemas()
+    image = fb.TensorMetadataT()
+    image.name = "image"
+    image.content = fb.ContentT()
+    image.content.contentPropertiesType = fb.ContentProperties.ImageProperties
+    image.content.contentProperties = fb.ImagePropertiesT()
+    image.content.contentProperties.colorSpace = fb.ColorSpaceType.RGB
+    norm = fb.NormalizationOptionsT()
+    norm.mean, norm.std = [127.5], [127.5]
+    unit = fb.ProcessUnitT()
+    unit.optionsType, unit.options = fb.ProcessUnitOptions.NormalizationOptions, norm
+    image.processUnits = [unit]
+    outputs = [fb.TensorMetadataT() for _ in range(2)]
+    outputs[0].name, outputs[1].name = "regressors", "classificators"
+    graph = fb.SubGraphMetadataT()
+    graph.inputTensorMetadata, graph.outputTensorMetadata = [image], outputs
+    meta = fb.ModelMetadataT()
+    meta.name, meta.subgraphMetadata, meta.minParserVersion = "face_detection_short_range", [graph], tm.MIN_PARSER_VERSION
+    b = flatbuffers.Builder(1024)
+    b.Finish(meta.Pack(b), tm.METADATA_IDENTIFIER)
+    path.write_bytes(tm.add_metadata((MODELS_DIR / BLAZEFACE_FILE).read_bytes(), bytes(b.Output())))
+
+
+def test_blazeface_boxes_are_mediapipe_face_detectors(tmp_path):
+    """maskclf's BlazeFace gives the boxes and scores MediaPipe Tasks' FaceDetector (the task phone apps run)
+    gives for the same network and photos, so the framing fitted here holds for a phone's boxes."""
+    pytest.importorskip("cv2")
+    from maskclf.edge.detector import BlazeFaceDetector, iou
+
+    exe = _mediapipe_python()
+    model = tmp_path / "blazeface.tflite"
+    _blazeface_for_mediapipe(model)
+    photos = sorted((SAMPLE / "images").iterdir())[:40]
+    r = subprocess.run([exe, str(REPO / "tests" / "mediapipe_detect.py"), str(model), *map(str, photos)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    theirs = json.loads(r.stdout.strip().splitlines()[-1])["boxes"]
+    det, n, ious = BlazeFaceDetector(), 0, []
+    for photo in photos:
+        rgb = np.asarray(images.load_rgb(photo))
+        h, w = rgb.shape[:2]
+        ours = det.detect(rgb)
+        # MediaPipe reports whole-pixel boxes that may run past the frame; maskclf's are clipped to it.
+        mp_boxes = [(max(0, x1), max(0, y1), min(w, x2), min(h, y2), s) for x1, y1, x2, y2, s in theirs[str(photo)]]
+        assert len(ours) == len(mp_boxes), (photo.name, ours, mp_boxes)
+        for b in mp_boxes:
+            best = max(ours, key=lambda o: iou(o, b))
+            ious.append(iou(best, b))
+            assert abs(best[4] - b[4]) < 0.01, (photo.name, best, b)
+        n += len(mp_boxes)
+    assert n >= 20 and min(ious) > 0.7 and float(np.mean(ious)) > 0.9, (n, min(ious), float(np.mean(ious)))
 
 
 def test_packed_zip_does_not_change_outputs(exported):

@@ -1,4 +1,4 @@
-"""The device runtime: face detection (YuNet, Haar fallback), mask classification with an exported
+"""The device runtime: face detection (YuNet; MediaPipe's BlazeFace; Haar fallback), mask classification with an exported
 .tflite model (ai-edge-litert), drawing, photo/video/camera processing and photo-level evaluation.
 
 Needs only numpy, Pillow, ai-edge-litert and opencv-python-headless (``pip install 'maskclf[edge]'``);
@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {
-    "FaceDetector": "detector", "YuNetDetector": "detector", "HaarDetector": "detector",
+    "FaceDetector": "detector", "YuNetDetector": "detector", "BlazeFaceDetector": "detector",
+    "HaarDetector": "detector",
     "create_detector": "detector", "DETECTORS": "detector",
     "Face": "classifier", "FaceClassifier": "classifier",
     "draw_faces": "draw", "draw_fps": "draw", "label_colors": "draw",

@@ -1,11 +1,12 @@
-"""Face detectors for the device runtime: YuNet (default) and OpenCV's Haar cascade (fallback).
+"""Face detectors for the device runtime: YuNet (default), MediaPipe's BlazeFace (what phones run) and
+OpenCV's Haar cascade (fallback).
 
-Both take an RGB uint8 image and return face boxes ``(x1, y1, x2, y2, score)`` in its pixels, clipped
+All take an RGB uint8 image and return face boxes ``(x1, y1, x2, y2, score)`` in its pixels, clipped
 to the image. Faces of ~20 px (crowd photos) are near YuNet's lower limit: ``upscale=k`` also runs
 the detector on the image enlarged k× and merges both passes, and ``tile=T`` splits the enlarged
 image into overlapping T×T tiles so the detector never needs a huge input at once.
 
-Only numpy and opencv-python-headless; no TensorFlow.
+Only numpy, opencv-python-headless and (BlazeFace) ai-edge-litert; no TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 HAAR_FILE = "haarcascade_frontalface_default.xml"
-DETECTORS = ("yunet", "haar")
+BLAZEFACE_FILE = "face_detection_short_range.tflite"
+BLAZEFACE_SHA256 = "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"
+DETECTORS = ("yunet", "blazeface", "haar")
 
 Box = tuple  # (x1, y1, x2, y2, score): floats in image pixels
 
@@ -34,6 +37,21 @@ def _cv2():
     except ImportError:
         raise MaskclfError("opencv-python-headless is not installed; pip install 'maskclf[edge]'") from None
     return cv2
+
+
+def _read_model(model_path: str | Path | None, shipped: str, sha256: str, what: str) -> tuple[Path, bytes]:
+    """(path, bytes) of a detector's model file: ``model_path``, or the copy shipped in :data:`MODELS_DIR`, whose
+    sha256 must be ``sha256``; one-line errors naming the file."""
+    path = Path(model_path) if model_path else MODELS_DIR / shipped
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MaskclfError(f"{path}: {what} model not found; reinstall maskclf or pass the {path.suffix} file") from None
+    except OSError as e:
+        raise MaskclfError(f"{path}: cannot read the {what} model ({e.strerror})") from None
+    if model_path is None and hashlib.sha256(data).hexdigest() != sha256:
+        raise MaskclfError(f"{path}: sha256 differs from the shipped {what} model (corrupt install); reinstall maskclf")
+    return path, data
 
 
 @runtime_checkable
@@ -126,6 +144,29 @@ def nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
         over = inter / np.maximum(area[i] + area - inter, 1e-9)
         alive &= over <= threshold
     return b[keep]
+
+
+def weighted_nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """MediaPipe's weighted non-maximum suppression of (N, 5) ``x1, y1, x2, y2, score`` rows: the best box and
+    every box overlapping it by IoU > ``threshold`` become one box, their score-weighted mean, with the best
+    score; kept rows, best first."""
+    if len(boxes) == 0:
+        return boxes.reshape(0, 5)
+    b = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+    area = np.maximum(0, b[:, 2] - b[:, 0]) * np.maximum(0, b[:, 3] - b[:, 1])
+    out, alive = [], np.ones(len(b), bool)
+    for i in range(len(b)):
+        if not alive[i]:
+            continue
+        iw = np.clip(np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]), 0, None)
+        ih = np.clip(np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]), 0, None)
+        inter = iw * ih
+        group = alive & (inter / np.maximum(area[i] + area - inter, 1e-9) > threshold)
+        group[i] = True
+        w = b[group, 4:5]
+        out.append(np.append((b[group, :4] * w).sum(0) / w.sum(), b[i, 4]))
+        alive &= ~group
+    return np.asarray(out, b.dtype)
 
 
 def _tiles(length: int, tile: int, overlap: int) -> list[int]:
@@ -247,8 +288,12 @@ class _ScaledDetector:
             boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
             side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
             boxes = boxes[(side >= max(1.0, self.min_face)) & (boxes[:, 4] >= self.score_threshold)]
-        boxes = nms(boxes, self.nms_threshold)
+        boxes = self._suppress(boxes)
         return [tuple(float(v) for v in b) for b in boxes]
+
+    def _suppress(self, boxes: np.ndarray) -> np.ndarray:
+        """Overlapping boxes of all passes and tiles merged into one per face (greedy NMS)."""
+        return nms(boxes, self.nms_threshold)
 
     def describe(self) -> dict:
         """The detector's settings (written into JSON outputs)."""
@@ -282,16 +327,7 @@ class YuNetDetector(_ScaledDetector):
         if not hasattr(cv2, "FaceDetectorYN"):
             raise MaskclfError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; "
                                "pip install 'opencv-python-headless>=4.10,<5' or use --detector haar")
-        path = Path(model_path) if model_path else MODELS_DIR / YUNET_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise MaskclfError(f"{path}: YuNet model not found; reinstall maskclf or pass the .onnx file") from None
-        except OSError as e:
-            raise MaskclfError(f"{path}: cannot read the YuNet model ({e.strerror})") from None
-        if model_path is None and hashlib.sha256(data).hexdigest() != YUNET_SHA256:
-            raise MaskclfError(f"{path}: sha256 differs from the shipped YuNet model (corrupt install); "
-                               "reinstall maskclf")
+        path, data = _read_model(model_path, YUNET_FILE, YUNET_SHA256, "YuNet")
         try:
             # The buffer overload: the bytes just checked are the bytes loaded.
             self._net = cv2.FaceDetectorYN.create("onnx", np.frombuffer(data, np.uint8), np.zeros(0, np.uint8),
@@ -367,13 +403,114 @@ class HaarDetector(_ScaledDetector):
         return np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3], s], 1)
 
 
-def create_detector(name: str = "yunet", **options) -> _ScaledDetector:
-    """A detector by name (``yunet`` or ``haar``); ``options`` go to its constructor.
+def ssd_anchors(size: int, strides: Sequence[int], per_layer: int) -> np.ndarray:
+    """(N, 2) anchor centres (x, y in 0..1) of a MediaPipe SSD face model, in its output order.
 
-    Options left as None take the detector's own default (YuNet's score threshold is 0.6, Haar's 0).
+    MediaPipe's ``SsdAnchorsCalculator`` with fixed-size anchors: a ``size``/stride grid per distinct stride,
+    ``per_layer`` anchors per cell for each layer of that stride (2 with an interpolated scale, else 1).
     """
-    classes = {"yunet": YuNetDetector, "haar": HaarDetector}
+    out, i = [], 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        cells = size // strides[i]
+        yy, xx = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        out.append(np.repeat(np.stack([xx.ravel(), yy.ravel()], 1), per_layer * (j - i), axis=0))
+        i = j
+    return np.concatenate(out).astype(np.float32)
+
+
+class BlazeFaceDetector(_ScaledDetector):
+    """MediaPipe's BlazeFace short-range face detector through ai-edge-litert: the network MediaPipe Tasks'
+    ``FaceDetector`` runs on Android and iOS, so a phone app's boxes are these boxes.
+
+    The frame is letterboxed onto the 128×128 input as MediaPipe does (aspect kept, bilinear, zero border,
+    pixels to [-1, 1]), the 896 SSD anchors are decoded, and overlapping boxes are merged by MediaPipe's
+    weighted suppression; the boxes match MediaPipe Tasks' (tests/test_export.py). Made for faces within ~2 m
+    of a phone camera: in VOC's street photos it finds far fewer faces than YuNet unless ``tile`` (and
+    ``upscale``) give it the small ones at a larger size (docs/BENCHMARKS.md section 3).
+
+    Args:
+        model_path: the .tflite; default the copy shipped in ``maskclf/edge/models`` (sha256 checked).
+        score_threshold: minimum face confidence (MediaPipe's ``min_detection_confidence``, 0.5).
+        nms_threshold: IoU above which boxes are merged (MediaPipe's ``min_suppression_threshold``, 0.3).
+        min_face, upscale, tile, tile_overlap: as for :class:`YuNetDetector`.
+        num_threads: LiteRT threads.
+    """
+
+    name = "blazeface"
+    framing = (-0.008, 0.057, 0.918, 1.055)  # VOC's boxes: 6 % of BlazeFace's height lower, 8 % narrower
+
+    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.5,
+                 nms_threshold: float = 0.3, min_face: int = 0, upscale: float = 1.0, tile: int = 0,
+                 tile_overlap: float = 0.25, num_threads: int = 1):
+        super().__init__(score_threshold, nms_threshold, min_face, upscale, tile, tile_overlap)
+        from maskclf.edge.runtime import load_interpreter
+
+        path, data = _read_model(model_path, BLAZEFACE_FILE, BLAZEFACE_SHA256, "BlazeFace")
+        it = load_interpreter(data, num_threads=num_threads)
+        inp = it.get_input_details()[0]
+        outs = sorted(it.get_output_details(), key=lambda d: int(d["shape"][-1]))
+        if (len(outs) != 2 or list(inp["shape"]) != [1, 128, 128, 3] or int(outs[0]["shape"][-1]) != 1
+                or int(outs[1]["shape"][-1]) != 16 or int(outs[0]["shape"][1]) != 896):
+            raise MaskclfError(f"{path}: not a BlazeFace short-range model (input {list(inp['shape'])}, outputs "
+                               f"{[list(o['shape']) for o in outs]}; expected [1, 128, 128, 3] -> 896 boxes)")
+        self._it, self._input = it, inp["index"]
+        self._scores, self._regressors = outs[0]["index"], outs[1]["index"]
+        self.size = 128
+        self.anchors = ssd_anchors(self.size, (8, 16, 16, 16), 2)
+        self.model_path = path
+
+    def _raw(self, bgr: np.ndarray) -> np.ndarray:
+        cv2 = _cv2()
+        h, w = bgr.shape[:2]
+        s = self.size
+        scale = s / max(h, w)
+        px, py = (s - w * scale) / 2, (s - h * scale) / 2
+        warp = np.float32([[scale, 0, px], [0, scale, py]])
+        canvas = cv2.warpAffine(bgr, warp, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=(0, 0, 0))
+        x = canvas[None, :, :, ::-1].astype(np.float32) / 127.5 - 1.0
+        self._it.set_tensor(self._input, x)
+        self._it.invoke()
+        logits = np.clip(self._it.get_tensor(self._scores)[0, :, 0], -80, 80)
+        score = 1.0 / (1.0 + np.exp(-logits))
+        keep = score >= min(self.score_threshold, 0.99)
+        if not keep.any():
+            return np.zeros((0, 5), np.float32)
+        r, a = self._it.get_tensor(self._regressors)[0, keep, :4] / s, self.anchors[keep]
+        cx, cy = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1]
+        rows = np.stack([cx - r[:, 2] / 2, cy - r[:, 3] / 2, cx + r[:, 2] / 2, cy + r[:, 3] / 2, score[keep]], 1)
+        rows[:, [0, 2]] = (rows[:, [0, 2]] * s - px) / scale  # letterbox -> frame pixels
+        rows[:, [1, 3]] = (rows[:, [1, 3]] * s - py) / scale
+        return rows.astype(np.float32)
+
+    def _suppress(self, boxes: np.ndarray) -> np.ndarray:
+        return weighted_nms(boxes, self.nms_threshold)
+
+
+def create_detector_class(name: str) -> type:
+    """The detector class of a name of :data:`DETECTORS` (case-insensitive), or a one-line error."""
+    classes = {"yunet": YuNetDetector, "blazeface": BlazeFaceDetector, "haar": HaarDetector}
     key = str(name).strip().lower()
     if key not in classes:
         raise MaskclfError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return classes[key](**{k: v for k, v in options.items() if v is not None})
+    return classes[key]
+
+
+def framing_table() -> dict:
+    """Every known detector's ``framing`` and the rule that applies it (each export's metadata.json carries it, so
+    a phone app moves its detector's box as :func:`reframe` does)."""
+    return {"rule": "a detector box (x1, y1, x2, y2), w = x2 - x1, h = y2 - y1: move its centre by (dx * w, dy * h), "
+                    "make it sw * w wide and sh * h high, clip it to the frame; then crop as above (the training "
+                    "crops were cut around hand-drawn boxes, which sit there)",
+            **{name: list(create_detector_class(name).framing) for name in DETECTORS}}
+
+
+def create_detector(name: str = "yunet", **options) -> _ScaledDetector:
+    """A detector by name (``yunet``, ``blazeface`` or ``haar``); ``options`` go to its constructor.
+
+    Options left as None take the detector's own default (score threshold: YuNet 0.6, BlazeFace 0.5, Haar 0).
+    """
+    return create_detector_class(name)(**{k: v for k, v in options.items() if v is not None})

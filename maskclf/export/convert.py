@@ -1,8 +1,8 @@
 """TFLite (LiteRT) export of a run's model in four precisions, checked against Keras.
 
 ``export_run(run_dir)`` writes ``RUN_DIR/export/``: ``model_<precision>.tflite`` per precision,
-``labels.txt``, ``metadata.json`` (input contract, classes, threshold, quantisation, sha256 of every
-file) and a parity report (``report.json``, ``report.md``) measured with ai-edge-litert on the
+``labels.txt``, ``metadata.json`` (input contract with each detector's framing, classes, threshold,
+quantisation, sha256 of every file) and a parity report (``report.json``, ``report.md``) measured with ai-edge-litert on the
 run's test split.
 
 Each .tflite also describes itself, in two layers that share one appended ZIP:
@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from maskclf.edge import tflite_metadata
+from maskclf.edge import detector, tflite_metadata
 from maskclf.edge.runtime import (  # noqa: F401  (the readers and runners of .tflite files, re-exported)
     _LATENCY_WARMUP,
     _io_details,
@@ -47,8 +47,7 @@ from maskclf.edge.runtime import (  # noqa: F401  (the readers and runners of .t
     supports_dynamic_batch,
     verify_export,
 )
-from maskclf.files import (MaskclfError, atomic_path, read_labels, write_json, write_labels,
-                           write_text)
+from maskclf.files import MaskclfError, atomic_path, read_labels, write_json, write_labels, write_text
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
 # Weight-quantised models (dynamic, int8) legitimately flip a borderline answer in a few hundred;
@@ -327,7 +326,8 @@ def _metadata(cfg, run: Path, class_names: list[str], threshold: float | None, m
                   "color": "RGB", "value_range": [0, 255], "resize": "bilinear",
                   "normalization": "inside the model; feed raw pixels (float models as float32, int8 as uint8)",
                   "crop_margin": cfg.data.crop_margin,
-                  "crop": "square box around the face, grown by crop_margin x its longer side on each side"},
+                  "crop": "square box around the face, grown by crop_margin x its longer side on each side",
+                  "detector_framing": detector.framing_table()},
         "output": {"kind": "softmax probabilities", "order": "labels.txt"},
         "ensemble_members": _ensemble_members(run),
         "models": models,
