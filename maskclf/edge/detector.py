@@ -423,7 +423,7 @@ def ssd_anchors(size: int, strides: Sequence[int], per_layer: int) -> np.ndarray
 
 class BlazeFaceDetector(_ScaledDetector):
     """MediaPipe's BlazeFace short-range face detector through ai-edge-litert: the network MediaPipe Tasks'
-    ``FaceDetector`` runs on Android and iOS, so a phone app's boxes are these boxes.
+    ``FaceDetector`` runs on Android and iOS (there as a float16 build), so a phone app's boxes are these boxes.
 
     The frame is letterboxed onto the 128×128 input as MediaPipe does (aspect kept, bilinear, zero border,
     pixels to [-1, 1]), the 896 SSD anchors are decoded, and overlapping boxes are merged by MediaPipe's
