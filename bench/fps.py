@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="float32,int8")
     ap.add_argument("--upscales", default="1,2", help="detector upscale factors (1 = plain)")
     ap.add_argument("--detector", default="yunet", help="yunet (default), blazeface or haar")
+    ap.add_argument("--tile", type=int, default=0, help="the detector's tile size (0: whole frame)")
     ap.add_argument("--out", default=str(HERE / "out"))
     args = ap.parse_args()
 
@@ -114,7 +115,7 @@ def main() -> None:
         cv2.setNumThreads(nt)
         classifiers = {p: FaceClassifier(args.export, num_threads=nt, precision=p) for p in precisions}
         for up in upscales:
-            det = create_detector(args.detector, upscale=up)
+            det = create_detector(args.detector, upscale=up, tile=args.tile)
             pipes = {p: FaceMaskPipeline(c, det) for p, c in classifiers.items()}
 
             def full(frame, pipe):
@@ -178,7 +179,7 @@ def main() -> None:
     md = [f"### Frames per second, {WIDTH}×{HEIGHT} frames ({meta['date']})", "",
           f"{meta['machine']}; OpenCV {cv2.__version__}; load average at the end {meta['load_average']}; "
           f"{len(frames)} frames letterboxed from `{Path(args.data).name}` photos, median of {args.repeats} "
-          f"passes. Detector: {args.detector} on the BGR frames. Pipeline: detect, crop + one batched classify call, draw in "
+          f"passes. Detector: {args.detector}{f' (tile {args.tile})' if args.tile else ''} on the BGR frames. Pipeline: detect, crop + one batched classify call, draw in "
           f"place; overlapped = the next frame detected on a second thread (maskclf detect's default), one thread = "
           f"one frame at a time (--no-overlap). Stage times per frame: the one-thread pipeline (no stage competing).", "",
           "| threads | upscale | model | detector FPS | pipeline FPS | pipeline / detector | one thread FPS "
