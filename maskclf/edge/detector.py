@@ -138,12 +138,16 @@ def nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
         if not alive[i]:
             continue
         keep.append(i)
-        iw = np.clip(np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]), 0, None)
-        ih = np.clip(np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]), 0, None)
-        inter = iw * ih
-        over = inter / np.maximum(area[i] + area - inter, 1e-9)
-        alive &= over <= threshold
+        alive &= _iou_with_row(b, area, i) <= threshold
     return b[keep]
+
+
+def _iou_with_row(b: np.ndarray, area: np.ndarray, i: int) -> np.ndarray:
+    """IoU of box row ``i`` of ``b`` with every row (``area``: the rows' areas), for the suppression loops."""
+    iw = np.clip(np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    return inter / np.maximum(area[i] + area - inter, 1e-9)
 
 
 def weighted_nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
@@ -158,10 +162,7 @@ def weighted_nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
     for i in range(len(b)):
         if not alive[i]:
             continue
-        iw = np.clip(np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]), 0, None)
-        ih = np.clip(np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]), 0, None)
-        inter = iw * ih
-        group = alive & (inter / np.maximum(area[i] + area - inter, 1e-9) > threshold)
+        group = alive & (_iou_with_row(b, area, i) > threshold)
         group[i] = True
         w = b[group, 4:5]
         out.append(np.append((b[group, :4] * w).sum(0) / w.sum(), b[i, 4]))
