@@ -179,7 +179,8 @@ def main() -> None:
     md = [f"### Frames per second, {WIDTH}×{HEIGHT} frames ({meta['date']})", "",
           f"{meta['machine']}; OpenCV {cv2.__version__}; load average at the end {meta['load_average']}; "
           f"{len(frames)} frames letterboxed from `{Path(args.data).name}` photos, median of {args.repeats} "
-          f"passes. Detector: {args.detector}{f' (tile {args.tile})' if args.tile else ''} on the BGR frames. Pipeline: detect, crop + one batched classify call, draw in "
+          f"passes. Detector: {args.detector}{f' (tile {args.tile})' if args.tile else ''} on the BGR frames. "
+          f"Pipeline: detect, crop + one batched classify call, draw in "
           f"place; overlapped = the next frame detected on a second thread (maskclf detect's default), one thread = "
           f"one frame at a time (--no-overlap). Stage times per frame: the one-thread pipeline (no stage competing).", "",
           "| threads | upscale | model | detector FPS | pipeline FPS | pipeline / detector | one thread FPS "

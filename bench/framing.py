@@ -6,9 +6,9 @@ faces that way does.
    its offset and size ratio; the medians are the detector's ``framing`` (shipped in maskclf/edge/detector.py).
 2. A/B: each export given is evaluated on the run's validation and test photos through ``--detector`` (YuNet
    by default; ``--upscale``/``--tile`` as for ``maskclf evaluate-detection``), once with the detector's boxes as
-   they are, once reframed (the shipped constants; the box
-   is then cropped, matched and drawn there): label accuracy and balanced accuracy of the matched faces,
-   masked faces called "incorrect", detector recall at IoU 0.5 and mAP.
+   they are, once reframed (the shipped constants; the box is then cropped, matched and drawn there): label
+   accuracy and balanced accuracy of the matched faces, masked faces called "incorrect", detector recall at
+   IoU 0.5 and mAP.
 
 3. With ``--faces DIR`` (class folders of face images from another source, e.g. chandrikadeb7): each image is
    put in a larger frame (padded by half its side, ``edge``: border pixels repeated, ``black``), the detector finds
@@ -100,13 +100,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args()
 
-    from maskclf.edge.detector import DETECTORS, create_detector
+    from maskclf.edge.detector import DETECTORS, create_detector, framing_table
     from maskclf.edge.evaluation import evaluate_detection, fit_framing
 
     with open(Path(a.run) / "split.csv", newline="", encoding="utf-8") as f:
         train = {Path(r["source"]).name for r in csv.DictReader(f) if r["split"] == "train"}
     fits = {d: fit_framing(create_detector(d), a.data, train) for d in DETECTORS}
-    shipped = {d: list(create_detector(d).framing) for d in fits}
+    shipped = framing_table()  # the class constants: no second detector of each kind loaded
     md = ["# Detector framing: where VOC's annotators draw faces, and cropping the device's faces there", "",
           f"`python bench/framing.py {' '.join(sys.argv[1:])}`, {machine()}, {time.strftime('%Y-%m-%d %H:%M')}.", "",
           "## Fit on the run's training photos (medians: centre offset dx, dy in box widths / heights, size ratios)",
@@ -119,10 +119,11 @@ def main() -> None:
                   f"{shipped[d]} | {cls} |")
     results = {}
     if a.exports:
-        opts = f"{a.detector}" + (f", upscale {a.upscale}" if a.upscale else "") + (f", tile {a.tile}" if a.tile else "")
-        md += ["", f"## Detector ({opts}) + classifier on the run's photos: the detector's box as it is vs reframed", "",
-               "| export | split | boxes | label accuracy | balanced accuracy (matched) | found incorrect / with / "
-               "without | masked called incorrect | detector recall | mAP@0.5 |", "|---|---|---|---:|---:|---|---:|---:|---:|"]
+        opts = a.detector + (f", upscale {a.upscale}" if a.upscale else "") + (f", tile {a.tile}" if a.tile else "")
+        md += ["", f"## Detector ({opts}) + classifier on the run's photos: the detector's box as it is vs reframed",
+               "", "| export | split | boxes | label accuracy | balanced accuracy (matched) | found incorrect / with / "
+               "without | masked called incorrect | detector recall | mAP@0.5 |",
+               "|---|---|---|---:|---:|---|---:|---:|---:|"]
     for e in a.exports:
         for split in ("validation", "test"):
             for framing in (False, True):
@@ -135,8 +136,8 @@ def main() -> None:
                           f"{r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {found} | "
                           f"{r['masked_called_incorrect']} | {r['recall']:.3f} | {r['map']:.3f} |")
     if a.faces and a.exports:
-        md += ["", f"## Another source through {a.detector}: `{a.faces}`, {a.per_class} images per class, each padded into "
-               "a larger frame", "", "| export | padding | box | faces found per class | balanced accuracy | "
+        md += ["", f"## Another source through {a.detector}: `{a.faces}`, {a.per_class} images per class, each "
+               "padded into a larger frame", "", "| export | padding | box | faces found per class | balanced accuracy | "
                "recall per class | called incorrect per class |", "|---|---|---|---|---:|---|---|"]
         for e in a.exports:
             for pad, r in other_source(e, a.faces, a.per_class, a.precision, a.detector).items():

@@ -25,9 +25,9 @@ def main(argv):
         for path in argv[1:]:
             rgb = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
             found = det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)).detections
-            out[path] = [[d.bounding_box.origin_x, d.bounding_box.origin_y,
-                          d.bounding_box.origin_x + d.bounding_box.width, d.bounding_box.origin_y + d.bounding_box.height,
-                          d.categories[0].score] for d in found]
+            boxes = [d.bounding_box for d in found]
+            out[path] = [[b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height, d.categories[0].score]
+                         for b, d in zip(boxes, found)]
     print(json.dumps({"mediapipe": mp.__version__, "boxes": out}))
 
 

@@ -24,8 +24,8 @@ from maskclf.data.splitting import read_split_csv  # noqa: E402
 from maskclf.edge import draw  # noqa: E402
 from maskclf.edge.app import FaceMaskPipeline  # noqa: E402
 from maskclf.edge.classifier import Face, FaceClassifier  # noqa: E402
-from maskclf.edge.detector import (BlazeFaceDetector, HaarDetector, YuNetDetector, create_detector, iou, nms,  # noqa: E402
-                                   reframe, ssd_anchors, weighted_nms)
+from maskclf.edge.detector import (  # noqa: E402
+    BlazeFaceDetector, HaarDetector, YuNetDetector, create_detector, iou, nms, reframe, ssd_anchors, weighted_nms)
 from maskclf.edge.evaluation import GroundTruth, average_precision, fit_framing, voc_ap  # noqa: E402
 from maskclf.files import MaskclfError  # noqa: E402
 from maskclf.training.train import train  # noqa: E402

@@ -264,7 +264,8 @@ def _blazeface_for_mediapipe(path) -> None:
     graph = fb.SubGraphMetadataT()
     graph.inputTensorMetadata, graph.outputTensorMetadata = [image], outputs
     meta = fb.ModelMetadataT()
-    meta.name, meta.subgraphMetadata, meta.minParserVersion = "face_detection_short_range", [graph], tm.MIN_PARSER_VERSION
+    meta.name, meta.subgraphMetadata = "face_detection_short_range", [graph]
+    meta.minParserVersion = tm.MIN_PARSER_VERSION
     b = flatbuffers.Builder(1024)
     b.Finish(meta.Pack(b), tm.METADATA_IDENTIFIER)
     path.write_bytes(tm.add_metadata((MODELS_DIR / BLAZEFACE_FILE).read_bytes(), bytes(b.Output())))

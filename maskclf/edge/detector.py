@@ -46,11 +46,13 @@ def _read_model(model_path: str | Path | None, shipped: str, sha256: str, what: 
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise MaskclfError(f"{path}: {what} model not found; reinstall maskclf or pass the {path.suffix} file") from None
+        raise MaskclfError(f"{path}: {what} model not found; reinstall maskclf or pass the {path.suffix} "
+                           "file") from None
     except OSError as e:
         raise MaskclfError(f"{path}: cannot read the {what} model ({e.strerror})") from None
     if model_path is None and hashlib.sha256(data).hexdigest() != sha256:
-        raise MaskclfError(f"{path}: sha256 differs from the shipped {what} model (corrupt install); reinstall maskclf")
+        raise MaskclfError(f"{path}: sha256 differs from the shipped {what} model (corrupt install); "
+                           "reinstall maskclf")
     return path, data
 
 
@@ -503,9 +505,9 @@ def create_detector_class(name: str) -> type:
 def framing_table() -> dict:
     """Every known detector's ``framing`` and the rule that applies it (each export's metadata.json carries it, so
     a phone app moves its detector's box as :func:`reframe` does)."""
-    return {"rule": "a detector box (x1, y1, x2, y2), w = x2 - x1, h = y2 - y1: move its centre by (dx * w, dy * h), "
-                    "make it sw * w wide and sh * h high, clip it to the frame; then crop as above (the training "
-                    "crops were cut around hand-drawn boxes, which sit there)",
+    return {"rule": "a detector box (x1, y1, x2, y2), w = x2 - x1, h = y2 - y1: move its centre by "
+                    "(dx * w, dy * h), make it sw * w wide and sh * h high, clip it to the frame; then crop as above "
+                    "(the training crops were cut around hand-drawn boxes, which sit there)",
             **{name: list(create_detector_class(name).framing) for name in DETECTORS}}
 
 

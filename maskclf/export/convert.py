@@ -2,8 +2,8 @@
 
 ``export_run(run_dir)`` writes ``RUN_DIR/export/``: ``model_<precision>.tflite`` per precision,
 ``labels.txt``, ``metadata.json`` (input contract with each detector's framing, classes, threshold,
-quantisation, sha256 of every file) and a parity report (``report.json``, ``report.md``) measured with ai-edge-litert on the
-run's test split.
+quantisation, sha256 of every file) and a parity report (``report.json``, ``report.md``) measured with
+ai-edge-litert on the run's test split.
 
 Each .tflite also describes itself, in two layers that share one appended ZIP:
 

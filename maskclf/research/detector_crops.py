@@ -4,12 +4,13 @@ VOC faces are cropped around hand-drawn boxes; YuNet's boxes start higher (foreh
 differently. Since ``maskclf detect`` moves YuNet's boxes where VOC's annotators draw faces (the detector's
 ``framing``), these copies match the device's crops only with ``--no-reframe``; they are kept as measured.
 With ``data.detector_train=true`` every VOC photo with faces in the training split is run through YuNet
-(``create_detector("yunet")``, as ``maskclf detect`` makes it); each detection matched to a training face (greedy IoU >= ``ANNOTATION_MATCH_IOU``, :func:`maskclf.edge.tracking.match`) is
-cropped with the same square crop and margin (:func:`maskclf.data.images.crop_face`) and joins the training split
-as a second copy of that face: its label, photo group and source. Validation and test faces are never touched,
-so cross-validation stays honest. Faces YuNet does not find (most under ~16 px) get no copy. Detections and crops
-are cached in the user cache folder (key: the VOC crop folder's own key, which covers the photo's and the XML's
-bytes and the margin, plus this module's version).
+(``create_detector("yunet")``, as ``maskclf detect`` makes it); each detection matched to a training face (greedy
+IoU >= ``ANNOTATION_MATCH_IOU``, :func:`maskclf.edge.tracking.match`) is cropped with the same square crop and
+margin (:func:`maskclf.data.images.crop_face`) and joins the training split as a second copy of that face: its
+label, photo group and source. Validation and test faces are never touched, so cross-validation stays honest. Faces
+YuNet does not find (most under ~16 px) get no copy. Detections and crops are cached in the user cache folder (key:
+the VOC crop folder's own key, which covers the photo's and the XML's bytes and the margin, plus this module's
+version).
 """
 
 from __future__ import annotations
