@@ -85,6 +85,10 @@ class AugmentConfig:
         vertical_flip: random up-down flip (off for faces).
         brightness_range: multiplicative brightness range ``[lo, hi]``, or empty for none.
         contrast_range: random contrast factor in [1 - c, 1 + c]; 0 for none.
+        saturation_range: multiplicative colour saturation range ``[lo, hi]`` per image, or empty for none.
+        hue_range: random hue shift in [-h, h] of the colour circle per image (0.05 = +-18 degrees); 0 for none.
+        grayscale_probability: share of training images turned to grey (colour kept in 3 channels); 0 for none.
+            The three colour knobs make a model lean less on the colours of one photo set's masks and cameras.
         fill_mode: how pixels outside the image are filled: reflect, wrap, nearest, constant.
         resolution_range: resolution augmentation ``[lo, hi]``: an image is shrunk to a random
             fraction in [lo, hi] of its side and resized back, so sharp large faces and blurred
@@ -108,6 +112,9 @@ class AugmentConfig:
     vertical_flip: bool = False
     brightness_range: tuple = (0.8, 1.2)
     contrast_range: float = 0.0
+    saturation_range: tuple = ()
+    hue_range: float = 0.0
+    grayscale_probability: float = 0.0
     fill_mode: str = "reflect"
     resolution_range: tuple = ()
     resolution_probability: float = 0.5
@@ -316,7 +323,8 @@ LATE_FIELDS = {("data", "extra_train"): "", ("data", "sources"): [], ("data", "p
                ("train", "calibration"): "none", ("train", "focal_gamma"): 0.0, ("train", "logit_adjust"): 0.0,
                ("augment", "mixup_alpha"): 0.0, ("augment", "cutmix_alpha"): 0.0, ("augment", "mix_probability"): 1.0,
                ("train", "sampling"): "shuffle", ("train", "weight_average"): 0.0, ("train", "l2sp"): 0.0,
-               ("train", "sam_rho"): 0.0,
+               ("train", "sam_rho"): 0.0, ("augment", "saturation_range"): [], ("augment", "hue_range"): 0.0,
+               ("augment", "grayscale_probability"): 0.0,
                ("train", "distill_from"): "", ("train", "distill_weight"): 0.5, ("train", "distill_temperature"): 2.0,
                ("model", "init_from"): ("", "none")}  # a tuple: several spellings of the legacy behaviour
 

@@ -113,6 +113,12 @@ def check_values(cfg) -> None:
     b = cfg.augment.brightness_range
     if b and (len(b) != 2 or not all(isinstance(x, (int, float)) for x in b) or not 0 < b[0] <= b[1]):
         raise MaskclfError(f"config key augment.brightness_range: expected [lo, hi] with 0 < lo <= hi, got {list(b)}")
+    sat = cfg.augment.saturation_range
+    if sat and (len(sat) != 2 or not all(isinstance(x, (int, float)) for x in sat) or not 0 <= sat[0] <= sat[1]):
+        raise MaskclfError(f"config key augment.saturation_range: expected [lo, hi] with 0 <= lo <= hi, got {list(sat)}")
+    if not (0 <= cfg.augment.hue_range <= 0.5 and 0 <= cfg.augment.grayscale_probability <= 1):
+        raise MaskclfError("config keys augment.hue_range ([0, 0.5] of the colour circle) and "
+                           "augment.grayscale_probability ([0, 1]) are out of range")
     r = cfg.augment.resolution_range
     if r and (len(r) != 2 or not all(isinstance(x, (int, float)) for x in r) or not 0 < r[0] <= r[1] <= 1):
         raise MaskclfError(f"config key augment.resolution_range: expected [lo, hi] with 0 < lo <= hi <= 1, got {list(r)}")

@@ -77,6 +77,46 @@ def test_resolution_augmentation_blurs_a_share_of_the_images(shapes_dir):
     assert xa.min() >= 0 and xa.max() <= 255
 
 
+def test_colour_augmentation_changes_colour_not_brightness(shapes_dir):
+    paths = _paths(shapes_dir)
+    labels = list(range(len(paths)))
+    off = dict(rotation_range=0, width_shift_range=0, height_shift_range=0, zoom_range=0,
+               horizontal_flip=False, brightness_range=())
+    xp = next(iter(pipeline.make_dataset(paths, labels, 32, batch_size=len(paths))))[0].numpy()
+
+    def batch(**kw):
+        ds = pipeline.make_dataset(paths, labels, 32, batch_size=len(paths), training=True,
+                                   augment=AugmentConfig(**off, **kw), seed=1)
+        x, y = next(iter(ds))
+        return x.numpy()[np.argsort(y.numpy())]
+
+    grey = batch(grayscale_probability=1.0)  # every image grey: the three channels equal
+    assert np.abs(grey[..., 0] - grey[..., 2]).max() < 1e-3 and np.abs(grey[..., 1] - grey[..., 2]).max() < 1e-3
+    luma = xp @ np.array([0.2989, 0.587, 0.114], dtype=np.float32)
+    assert np.abs(grey[..., 0] - luma).max() < 1.0  # the image's luma, not black or a channel
+    half = batch(grayscale_probability=0.5)
+    still_coloured = np.abs(half[..., 0] - half[..., 2]).max(axis=(1, 2)) > 1.0
+    coloured = np.abs(xp[..., 0] - xp[..., 2]).max(axis=(1, 2)) > 1.0
+    assert 0 < still_coloured.sum() < coloured.sum()  # some coloured images kept, some turned grey
+    jitter = batch(saturation_range=(0.3, 1.7), hue_range=0.1)
+    assert np.abs(jitter - xp).mean(axis=(1, 2, 3))[coloured].min() > 0.5  # each coloured image changed
+    # HSV value (the brightest channel) is untouched by saturation and hue
+    assert np.abs(jitter.max(axis=-1) - xp.max(axis=-1)).max() < 1.0
+    assert jitter.min() >= 0 and jitter.max() <= 255
+    same = batch(saturation_range=(1.0, 1.0))
+    assert np.abs(same - xp).max() < 0.5
+
+
+@pytest.mark.parametrize("override, words", [("augment.saturation_range=[1.5,0.5]", "saturation_range"),
+                                             ("augment.hue_range=0.7", "hue_range"),
+                                             ("augment.grayscale_probability=1.5", "grayscale_probability")])
+def test_colour_augmentation_settings_are_checked(override, words):
+    from maskclf.config import Config, apply_overrides
+    from maskclf.files import MaskclfError
+    with pytest.raises(MaskclfError, match=words):
+        apply_overrides(Config(), [override])
+
+
 @pytest.mark.parametrize("override, words", [("augment.resolution_range=[0.5,2]", "resolution_range"),
                                              ("augment.jpeg_quality_range=[0,50]", "jpeg_quality_range"),
                                              ("augment.resolution_probability=2", "resolution_probability")])

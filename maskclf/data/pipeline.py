@@ -49,6 +49,28 @@ def _brightness(lo: float, hi: float):
     return apply
 
 
+def _colour(saturation: tuple, hue: float, gray: float, seed: int):
+    """Per-image colour jitter on a float batch in [0, 255]: saturation x [lo, hi], hue shift in [-hue, hue]
+    (in HSV), then a ``gray`` share of the images turned to grey (luma, in all 3 channels)."""
+    gen = tf.random.Generator.from_seed(seed + 11)
+
+    def apply(x):
+        n = tf.shape(x)[0]
+        if saturation or hue:
+            h, s, v = tf.unstack(tf.image.rgb_to_hsv(x / 255.0), axis=-1)
+            if saturation:
+                s = tf.clip_by_value(s * gen.uniform([n, 1, 1], saturation[0], saturation[1]), 0.0, 1.0)
+            if hue:
+                h = tf.math.floormod(h + gen.uniform([n, 1, 1], -hue, hue), 1.0)
+            x = tf.clip_by_value(tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1)) * 255.0, 0.0, 255.0)
+        if gray:
+            luma = tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 1, 3])
+            x = tf.where(gen.uniform([n, 1, 1, 1]) < gray, luma, x)
+        return x
+
+    return apply
+
+
 def _degrade(lo: float, hi: float, quality: tuple, prob: float, seed: int):
     """Resolution augmentation on a float batch in [0, 255]: shrink-and-restore and/or JPEG re-compression.
 
@@ -143,7 +165,9 @@ def batch_and_augment(ds: tf.data.Dataset, batch_size: int, augment: AugmentConf
                         augment.resolution_probability, seed)
                if (augment.resolution_range or augment.jpeg_quality_range) and augment.resolution_probability > 0
                else None)
-    if aug is None and bright is None and degrade is None:
+    colour = (_colour(tuple(augment.saturation_range), augment.hue_range, augment.grayscale_probability, seed)
+              if augment.saturation_range or augment.hue_range or augment.grayscale_probability else None)
+    if aug is None and bright is None and degrade is None and colour is None:
         return ds
 
     def apply(x, *y):
@@ -153,6 +177,8 @@ def batch_and_augment(ds: tf.data.Dataset, batch_size: int, augment: AugmentConf
             x = tf.clip_by_value(aug(x, training=True), 0.0, 255.0)
         if bright is not None:
             x = bright(x)
+        if colour is not None:
+            x = colour(x)
         return (x, *y)
 
     return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
