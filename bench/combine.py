@@ -1,0 +1,105 @@
+"""How a two-member ensemble's probabilities are combined (issue 24): the default averages its members equally;
+would another weight, the geometric mean or the more confident member do better? No training: each fold's two
+member runs of a `maskclf cv` folder predict their validation and test splits and any other source once (each
+member at its own input size, decoded as in training), then every rule is scored. Balanced accuracy is the mean
+recall over the classes each set has (calling a two-class source's face "incorrect" is an error).
+
+Decide on the validation column and the other source, never on the test folds.
+
+Writes bench/out/combine-<stamp>.{md,json}.
+
+Usage:  python bench/combine.py CV_DIR [--data OTHER_SOURCE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from foundation import machine, run_main, write_results  # noqa: E402
+
+
+def _weighted(w: float):
+    return lambda a, b: (1 - w) * a + w * b
+
+
+RULES = {**{f"mean, second member's weight {w}": _weighted(w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)},
+         "geometric mean": lambda a, b: np.sqrt(np.clip(a, 1e-12, 1) * np.clip(b, 1e-12, 1)),
+         "the more confident member": lambda a, b: np.where((a.max(1) >= b.max(1))[:, None], a, b),
+         "first member alone": lambda a, b: a,
+         "second member alone": lambda a, b: b}
+
+
+def mean_recall(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+
+
+def fold_members(fold: Path) -> list[Path]:
+    """The two member runs of a cv fold (an ensemble's own directory left out), in name order."""
+    runs = sorted(p for p in fold.iterdir() if (p / "best.keras").is_file() and not (p / "ensemble.json").is_file())
+    if len(runs) != 2:
+        from maskclf.files import MaskclfError
+        raise MaskclfError(f"{fold}: {len(runs)} member runs, expected 2 (a cv fold of the default ensemble)")
+    return runs
+
+
+def member_probabilities(run: Path, data: list[str]) -> dict:
+    """{set: (labels, probabilities)} for the run's validation and test splits and each other source."""
+    from maskclf.config import load_config
+    from maskclf.data import sources
+    from maskclf.files import read_labels
+    from maskclf.reports.evaluate import load_run_model, predict_paths
+
+    cfg, names = load_config(run / "config.yaml"), read_labels(run / "labels.txt")
+    rows = sources.run_split_rows(run, cfg.data, "run the cv command again to rebuild the crops", False)
+    sets = {s: ([r["path"] for r in rows if r["split"] == s], [names.index(r["label"]) for r in rows if r["split"] == s])
+            for s in ("validation", "test")}
+    for d in data:
+        sets[Path(d).name] = sources.images_of(d, cfg.data, names, False)
+    model = load_run_model(run)
+    return {s: (np.array(y), predict_paths(model, p, cfg.data.image_size)) for s, (p, y) in sets.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cv", help="a `maskclf cv` folder of the default ensemble (two member runs per fold)")
+    ap.add_argument("--data", action="append", default=[], help="another source, scored on its own classes")
+    ap.add_argument("--out", default=str(HERE / "out"))
+    a = ap.parse_args()
+
+    folds = sorted(Path(a.cv).glob("fold-*-of-*"))
+    if not folds:
+        from maskclf.files import MaskclfError
+        raise MaskclfError(f"{a.cv}: no fold-K-of-N folders; give a `maskclf cv` output folder")
+    scores: dict[str, dict[str, list[float]]] = {r: {} for r in RULES}
+    members = []
+    for fold in folds:
+        first, second = fold_members(fold)
+        members.append([first.name, second.name])
+        pa, pb = member_probabilities(first, a.data), member_probabilities(second, a.data)
+        for s, (y, p) in pa.items():
+            for rule, f in RULES.items():
+                scores[rule].setdefault(s, []).append(mean_recall(y, f(p, pb[s][1]).argmax(1)))
+        print(f"{fold.name}: {first.name} + {second.name}", file=sys.stderr, flush=True)
+    sets = list(scores[next(iter(RULES))])
+    md = [f"# Combining the two members of {a.cv} ({len(folds)} folds)", "",
+          f"`python bench/combine.py {' '.join(sys.argv[1:])}`, {machine()}, {time.strftime('%Y-%m-%d %H:%M')}.",
+          f"First member {members[0][0]}, second {members[0][1]} (fold 1). Balanced accuracy, mean ± sd over folds.", "",
+          "| rule | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
+    md += [f"| {rule} | " + " | ".join(f"{100 * np.mean(v[s]):.1f} ± {100 * np.std(v[s], ddof=1):.1f}" for s in sets)
+           + " |" for rule, v in scores.items()]
+    write_results(Path(a.out), "combine", time.strftime("%Y%m%d-%H%M%S"), md,
+                  {"cv": str(a.cv), "members": members, "scores": scores,
+                   "command": "python bench/combine.py " + " ".join(sys.argv[1:])})
+
+
+if __name__ == "__main__":
+    run_main(main, "bench/combine.py")
