@@ -15,13 +15,15 @@ it keeps memory small), then perturbed:
   sampled), then to the model's input as the device does — a face S px wide in the frame;
 * ``jpeg Q``: re-encoded as JPEG at quality Q at that size (a cheap camera, a messaging app);
 * ``blur F``: Gaussian blur with sigma = F × the face side (focus, motion);
-* ``bright F``: every pixel × F, clipped (under- and over-exposure).
+* ``bright F``: every pixel × F, clipped (under- and over-exposure);
+* ``crop F`` / ``top F`` / ``bottom F``: a window of F × the side kept, centred / at the top / at the bottom (another
+  annotator's or detector's tighter box: a box sitting higher keeps the forehead and loses the chin).
 
 Writes bench/out/robustness-<stamp>.{md,json}.
 
 Usage:
   python bench/robustness.py RUN_DIR [--data ../shared/data/chandrikadeb7-face-mask] [--precision int8]
-         [--max-images 2000]
+         [--max-images 2000] [--only size,crop]
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from foundation import machine, run_main, write_results  # noqa: E402
 
 PERTURBATIONS = [("none", None), ("size", 12), ("size", 16), ("size", 24), ("size", 48), ("size", 96),
                  ("jpeg", 50), ("jpeg", 25), ("jpeg", 10), ("blur", 0.02), ("blur", 0.04), ("blur", 0.08),
-                 ("bright", 0.5), ("bright", 1.3), ("bright", 1.6)]
+                 ("bright", 0.5), ("bright", 1.3), ("bright", 1.6),
+                 ("crop", 0.85), ("crop", 0.7), ("top", 0.85), ("bottom", 0.85)]
 
 
 def perturb(img: Image.Image, kind: str, value) -> Image.Image:
@@ -61,6 +64,12 @@ def perturb(img: Image.Image, kind: str, value) -> Image.Image:
     if kind == "bright":
         arr = np.asarray(img, np.float32) * float(value)
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    if kind in ("crop", "top", "bottom"):
+        w, h = img.size
+        cw, ch = max(1, round(w * value)), max(1, round(h * value))
+        left = (w - cw) // 2
+        top = {"crop": (h - ch) // 2, "top": 0, "bottom": h - ch}[kind]
+        return img.crop((left, top, left + cw, top + ch))
     raise ValueError(f"unknown perturbation {kind}")
 
 
@@ -100,6 +109,8 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=128)
     ap.add_argument("--max-images", type=int, default=4000, help="per face set (a random subsample beyond)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="comma-separated kinds to run (size, jpeg, blur, bright, crop, top, "
+                    "bottom); the unperturbed row is always run")
     ap.add_argument("--out", default=str(HERE / "out"))
     args = ap.parse_args()
 
@@ -109,6 +120,12 @@ def main() -> None:
     run = Path(args.run)
     if not (run / "export").is_dir():
         sys.exit(f"bench/robustness.py: {run}/export: not found; run `maskclf export {run}` first")
+    kinds = set(filter(None, args.only.split(","))) or {k for k, _ in PERTURBATIONS}
+    unknown = kinds - {k for k, _ in PERTURBATIONS}
+    if unknown:
+        sys.exit(f"bench/robustness.py: --only {','.join(sorted(unknown))}: not a perturbation "
+                 f"({', '.join(sorted({k for k, _ in PERTURBATIONS} - {'none'}))})")
+    perturbations = [(k, v) for k, v in PERTURBATIONS if k == "none" or k in kinds]
     clf = FaceClassifier(run / "export", precision=args.precision)
     names = clf.class_names
     sets = face_sets(run, args.data, names, args.max_images, args.seed)
@@ -126,7 +143,7 @@ def main() -> None:
         y = np.array(labels)
         results[set_name] = {"faces": len(faces), "per_class": {names[c]: int(np.sum(y == c)) for c in np.unique(y)},
                              "rows": []}
-        for kind, value in PERTURBATIONS:
+        for kind, value in perturbations:
             batch = np.stack([np.asarray(perturb(f, kind, value).resize(size, Image.BILINEAR)) for f in faces])
             probs = np.concatenate([clf.predict(batch[i:i + 256]) for i in range(0, len(batch), 256)])
             pred = np.array([clf.decide(p)[0] for p in probs])
@@ -146,7 +163,7 @@ def main() -> None:
           f"(mean recall over the classes present); faces first brought to at most {args.max_side} px.", "",
           "| perturbation | " + " | ".join(f"{c} ({results[c]['faces']})" for c in cols) + " |",
           "|---|" + "---:|" * len(cols)]
-    for i, (kind, value) in enumerate(PERTURBATIONS):
+    for i, (kind, value) in enumerate(perturbations):
         md.append(f"| {label(kind, value)} | " + " | ".join(f"{results[c]['rows'][i]['balanced_accuracy']:.3f}"
                                                            for c in cols) + " |")
     write_results(Path(args.out), "robustness", stamp, md, meta | {"sets": results})
