@@ -107,20 +107,13 @@ def test_colour_augmentation_changes_colour_not_brightness(shapes_dir):
     assert np.abs(same - xp).max() < 0.5
 
 
-@pytest.mark.parametrize("override, words", [("augment.saturation_range=[1.5,0.5]", "saturation_range"),
-                                             ("augment.hue_range=0.7", "hue_range"),
-                                             ("augment.grayscale_probability=1.5", "grayscale_probability")])
-def test_colour_augmentation_settings_are_checked(override, words):
-    from maskclf.config import Config, apply_overrides
-    from maskclf.files import MaskclfError
-    with pytest.raises(MaskclfError, match=words):
-        apply_overrides(Config(), [override])
-
-
 @pytest.mark.parametrize("override, words", [("augment.resolution_range=[0.5,2]", "resolution_range"),
                                              ("augment.jpeg_quality_range=[0,50]", "jpeg_quality_range"),
-                                             ("augment.resolution_probability=2", "resolution_probability")])
-def test_resolution_augmentation_settings_are_checked(override, words):
+                                             ("augment.resolution_probability=2", "resolution_probability"),
+                                             ("augment.saturation_range=[1.5,0.5]", "saturation_range"),
+                                             ("augment.hue_range=0.7", "hue_range"),
+                                             ("augment.grayscale_probability=1.5", "grayscale_probability")])
+def test_resolution_and_colour_augmentation_settings_are_checked(override, words):
     from maskclf.config import Config, apply_overrides
     from maskclf.files import MaskclfError
     with pytest.raises(MaskclfError, match=words):
