@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from foundation import machine, run_main, write_results  # noqa: E402
+from foundation import machine, run_face_sets, run_main, write_results  # noqa: E402
+from robustness import balanced_accuracy  # noqa: E402
 
 
 def _weighted(w: float):
@@ -36,10 +37,6 @@ RULES = {**{f"mean, second member's weight {w}": _weighted(w) for w in (0.3, 0.4
          "the more confident member": lambda a, b: np.where((a.max(1) >= b.max(1))[:, None], a, b),
          "first member alone": lambda a, b: a,
          "second member alone": lambda a, b: b}
-
-
-def mean_recall(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
 def fold_members(fold: Path) -> list[Path]:
@@ -54,16 +51,11 @@ def fold_members(fold: Path) -> list[Path]:
 def member_probabilities(run: Path, data: list[str]) -> dict:
     """{set: (labels, probabilities)} for the run's validation and test splits and each other source."""
     from maskclf.config import load_config
-    from maskclf.data import sources
     from maskclf.files import read_labels
     from maskclf.reports.evaluate import load_run_model, predict_paths
 
     cfg, names = load_config(run / "config.yaml"), read_labels(run / "labels.txt")
-    rows = sources.run_split_rows(run, cfg.data, "run the cv command again to rebuild the crops", False)
-    sets = {s: ([r["path"] for r in rows if r["split"] == s], [names.index(r["label"]) for r in rows if r["split"] == s])
-            for s in ("validation", "test")}
-    for d in data:
-        sets[Path(d).name] = sources.images_of(d, cfg.data, names, False)
+    sets = run_face_sets(run, cfg, names, data, hint="run the cv command again to rebuild the crops")
     model = load_run_model(run)
     return {s: (np.array(y), predict_paths(model, p, cfg.data.image_size)) for s, (p, y) in sets.items()}
 
@@ -87,7 +79,7 @@ def main() -> None:
         pa, pb = member_probabilities(first, a.data), member_probabilities(second, a.data)
         for s, (y, p) in pa.items():
             for rule, f in RULES.items():
-                scores[rule].setdefault(s, []).append(mean_recall(y, f(p, pb[s][1]).argmax(1)))
+                scores[rule].setdefault(s, []).append(balanced_accuracy(y, f(p, pb[s][1]).argmax(1))[0])
         print(f"{fold.name}: {first.name} + {second.name}", file=sys.stderr, flush=True)
     sets = list(scores[next(iter(RULES))])
     md = [f"# Combining the two members of {a.cv} ({len(folds)} folds)", "",

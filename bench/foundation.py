@@ -136,3 +136,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def run_face_sets(run, cfg, names: list[str], data: list[str], splits=("validation", "test"), hint: str = "",
+                  progress: bool = False) -> dict:
+    """{set: (paths, labels)}: the run's ``splits`` (from split.csv) and every image of each other source in
+    ``data`` (classes matched to ``names`` by name), as bench scripts score them."""
+    from maskclf.data import sources
+
+    rows = sources.run_split_rows(run, cfg.data, hint or "train the run again to rebuild the crops", progress)
+    sets = {s: ([r["path"] for r in rows if r["split"] == s], [names.index(r["label"]) for r in rows if r["split"] == s])
+            for s in splits}
+    for d in data:
+        sets[Path(d).name] = sources.images_of(d, cfg.data, names, progress)
+    return sets

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from foundation import machine, run_main, write_results  # noqa: E402
+from foundation import machine, run_face_sets, run_main, write_results  # noqa: E402
 
 OFFSETS = [0.0, -0.5, -1.0, -1.5, -2.0, -3.0]
 
@@ -49,7 +49,6 @@ def main() -> None:
     a = ap.parse_args()
 
     from maskclf.config import load_config
-    from maskclf.data import sources
     from maskclf.files import MaskclfError, read_labels
     from maskclf.reports.evaluate import load_run_model, predict_paths
 
@@ -59,11 +58,8 @@ def main() -> None:
         raise MaskclfError(f"{run}: --class {a.cls} is not one of its classes ({', '.join(names)})")
     k = names.index(a.cls)
     cfg = load_config(run / "config.yaml")
-    rows = sources.run_split_rows(run, cfg.data, "run the training command again to rebuild the crops")
-    sets = {s: ([r["path"] for r in rows if r["split"] == s], [names.index(r["label"]) for r in rows if r["split"] == s])
-            for s in ("validation", "test")}
-    for d in a.data:
-        sets[Path(d).name] = sources.images_of(d, cfg.data, names)
+    sets = run_face_sets(run, cfg, names, a.data, hint="run the training command again to rebuild the crops",
+                         progress=True)
     model = load_run_model(run)
     logp = {s: np.log(np.clip(predict_paths(model, p, cfg.data.image_size), 1e-12, 1)) for s, (p, _) in sets.items() if p}
     table = {s: [score(np.array(sets[s][1]), logp[s], k, o) for o in OFFSETS] for s in logp}

@@ -40,7 +40,7 @@ from PIL import Image, ImageFilter
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from foundation import machine, run_main, write_results  # noqa: E402
+from foundation import machine, run_face_sets, run_main, write_results  # noqa: E402
 
 PERTURBATIONS = [("none", None), ("size", 12), ("size", 16), ("size", 24), ("size", 48), ("size", 96),
                  ("jpeg", 50), ("jpeg", 25), ("jpeg", 10), ("blur", 0.02), ("blur", 0.04), ("blur", 0.08),
@@ -86,13 +86,10 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> tuple[float, dict]:
 def face_sets(run: Path, data: list[str], class_names: list[str], max_images: int, seed: int) -> dict:
     """{name: (paths, labels)}: the run's test split, then each ``--data`` source."""
     from maskclf.config import load_config
-    from maskclf.data import sources
 
-    cfg = load_config(run / "config.yaml")
-    rows = [r for r in sources.run_split_rows(run, cfg.data, "train the run again") if r["split"] == "test"]
-    sets = {"test (same source)": ([r["path"] for r in rows], [class_names.index(r["label"]) for r in rows])}
-    for d in data:
-        sets[Path(d).name] = sources.images_of(d, cfg.data, class_names)
+    found = run_face_sets(run, load_config(run / "config.yaml"), class_names, data, splits=("test",),
+                          hint="train the run again", progress=True)
+    sets = {"test (same source)": found.pop("test"), **found}
     rng = np.random.default_rng(seed)
     for name, (paths, labels) in list(sets.items()):
         if len(paths) > max_images:  # a random subsample (class shares kept in expectation)
