@@ -66,7 +66,8 @@ FLAG_VALUES = {"--epochs": "1", "--max-epochs": "1", "--max-trials": "2", "--fol
 ADDED_FLAGS = {"train": {"--epochs": "1"}, "cv": {"--epochs": "1"}, "compare": {"--epochs": "1"},
                "tune": {"--max-epochs": "1", "--max-trials": "2"}}
 # `--model M` (train, cv) also gets model.weights=none: no internet for ImageNet weights (efficientnet_lite0's
-# come from a package: the default ensemble and `--ensemble-models` keep them, with train.fine_tune_epochs=0).
+# come from a package: the default ensemble and `--ensemble-models` keep them, with train.fine_tune_epochs=0, but 1
+# in the set-up command: its phase runs there, and only there).
 # export: every precision's --min-agreement at most these (README's own thresholds capped: a 1-epoch model has
 # near-ties that flip under quantisation: 1-2 in 72 for the CNN, int8 0.972 < README's 0.98 once; 4 in 72 for the
 # default ensemble, whose lite0 member has had one frozen epoch, int8 0.944; the default thresholds and the refusal
@@ -344,8 +345,9 @@ def substitute(argv: list[str], ws: Workspace, used: dict) -> tuple[list[str], d
             out += [flag, value]
     if command in ("train", "cv") and "--model" in out:
         _add_override(out, "model.weights=none")
-    if command in ("train", "cv") and _default_ensemble(out) is not None:  # lite0's recipe fine-tunes 8 more epochs
-        _add_override(out, "train.fine_tune_epochs=0")  # (test_ensemble.py runs that phase: time on one worker)
+    if command in ("train", "cv") and _default_ensemble(out) is not None:  # lite0's recipe fine-tunes 8 more epochs:
+        setup = argv[1:3] == ["train", "--data"] and len(argv) == 4  # one in the set-up, as users first run it
+        _add_override(out, f"train.fine_tune_epochs={1 if setup else 0}")  # (check_train sees it), none elsewhere
     if command == "cv":  # one fold (or held-out source) of two: cv's loop over folds is test_experiments.py's
         if "--by-source" in out and "--source" not in out:
             out += ["--source", Path(out[out.index("--data") + 1]).name]  # trains on the small two-class set
@@ -454,8 +456,18 @@ def check_train(res: Result, ws, used):
         assert all((run / name).exists() for name in ("best.keras", "labels.txt", "config.yaml", "split.csv"))
     names = _default_ensemble(argv)
     if names:  # one member per family (the default ensemble without --model), each with its own recipe
+        from maskclf.models.registry import get_spec
+
         members = [res.cwd / m for m in metrics["ensemble_of"]]
-        assert [_config(m)["model"]["name"] for m in members] == names and run not in members
+        configs = [_config(m) for m in members]
+        assert [c["model"]["name"] for c in configs] == names and run not in members
+        sizes = [get_spec(n).image_size for n in names]  # each family at its own size, fed the largest
+        assert [c["data"]["image_size"] for c in configs] == sizes and _config(run)["data"]["image_size"] == max(sizes)
+        for n, c, m in zip(names, configs, members):  # a pretrained family keeps ImageNet (a package ships lite0's)
+            assert c["model"]["weights"] == ("imagenet" if get_spec(n).backbone else None), (n, c["model"])
+            with open(m / "history.csv", newline="") as f:  # and its fine-tuning phase ran (the set-up: one epoch)
+                rows = len(list(csv.DictReader(f)))
+            assert rows == c["train"]["epochs"] + (c["train"]["fine_tune_epochs"] if c["model"]["weights"] else 0)
     for member in members:
         for name in RUN_FILES:
             assert (member / name).exists(), f"{member} has no {name}"
@@ -567,6 +579,10 @@ def check_cv(res, ws, used):
         assert cv["by_source"] and len(cv["sources"]) == len(sources), cv["sources"]
         held = [res.argv[res.argv.index("--source") + 1]] if "--source" in res.argv else cv["sources"]
         assert [r["held_out"] for r in cv["per_source"]] == held, cv["per_source"]
+        from maskclf.files import members_of
+
+        for r in cv["per_source"]:  # the default ensemble's members averaged per held-out source
+            assert len(members_of(Path(res.cwd, r["run_dir"]))) == len(names or []) and "recall" in r
     else:
         assert cv["folds"] == int(res.argv[res.argv.index("--folds") + 1])
         assert cv["folds_done"] == (1 if "--fold" in res.argv else cv["folds"])

@@ -147,18 +147,3 @@ def test_cli_trains_on_two_sources_and_cv_by_source_holds_each_out(two_sources, 
     assert sorted(p.name for p in (out / "heldout-a").iterdir()) == before
     assert main(["cv", "--by-source", "--data", str(a), "--epochs", "1", "--out", str(out), "--quiet", *TINY]) != 0
     assert "needs at least two sources" in capsys.readouterr().err
-
-
-def test_cv_by_source_of_two_families_averages_them_per_held_out_source(two_sources, tmp_path, capsys):
-    from maskclf.files import members_of
-
-    a, b = two_sources
-    out = tmp_path / "loso-ens"
-    assert main(["cv", "--by-source", "--data", str(a), "--data", str(b), "--epochs", "1", "--out", str(out),
-                 "--quiet", "--ensemble-models", "maskclf_cnn,seed004_cnn", "--source", "b"]) == 0
-    assert "Leave-one-source-out: maskclf_cnn+seed004_cnn" in capsys.readouterr().out
-    summary = json.loads((out / "cv.json").read_text())
-    assert summary["members"] == ["maskclf_cnn-35", "seed004_cnn-35"]
-    (row,) = summary["per_source"]
-    assert row["held_out"] == "b" and len(members_of(row["run_dir"])) == 2
-    assert row["test_images"] == 28 and set(row["recall"]) == {"circle", "square"}  # every image of b
