@@ -195,8 +195,8 @@ register(ModelSpec("seed004_cnn", build_small_cnn, 35, "unit",
 # The default since session 10: seed004_cnn with two convolutions per block, which under photo-grouped
 # cross-validation (docs/BENCHMARKS.md section 6) beat it on validation, test and another photo set at once.
 # Its recipe (session 23): wider zoom and shift, so a face framed by another annotator or detector is one it has
-# seen; leave-one-source-out VOC -> chandrikadeb7 0.717 -> 0.772 from a random start, steadier on held-out photos
-# of another source in 5 folds (docs/BENCHMARKS.md section 7). The Python API's Config() keeps 0.1 / 0.1 / 0.1.
+# seen; leave-one-source-out VOC -> chandrikadeb7 0.715 -> 0.744 from a random start (mean of 4 / 2 runs), steadier
+# on held-out photos of another source in 5 folds (docs/BENCHMARKS.md section 7). Config() keeps 0.1 / 0.1 / 0.1.
 MASKCLF_CNN_RECIPE = {"augment.zoom_range": 0.25, "augment.width_shift_range": 0.15,
                       "augment.height_shift_range": 0.15}
 register(ModelSpec("maskclf_cnn", build_small_cnn, 35, "unit",
