@@ -80,8 +80,7 @@ class AugmentConfig:
         width_shift_range: fraction of width, random horizontal shift.
         height_shift_range: fraction of height, random vertical shift.
         shear_range: shear intensity as a fraction (0.2 = up to 20 % shear).
-        zoom_range: random zoom in [1 - z, 1 + z]. (`--model maskclf_cnn` and the default ensemble's CNN member
-            bring 0.25 and shifts of 0.15 as their recipe, ``maskclf models -v``; what you set wins.)
+        zoom_range: random zoom in [1 - z, 1 + z].
         horizontal_flip: random left-right flip (faces are symmetric enough).
         vertical_flip: random up-down flip (off for faces).
         brightness_range: multiplicative brightness range ``[lo, hi]``, or empty for none.

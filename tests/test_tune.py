@@ -75,13 +75,13 @@ def test_shipped_spaces_load_and_cover_seed_report_003():
     assert [centre["model.filters"] * 2 ** i for i in range(centre["model.blocks"])] == spec.defaults["filters"]
     for k in ("convs_per_block", "pooling", "dense_units", "dropout", "batch_norm"):
         assert centre[f"model.{k}"] == spec.defaults[k], k
-    # ... and trains as the default ensemble's maskclf_cnn member does (its recipe: wider zoom and shift)
+    # ... and trains as the default ensemble's maskclf_cnn member does (its size, augmentation)
     from maskclf.cli import build_parser
     from maskclf.commands import _member_configs
     member = _member_configs(build_parser().parse_args(["train", "--data", "DATA"]))[0]
     assert member.model.name == spaces["small_cnn"].model
     trial = spaces["small_cnn"].config(Config(), centre, member.train.epochs)
-    assert trial.augment == member.augment and member.augment.zoom_range == 0.25
+    assert trial.augment == member.augment and trial.data.image_size == member.data.image_size
     assert p["train.batch_size"].values == (23, 32, 46)
     assert (p["model.dropout"].low, p["model.dropout"].high) == (0.2, 0.5)
     assert [64, 32] in p["model.dense_units"].values and [128] in p["model.dense_units"].values

@@ -194,16 +194,11 @@ register(ModelSpec("seed004_cnn", build_small_cnn, 35, "unit",
                                "35x35 input, Flatten head (the earlier default)"))
 # The default since session 10: seed004_cnn with two convolutions per block, which under photo-grouped
 # cross-validation (docs/BENCHMARKS.md section 6) beat it on validation, test and another photo set at once.
-# Its recipe (session 23): wider zoom and shift, so a face framed by another annotator or detector is one it has
-# seen; leave-one-source-out VOC -> chandrikadeb7 0.715 -> 0.744 from a random start (mean of 4 / 2 runs), steadier
-# on held-out photos of another source in 5 folds (docs/BENCHMARKS.md section 7). Config() keeps 0.1 / 0.1 / 0.1.
-MASKCLF_CNN_RECIPE = {"augment.zoom_range": 0.25, "augment.width_shift_range": 0.15,
-                      "augment.height_shift_range": 0.15}
 register(ModelSpec("maskclf_cnn", build_small_cnn, 35, "unit",
                    defaults=dict(filters=[32, 64, 128], convs_per_block=2, batch_norm=True, pooling="flatten",
                                  dense_units=[256], dropout=0.5),
                    description="maskclf's default: seed004_cnn with two 3x3 convolutions per block (VGG-style), "
-                               "ReLU + batch-norm, 35x35 input, Flatten head", recipe=MASKCLF_CNN_RECIPE))
+                               "ReLU + batch-norm, 35x35 input, Flatten head"))
 
 
 # ----------------------------------------------------------------------------- Tiramisu (FC-DenseNet) encoder
