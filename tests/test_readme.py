@@ -583,6 +583,9 @@ def check_cv(res, ws, used):
 
         for r in cv["per_source"]:  # the default ensemble's members averaged per held-out source
             assert len(members_of(Path(res.cwd, r["run_dir"]))) == len(names or []) and "recall" in r
+            assert r["test_images"] > 0 and set(r["recall"]) <= set(r["class_names"])
+        if names:  # cv.md's title names them
+            assert f"Leave-one-source-out: {'+'.join(names)}" in (out / "cv.md").read_text()
     else:
         assert cv["folds"] == int(res.argv[res.argv.index("--folds") + 1])
         assert cv["folds_done"] == (1 if "--fold" in res.argv else cv["folds"])
