@@ -461,10 +461,11 @@ def check_train(res: Result, ws, used):
         members = [res.cwd / m for m in metrics["ensemble_of"]]
         configs = [_config(m) for m in members]
         assert [c["model"]["name"] for c in configs] == names and run not in members
-        sizes = [get_spec(n).image_size for n in names]  # each family at its own size, fed the largest
+        specs = [get_spec(n) for n in names]
+        sizes = [s.image_size for s in specs]  # each family at its own size, fed the largest
         assert [c["data"]["image_size"] for c in configs] == sizes and _config(run)["data"]["image_size"] == max(sizes)
-        for n, c, m in zip(names, configs, members):  # a pretrained family keeps ImageNet (a package ships lite0's)
-            assert c["model"]["weights"] == ("imagenet" if get_spec(n).backbone else None), (n, c["model"])
+        for s, c, m in zip(specs, configs, members):  # a pretrained family keeps ImageNet (a package ships lite0's)
+            assert c["model"]["weights"] == ("imagenet" if s.backbone else None), (s.name, c["model"])
             with open(m / "history.csv", newline="") as f:  # and its fine-tuning phase ran (the set-up: one epoch)
                 rows = len(list(csv.DictReader(f)))
             assert rows == c["train"]["epochs"] + (c["train"]["fine_tune_epochs"] if c["model"]["weights"] else 0)

@@ -58,6 +58,14 @@ def shapes(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- spaces
 
+def _default_members() -> list:
+    """The configurations `maskclf train --data DATA` gives the default ensemble's members."""
+    from maskclf.cli import build_parser
+    from maskclf.commands import _member_configs
+
+    return _member_configs(build_parser().parse_args(["train", "--data", "DATA"]))
+
+
 def test_shipped_spaces_load_and_cover_seed_report_003():
     spaces = {f: T.load_space(REPO / "tuning" / f"{f}.yaml") for f in ("small_cnn", "vgg19", "efficientnet", "mobilenet")}
     assert {s.model for s in spaces.values()} == {"maskclf_cnn", "vgg19", "efficientnet_b0", "mobilenet_v2"}
@@ -76,9 +84,7 @@ def test_shipped_spaces_load_and_cover_seed_report_003():
     for k in ("convs_per_block", "pooling", "dense_units", "dropout", "batch_norm"):
         assert centre[f"model.{k}"] == spec.defaults[k], k
     # ... and trains as the default ensemble's maskclf_cnn member does (its size, augmentation)
-    from maskclf.cli import build_parser
-    from maskclf.commands import _member_configs
-    member = _member_configs(build_parser().parse_args(["train", "--data", "DATA"]))[0]
+    member = _default_members()[0]
     assert member.model.name == spaces["small_cnn"].model
     trial = spaces["small_cnn"].config(Config(), centre, member.train.epochs)
     assert trial.augment == member.augment and trial.data.image_size == member.data.image_size
@@ -99,13 +105,11 @@ def test_lite0_space_is_centred_on_what_the_default_ensemble_trains_as_its_secon
     import dataclasses
     import inspect
 
-    from maskclf.cli import build_parser
-    from maskclf.commands import _member_configs
     from maskclf.config import Config
     from maskclf.models.registry import DEFAULT_ENSEMBLE, get_spec
 
     space = T.load_space(REPO / "tuning" / "efficientnet_lite0.yaml")
-    member = _member_configs(build_parser().parse_args(["train", "--data", "DATA"]))[1]
+    member = _default_members()[1]
     assert space.model == member.model.name == DEFAULT_ENSEMBLE[1]
     centre = {p.key: p.default for p in space.tuned}
     assert None not in centre.values()  # every searched key has its default: the first trial is fully the recipe
