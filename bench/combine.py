@@ -6,9 +6,13 @@ recall over the classes each set has (calling a two-class source's face "incorre
 
 Decide on the validation column and the other source, never on the test folds.
 
+`--first-from CV_DIR2` (`--second-from`) takes each fold's first (second) member from CV_DIR2's same fold instead:
+a recipe changed for one member only, e.g. the CNN trained with `data.detector_train=true`, beside the other
+member as it was. The folds' validation and test splits must be the same photos.
+
 Writes bench/out/combine-<stamp>.{md,json}.
 
-Usage:  python bench/combine.py CV_DIR [--data OTHER_SOURCE ...]
+Usage:  python bench/combine.py CV_DIR [--data OTHER_SOURCE ...] [--first-from CV_DIR2] [--second-from CV_DIR3]
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from foundation import machine, run_face_sets, run_main, write_results  # noqa: E402
 from robustness import balanced_accuracy  # noqa: E402
+
+from maskclf.training.ensemble import scored_rows  # noqa: E402
 
 
 def _weighted(w: float):
@@ -64,6 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("cv", help="a `maskclf cv` folder of the default ensemble (two member runs per fold)")
     ap.add_argument("--data", action="append", default=[], help="another source, scored on its own classes")
+    ap.add_argument("--first-from", help="another cv folder of the same folds: each fold's first member from it")
+    ap.add_argument("--second-from", help="the same for each fold's second member")
     ap.add_argument("--out", default=str(HERE / "out"))
     a = ap.parse_args()
 
@@ -75,6 +83,14 @@ def main() -> None:
     members = []
     for fold in folds:
         first, second = fold_members(fold)
+        if a.first_from:
+            first = fold_members(Path(a.first_from) / fold.name)[0]
+        if a.second_from:
+            second = fold_members(Path(a.second_from) / fold.name)[1]
+        if scored_rows(first) != scored_rows(second):
+            from maskclf.files import MaskclfError
+            raise MaskclfError(f"{first}: its validation/test split differs from {second}'s; give cv folders "
+                               "of the same folds")
         members.append([first.name, second.name])
         pa, pb = member_probabilities(first, a.data), member_probabilities(second, a.data)
         for s, (y, p) in pa.items():
@@ -82,14 +98,16 @@ def main() -> None:
                 scores[rule].setdefault(s, []).append(balanced_accuracy(y, f(p, pb[s][1]).argmax(1))[0])
         print(f"{fold.name}: {first.name} + {second.name}", file=sys.stderr, flush=True)
     sets = list(scores[next(iter(RULES))])
-    md = [f"# Combining the two members of {a.cv} ({len(folds)} folds)", "",
+    title = (f"{a.cv}" + (f", first members from {a.first_from}" if a.first_from else "")
+             + (f", second members from {a.second_from}" if a.second_from else ""))
+    md = [f"# Combining the two members of {title} ({len(folds)} folds)", "",
           f"`python bench/combine.py {' '.join(sys.argv[1:])}`, {machine()}, {time.strftime('%Y-%m-%d %H:%M')}.",
           f"First member {members[0][0]}, second {members[0][1]} (fold 1). Balanced accuracy, mean ± sd over folds.", "",
           "| rule | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
     md += [f"| {rule} | " + " | ".join(f"{100 * np.mean(v[s]):.1f} ± {100 * np.std(v[s], ddof=1):.1f}" for s in sets)
            + " |" for rule, v in scores.items()]
     write_results(Path(a.out), "combine", time.strftime("%Y%m%d-%H%M%S"), md,
-                  {"cv": str(a.cv), "members": members, "scores": scores,
+                  {"cv": str(a.cv), "first_from": a.first_from, "second_from": a.second_from, "members": members, "scores": scores,
                    "command": "python bench/combine.py " + " ".join(sys.argv[1:])})
 
 

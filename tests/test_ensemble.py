@@ -1,6 +1,8 @@
+import csv
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,6 +114,18 @@ def test_ensemble_refuses_what_it_cannot_score_honestly(runs, shapes, tmp_path, 
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "x").exists()  # nothing half-made
+    # Training-only additions (lite0's YuNet-framed copies of training faces) are not another split.
+    import shutil
+
+    from maskclf.training.ensemble import check_members
+
+    more = Path(shutil.copytree(b, tmp_path / "b-more"))
+    with open(more / "split.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    extra = {**next(r for r in rows if r["split"] == "train"), "path": str(tmp_path / "yunet-face.png")}
+    with open(more / "split.csv", "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow(extra)
+    assert check_members([a, more])[0] == [Path(a), more]
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")

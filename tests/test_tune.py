@@ -63,7 +63,7 @@ def _default_members() -> list:
     from maskclf.cli import build_parser
     from maskclf.commands import _member_configs
 
-    return _member_configs(build_parser().parse_args(["train", "--data", "DATA"]))
+    return _member_configs(build_parser().parse_args(["train", "--data", str(REPO / "data" / "sample")]))
 
 
 def test_shipped_spaces_load_and_cover_seed_report_003():
@@ -124,6 +124,7 @@ def test_lite0_space_is_centred_on_what_the_default_ensemble_trains_as_its_secon
     assert trial == default and cfg.train.fine_tune_epochs == 8  # so best.yaml fine-tunes as the default does
     assert dataclasses.asdict(cfg.augment) == dataclasses.asdict(member.augment)
     assert cfg.data.image_size == member.data.image_size == 96
+    assert cfg.data.detector_train and member.data.detector_train  # VOC photos: YuNet-framed copies too
 
 
 @pytest.mark.parametrize("change, words", [

@@ -70,7 +70,8 @@ def add_detector_crops(ds, splits: list[str], margin: float, progress: bool = Fa
         A new (LabeledImages, splits) pair; the copies keep their face's label, group, source and origin.
 
     Raises:
-        MaskclfError: no training face comes from VOC photos (nothing to frame), or OpenCV is missing.
+        MaskclfError: no face comes from VOC photos (nothing to frame; VOC faces held out of training add
+            nothing and are no error), or OpenCV is missing.
     """
     made = []
 
@@ -90,6 +91,8 @@ def add_detector_crops(ds, splits: list[str], margin: float, progress: bool = Fa
         manifest = Path(path).parent / "manifest.json"
         if split == "train" and manifest.is_file():
             by_photo.setdefault(manifest, []).append(i)
+    if not by_photo and any((Path(path).parent / "manifest.json").is_file() for path in ds.paths):
+        return ds, splits  # VOC faces only outside the training split (a held-out VOC source): nothing to add
     if not by_photo:
         raise MaskclfError(f"data.detector_train: {ds.root} has no training faces cropped from VOC photos "
                            "(annotations/*.xml + images/); it frames VOC faces as YuNet does. Set it to false")

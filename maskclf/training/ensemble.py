@@ -22,10 +22,14 @@ from typing import Sequence
 
 from maskclf.files import ENSEMBLE_FILE, MaskclfError, atomic_path, members_of, read_json_object, read_labels, write_json
 
-def _member_rows(run: Path) -> list[tuple[str, str, str]]:
+def scored_rows(run: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """A run's validation and test rows of split.csv: what members of one ensemble must share. Training rows may
+    differ: a recipe's training-only additions (YuNet-framed or painted copies of training faces, extra_train)
+    never hold a validation or test image, and a run of another split has other validation and test rows."""
     from maskclf.data import splitting
 
-    return sorted((r["path"], r["label"], r["split"]) for r in splitting.read_split_csv(run / "split.csv"))
+    return sorted((r["path"], r["label"], r["split"]) for r in splitting.read_split_csv(Path(run) / "split.csv")
+                  if r["split"] != "train")
 
 
 def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[str], int]:
@@ -48,13 +52,13 @@ def check_members(runs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[s
     first = paths[0]
     names = read_labels(first / "labels.txt")
     size = load_config(first / "config.yaml").data.image_size
-    rows = _member_rows(first)
+    rows = scored_rows(first)
     for p in paths[1:]:
         if read_labels(p / "labels.txt") != names:
             raise MaskclfError(f"{p / 'labels.txt'}: classes {', '.join(read_labels(p / 'labels.txt'))} differ from "
                                f"{first}'s ({', '.join(names)}); ensemble runs of the same classes")
         size = max(size, load_config(p / "config.yaml").data.image_size)
-        if _member_rows(p) != rows:
+        if scored_rows(p) != rows:
             raise MaskclfError(f"{p / 'split.csv'}: a different split from {first}'s (its test images may be in "
                                "another member's training data); ensemble runs trained on one split, e.g. one "
                                "`maskclf cv` fold with different train.seed")
