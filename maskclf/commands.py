@@ -44,23 +44,12 @@ def _build_config(args) -> "object":
         given |= {key for flag, key in (("image_size", "data.image_size"), ("epochs", "train.epochs"))
                   if getattr(args, flag, None) is not None}
         brought = {"data.image_size": spec.image_size, **spec.recipe}
-        if brought.get("data.detector_train") and not _has_voc_source(cfg):
+        from maskclf.data.sources import has_voc
+
+        if brought.get("data.detector_train") and not has_voc(cfg.data):
             del brought["data.detector_train"]  # it frames VOC photos' faces: nothing to frame in crop folders
         cfg = C.apply_overrides(cfg, {k: v for k, v in brought.items() if k not in given})
     return cfg
-
-
-def _has_voc_source(cfg) -> bool:
-    """Whether any data root is a Pascal VOC photo set (a root that cannot be read counts as none: loading
-    it reports why)."""
-    from maskclf.data.datasets import detect_layout
-    from maskclf.data.sources import data_sources
-
-    try:
-        return any((s.layout if s.layout != "auto" else detect_layout(s.path)) == "voc"
-                   for s in data_sources(cfg.data))
-    except MaskclfError:
-        return False
 
 
 def cmd_train(args) -> int:

@@ -62,6 +62,17 @@ def data_sources(cfg: DataConfig) -> list[Source]:
     return out
 
 
+def has_voc(cfg: DataConfig) -> bool:
+    """Whether any data root is a Pascal VOC photo set: where ``data.detector_train`` has faces to frame (a root
+    that cannot be read counts as none: loading it reports why)."""
+    from maskclf.data.datasets import detect_layout
+
+    try:
+        return any((s.layout if s.layout != "auto" else detect_layout(s.path)) == "voc" for s in data_sources(cfg))
+    except MaskclfError:
+        return False
+
+
 def describe(cfg: DataConfig) -> str:
     """The data as a user gave it: ``A`` or ``A + B + ...``."""
     return " + ".join(s.path for s in data_sources(cfg))

@@ -95,7 +95,8 @@ def add_detector_crops(ds, splits: list[str], margin: float, progress: bool = Fa
         return ds, splits  # VOC faces only outside the training split (a held-out VOC source): nothing to add
     if not by_photo:
         raise MaskclfError(f"data.detector_train: {ds.root} has no training faces cropped from VOC photos "
-                           "(annotations/*.xml + images/); it frames VOC faces as YuNet does. Set it to false")
+                           "(annotations/*.xml + images/); it frames VOC faces as YuNet does. Set it to false "
+                           "(data.detector_train=false)")
     out, new_splits = ds.copy(), list(splits)
     added = 0
     for n, (manifest, faces) in enumerate(sorted(by_photo.items()), 1):
