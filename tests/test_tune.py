@@ -129,12 +129,11 @@ def test_lite0_space_is_centred_on_what_the_default_ensemble_trains_as_its_secon
 
 def test_a_spaces_fixed_data_values_shape_the_data_read_and_detector_framing_needs_voc_photos(tmp_path):
     from maskclf.config import Config, apply_overrides
-    from maskclf.tuning.tune import _data_of_search
 
     space = T.load_space(REPO / "tuning" / "efficientnet_lite0.yaml")
     crops = make_class_folders(tmp_path / "crops", ("with_mask", "without_mask"), 2)
     for data, framed in ((REPO / "data" / "sample", True), (crops, False)):
-        sp, read = _data_of_search(space, apply_overrides(Config(), {"data.path": str(data)}))
+        sp, read = T.data_of_search(space, apply_overrides(Config(), {"data.path": str(data)}))
         assert read.data.detector_train is framed and sp.fixed.get("data.detector_train", False) is framed
         assert sp.config(Config(), {}, 1).data.detector_train is framed  # so best.yaml trains as the trials did
 

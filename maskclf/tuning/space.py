@@ -385,6 +385,21 @@ def _check_against_config(space: SearchSpace, base: Config | None = None) -> Non
                 raise MaskclfError(f"{space.source}: hyperparameters.{p.key}: value {v!r} rejected: {e}") from None
 
 
+def data_of_search(sp: SearchSpace, base: Config) -> tuple[SearchSpace, Config]:
+    """The space, and the config the data is read with once: the base with the space's fixed ``data.*`` values
+    (they shape every trial's images). A fixed ``data.detector_train: true`` (the lite0 recipe's) is dropped where
+    no data root is a VOC photo set, as ``maskclf train --model`` drops it: crop folders have nothing to frame."""
+    import dataclasses
+
+    from maskclf.data import sources
+
+    fixed = {k: v for k, v in sp.fixed.items() if k.startswith("data.")}
+    if fixed.get("data.detector_train") and not sources.has_voc(base.data):
+        sp = dataclasses.replace(sp, params=tuple(p for p in sp.params if p.key != "data.detector_train"))
+        del fixed["data.detector_train"]
+    return sp, apply_overrides(base, fixed)
+
+
 def load_space(path) -> SearchSpace:
     """Read and validate a ``tuning/*.yaml`` space."""
     return parse_space(read_yaml(path, "search space file (see tuning/README.md)"), source=str(path))

@@ -38,6 +38,7 @@ from maskclf.tuning.space import (  # noqa: F401  (load_space/parse_space/Search
     SearchSpace,
     TUNERS,
     _check_against_config,
+    data_of_search,
     _option_defaults,
     load_space,
     parse_space,
@@ -48,21 +49,6 @@ TRIAL_INFO = "maskclf_trial.json"  # per trial: tuner id, epochs, seconds (Keras
 SEARCH_STATE = "search.json"  # what DIR was made from, so a re-run resumes only the same search
 
 # ============================================================================= data, read once
-
-def _data_of_search(sp: SearchSpace, base: Config) -> tuple[SearchSpace, Config]:
-    """The space, and the config the data is read with once: the base with the space's fixed ``data.*`` values
-    (they shape every trial's images). A fixed ``data.detector_train: true`` (the lite0 recipe's) is dropped where
-    no data root is a VOC photo set, as ``maskclf train --model`` drops it: crop folders have nothing to frame."""
-    import dataclasses
-
-    from maskclf import config as C
-
-    fixed = {k: v for k, v in sp.fixed.items() if k.startswith("data.")}
-    if fixed.get("data.detector_train") and not sources.has_voc(base.data):
-        sp = dataclasses.replace(sp, params=tuple(p for p in sp.params if p.key != "data.detector_train"))
-        del fixed["data.detector_train"]
-    return sp, C.apply_overrides(base, fixed)
-
 
 class SearchData:
     """The dataset of a search: read and split once, images decoded once per image size.
@@ -523,7 +509,7 @@ def tune(space, data: str | list | None = None, tuner: str | None = None, max_tr
             _check_resume(directory, {"space": sp.fingerprint(), "model": sp.model, "tuner": tuner_name,
                                       "objective": objective, "max_epochs": max_epochs,
                                       "base": base.fingerprint(), "data": _resolved_roots(base)})
-        sp, read = _data_of_search(sp, base)
+        sp, read = data_of_search(sp, base)
         hypermodel = MaskHyperModel(sp, base, SearchData(read, progress=progress), max_epochs, objective)
         cbs = list(callbacks or [])
         if tensorboard:
