@@ -382,7 +382,7 @@ def build_efficientnet_lite0(num_classes: int, image_size: int, weights=None, dr
 # `--model efficientnet_lite0` alone: ImageNet weights, then LP-FT (Kumar et al. 2022: a linear probe on the
 # frozen backbone, then all of it fine-tuned with BatchNorm frozen), the recipe measured in BENCHMARKS section 7.
 # Since session 24 each VOC training face also comes framed by YuNet's box (data.detector_train; only where the
-# data has VOC photos, maskclf.commands): on 5 paired VOC folds this member alone read held-out photos of another
+# data has VOC photos: maskclf.data.sources.has_voc): on 5 paired VOC folds this member alone read held-out photos of another
 # source 83.2 -> 89.6 (5 of 5 folds up) at the same validation, the default ensemble 88.6 -> 92.1 at -0.5.
 LITE0_RECIPE = {"model.weights": "imagenet", "train.epochs": 5, "train.learning_rate": 1e-3,
                 "train.fine_tune_epochs": 8, "train.fine_tune_layers": 1000, "train.fine_tune_learning_rate": 1e-4,
