@@ -107,8 +107,8 @@ def main() -> None:
     md += [f"| {rule} | " + " | ".join(f"{100 * np.mean(v[s]):.1f} ± {100 * np.std(v[s], ddof=1):.1f}" for s in sets)
            + " |" for rule, v in scores.items()]
     write_results(Path(a.out), "combine", time.strftime("%Y%m%d-%H%M%S"), md,
-                  {"cv": str(a.cv), "first_from": a.first_from, "second_from": a.second_from, "members": members, "scores": scores,
-                   "command": "python bench/combine.py " + " ".join(sys.argv[1:])})
+                  {"cv": str(a.cv), "first_from": a.first_from, "second_from": a.second_from, "members": members,
+                   "scores": scores, "command": "python bench/combine.py " + " ".join(sys.argv[1:])})
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ SAMPLE = REPO / "data" / "sample"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # One TensorFlow thread per worker: xdist already runs a worker per core, and two workers each spinning two
-# intra-op threads on 2 cores cost CPU (whole suite, 2 cores: 9:43 -> 8:29, user CPU 1025 -> 873 s). Before any
-# test module imports TensorFlow, which reads these once; a user's own setting wins.
+# intra-op threads on 2 cores cost CPU (`python -m pytest -q` on this 2-core VM, 2026-12-07: 9:43 -> 7:51, user CPU
+# 1025 -> 840 s). Set before any test module imports TensorFlow, which reads them once; a user's own setting wins.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
