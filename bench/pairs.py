@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,11 @@ def arm_runs(specs: list[str], flag: str) -> list[tuple[str, Path]]:
     return out
 
 
+def same_paths(run: Path) -> list[tuple[str, str, str]]:
+    """scored_rows with each path resolved from the current folder: runs given ../shared/X and /work/shared/X."""
+    return sorted((os.path.realpath(p), label, split) for p, label, split in scored_rows(run))
+
+
 def summary(values: list[float]) -> str:
     v = 100 * np.asarray(values)
     sd = f" ± {v.std(ddof=1):.1f}" if len(v) > 1 else ""
@@ -62,9 +68,9 @@ def main() -> None:
     a = ap.parse_args()
 
     firsts, seconds = arm_runs(a.first, "--first"), arm_runs(a.second, "--second")
-    rows = scored_rows(firsts[0][1])
+    rows = same_paths(firsts[0][1])
     for _, run in firsts + seconds:
-        if scored_rows(run) != rows:
+        if same_paths(run) != rows:
             raise MaskclfError(f"{run}: its validation/test split differs from {firsts[0][1]}'s; give runs of one split")
     probs = {}
     for _, run in firsts + seconds:
