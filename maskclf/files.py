@@ -158,6 +158,13 @@ def members_of(run: str | os.PathLike) -> list[dict]:
     return members if isinstance(members, list) else []
 
 
+def model_name_of(run: str | os.PathLike, name: str) -> str:
+    """``name`` (a run's model family), or for an ensemble its members' families joined by "+" (as its
+    ensemble.json names them; ensembles made before it did keep ``name``, the first member's)."""
+    names = [m.get("model") for m in members_of(run) if isinstance(m, dict)]
+    return "+".join(names) if names and all(isinstance(n, str) for n in names) else name
+
+
 def read_json_object(path: Path) -> dict:
     """A JSON object file's content; {} when it is missing, unreadable or not an object."""
     try:

@@ -57,7 +57,16 @@ def test_ensemble_averages_the_members_and_is_an_ordinary_run(runs, tmp_path, ca
     report = json.loads((out / "export" / "report.json").read_text())
     assert report["precisions"]["float32"]["agreement"] >= 0.999
     from maskclf.export.convert import read_tflite_metadata
-    assert read_tflite_metadata(out / "export" / "model_float32.tflite")["ensemble_members"] == 2
+    meta = read_tflite_metadata(out / "export" / "model_float32.tflite")
+    assert meta["ensemble_members"] == 2
+    # Named by its members' families (ensemble.json records them), not the first member's alone.
+    from maskclf.config import load_config
+    from maskclf.edge.tflite_metadata import read_standard_metadata
+
+    family = load_config(a / "config.yaml").model.name
+    assert [m["model"] for m in json.loads((out / "ensemble.json").read_text())["members"]] == [family, family]
+    assert meta["model_name"] == report["model_name"] == f"{family}+{family}"
+    assert read_standard_metadata(out / "export" / "model_float32.tflite").name == f"maskclf {family}+{family} face-mask classifier"
     from maskclf.edge.classifier import FaceClassifier
     assert FaceClassifier(out / "export", precision="float32").describe()["ensemble_members"] == 2  # device JSON
 

@@ -47,7 +47,7 @@ from maskclf.edge.runtime import (  # noqa: F401  (the readers and runners of .t
     supports_dynamic_batch,
     verify_export,
 )
-from maskclf.files import MaskclfError, atomic_path, read_labels, write_json, write_labels, write_text
+from maskclf.files import MaskclfError, atomic_path, model_name_of, read_labels, write_json, write_labels, write_text
 
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
 # Weight-quantised models (dynamic, int8) legitimately flip a borderline answer in a few hundred;
@@ -311,7 +311,7 @@ def _metadata(cfg, run: Path, class_names: list[str], threshold: float | None, m
     return {
         "format": "maskclf-tflite-export",
         "format_version": 1,
-        "model_name": cfg.model.name,
+        "model_name": model_name_of(run, cfg.model.name),
         "source_run": str(run.resolve()),
         "maskclf_version": maskclf.__version__,
         "tensorflow_version": _version("tensorflow"),
@@ -343,7 +343,7 @@ def _description(cfg, run: Path, class_names: list[str], threshold: float | None
     rule = (f"predict {class_names[0]} when its probability >= {threshold:.4f}, else {class_names[1]}"
             if threshold is not None else "take the most probable class")
     return tflite_metadata.ModelDescription(
-        name=f"maskclf {cfg.model.name} face-mask classifier",
+        name=f"maskclf {model_name_of(run, cfg.model.name)} face-mask classifier",
         labels=tuple(class_names), image_size=size,
         description=(f"Classifies one face crop as {', '.join(class_names)} ({precision} export of run {run.name}, "
                      f"maskclf {maskclf.__version__}). Input: the face's square box grown by {cfg.data.crop_margin} "
@@ -471,7 +471,7 @@ def export_run(run_dir: str | os.PathLike, precisions: Iterable[str] | str = PRE
     keras_metrics = compute_metrics(check.labels, check.keras_probs, class_names, threshold=threshold)
     report = {
         "run_dir": str(run.resolve()),
-        "model_name": cfg.model.name,
+        "model_name": model_name_of(run, cfg.model.name),
         "evaluated_on": check.source,
         "num_images": len(check.labels),
         "image_size": size,

@@ -115,7 +115,8 @@ def make_ensemble(runs: Sequence[str | os.PathLike], out: str | os.PathLike, pro
         members = []
         for p in paths:
             m = evaluate_run(p, progress=False) if not (p / "metrics.json").is_file() else read_json_object(p / "metrics.json")
-            members.append({"run_dir": str(p.resolve()), "test_balanced_accuracy": m.get("balanced_accuracy")})
+            members.append({"run_dir": str(p.resolve()), "model": load_config(p / "config.yaml").model.name,
+                            "test_balanced_accuracy": m.get("balanced_accuracy")})
         write_json(out / ENSEMBLE_FILE, {"members": members, "combination": "mean of probabilities",
                                          "classifier_calls_per_face": len(paths)})
         if progress:
