@@ -43,11 +43,9 @@ def _build_config(args) -> "object":
         given = {C.full_key(k) for k, _ in (C._split_kv(o) for o in (args.overrides or []))}
         given |= {key for flag, key in (("image_size", "data.image_size"), ("epochs", "train.epochs"))
                   if getattr(args, flag, None) is not None}
-        from maskclf.data.sources import has_voc
+        from maskclf.data.sources import applicable
 
-        brought = {"data.image_size": spec.image_size, **spec.recipe}
-        if brought.get("data.detector_train") and not has_voc(cfg.data):
-            del brought["data.detector_train"]  # it frames VOC photos' faces: nothing to frame in crop folders
+        brought = applicable({"data.image_size": spec.image_size, **spec.recipe}, cfg.data)
         cfg = C.apply_overrides(cfg, {k: v for k, v in brought.items() if k not in given})
     return cfg
 

@@ -73,6 +73,15 @@ def has_voc(cfg: DataConfig) -> bool:
         return False
 
 
+def applicable(brought: dict, cfg: DataConfig) -> dict:
+    """Config values a recipe or a search space brings, without ``data.detector_train`` where no data root is a VOC
+    photo set: it frames VOC photos' faces, and crop folders have nothing to frame (a user's own setting still
+    gets the one-line error there)."""
+    if brought.get("data.detector_train") and not has_voc(cfg):
+        return {k: v for k, v in brought.items() if k != "data.detector_train"}
+    return brought
+
+
 def describe(cfg: DataConfig) -> str:
     """The data as a user gave it: ``A`` or ``A + B + ...``."""
     return " + ".join(s.path for s in data_sources(cfg))

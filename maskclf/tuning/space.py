@@ -387,17 +387,18 @@ def _check_against_config(space: SearchSpace, base: Config | None = None) -> Non
 
 def data_of_search(sp: SearchSpace, base: Config) -> tuple[SearchSpace, Config]:
     """The space, and the config the data is read with once: the base with the space's fixed ``data.*`` values
-    (they shape every trial's images). A fixed ``data.detector_train: true`` (the lite0 recipe's) is dropped where
-    no data root is a VOC photo set, as ``maskclf train --model`` drops it: crop folders have nothing to frame."""
+    (they shape every trial's images), less what does not apply to this data, as ``maskclf train --model`` drops it
+    (sources.applicable: a fixed ``data.detector_train: true``, the lite0 recipe's, where no root is a VOC photo set)."""
     import dataclasses
 
     from maskclf.data import sources
 
     fixed = {k: v for k, v in sp.fixed.items() if k.startswith("data.")}
-    if fixed.get("data.detector_train") and not sources.has_voc(base.data):
-        sp = dataclasses.replace(sp, params=tuple(p for p in sp.params if p.key != "data.detector_train"))
-        del fixed["data.detector_train"]
-    return sp, apply_overrides(base, fixed)
+    kept = sources.applicable(fixed, base.data)
+    dropped = fixed.keys() - kept.keys()
+    if dropped:
+        sp = dataclasses.replace(sp, params=tuple(p for p in sp.params if p.key not in dropped))
+    return sp, apply_overrides(base, kept)
 
 
 def load_space(path) -> SearchSpace:
