@@ -74,7 +74,9 @@ ADDED_FLAGS = {"train": {"--epochs": "1"}, "cv": {"--epochs": "1"}, "compare": {
 # are tested in test_export.py on a confidently trained run).
 EXPORT_AGREEMENT = {"float16": "0.9", "dynamic": "0.9", "int8": "0.9"}
 # README commands (by how they start) run only with `-m slow`: over the ~3 min budget of this file on 2 busy cores.
-SLOW = {"maskclf train --data DATA --model vgg19": "VGG19 (20M parameters) at 64 px: 35-50 s for one epoch"}
+SLOW = {"maskclf train --data DATA --model vgg19": "VGG19 (20M parameters) at 64 px: 35-50 s for one epoch",
+        # three families, mobilenet_v3_small alone ~38 s; compare itself runs in test_experiments.py (two small CNNs)
+        "maskclf compare": "trains maskclf_cnn, seed004_cnn and mobilenet_v3_small: ~60 s on 2 busy cores"}
 # Not run, checked instead: `--camera N` (parses, and a camera that cannot be opened gives the documented one-line
 # error), background `A & B` lines (only `maskclf tune --distributed`: parse; run by test_tune.py), `pip install`
 # (the extras exist in pyproject.toml), `python -m pytest` (this suite: its config), `wait` (a shell builtin).
